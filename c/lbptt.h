@@ -1,0 +1,48 @@
+/*
+ * lbptt.h -- what the files of the Lua binding share: the tensor userdata,
+ * argument checks that raise errors naming the function and the argument,
+ * and the default random generator.
+ *
+ * Error messages read "<function>: <argument> <expected>, got <seen>", e.g.
+ * "bptt.matmul: b must have 3 rows to match a (2x3), got 4x2".
+ */
+#ifndef BPTT_LBPTT_H
+#define BPTT_LBPTT_H
+
+#include "compat.h"
+#include "rng.h"
+#include "tensor.h"
+
+#define BPTT_TENSOR_MT "bptt.Tensor"
+#define BPTT_RNG_KEY "bptt.rng.default"
+
+/* The tensor at idx (error if it is not a tensor, or was freed). */
+bptt_tensor *bptt_checktensor(lua_State *L, int idx, const char *fn, const char *arg);
+/* The tensor at idx, or NULL if it is not a tensor. */
+bptt_tensor *bptt_totensor(lua_State *L, int idx);
+/* Pushes a new tensor userdata with fresh storage of the given shape;
+ * raises a Lua error (naming fn) if the shape overflows or memory runs out. */
+bptt_tensor *bptt_newtensor(lua_State *L, const char *fn, int dtype, int ndim, const int64_t *size);
+/* Pushes a new tensor userdata that shares src's storage with header *hdr. */
+bptt_tensor *bptt_pushview(lua_State *L, const bptt_tensor *hdr);
+
+/* "2x3x4" (or "scalar") into buf. */
+const char *bptt_shapestr(const bptt_tensor *t, char *buf, size_t len);
+
+/* A whole number within [lo, hi] at idx, or an error naming fn and arg. */
+int64_t bptt_checkint(lua_State *L, int idx, const char *fn, const char *arg, int64_t lo, int64_t hi);
+/* An optional dtype name at idx (def when none/nil). */
+int bptt_optdtype(lua_State *L, int idx, const char *fn, int def);
+/* Raises the error for a core error code, with context. */
+int bptt_raise(lua_State *L, int err, const char *fn, const char *what);
+
+/* The default generator (created on first use; shared by every luaopen). */
+bptt_rng *bptt_default_rng(lua_State *L);
+
+/* The module's entry point (exported). */
+int luaopen_bptt_core(lua_State *L);
+
+void bptt_open_tensor(lua_State *L); /* into the module table on top */
+void bptt_open_rng(lua_State *L);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * nn.c -- Linear, Embedding, CrossEntropy, MSE and dropout kernels (see nn.h).
+ *
+ * The kernels are written once, in nn_impl.h, over a type `real`, and included
+ * twice below: float with the _f32 suffix and cblas_s*, double with _f64 and
+ * cblas_d*.  The helpers here do not depend on the element type.
+ */
+#include "nn.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+/* rows x cols with both >= 0; the product (an element count) must fit. */
+static int check_mat(int64_t rows, int64_t cols, int64_t *count) {
+  if (rows < 0 || cols < 0) return BPTT_EARG;
+  if (bptt_mul_overflow(rows, cols, count)) return BPTT_EOVERFLOW;
+  return BPTT_OK;
+}
+
+/* OpenBLAS's default interface takes int dimensions and leading dimensions. */
+static int blas_dim_ok(int64_t d) { return d <= INT_MAX; }
+
+static void set_bad(int64_t *bad_pos, int64_t v) {
+  if (bad_pos) *bad_pos = v;
+}
+
+/* Position of the first id outside 1..V, or -1. */
+static int64_t first_bad_id(const int32_t *ids, int64_t N, int64_t V) {
+  int64_t i;
+  for (i = 0; i < N; i++)
+    if (ids[i] < 1 || (int64_t)ids[i] > V) return i;
+  return -1;
+}
+
+static int ce_ignored(int32_t t, int32_t ignore_index) {
+  return ignore_index != BPTT_NO_IGNORE && t == ignore_index;
+}
+
+/* Counts the rows that are not ignored and checks their targets are in 1..C.
+ * Returns BPTT_ERANGE with *bad_pos at the first offending row. */
+static int ce_count(const int32_t *targets, int64_t N, int64_t C,
+                    int32_t ignore_index, int64_t *count, int64_t *bad_pos) {
+  int64_t i, n = 0;
+  for (i = 0; i < N; i++) {
+    int32_t t = targets[i];
+    if (ce_ignored(t, ignore_index)) continue;
+    if (t < 1 || (int64_t)t > C) {
+      set_bad(bad_pos, i);
+      return BPTT_ERANGE;
+    }
+    n++;
+  }
+  *count = n;
+  return BPTT_OK;
+}
+
+static int reduction_ok(int reduction) {
+  return reduction == BPTT_LOSS_MEAN || reduction == BPTT_LOSS_SUM;
+}
+
+/* The factor d loss / d (per-position loss): gout / count for a mean, gout
+ * for a sum; 0 when nothing is counted (loss defined as 0 then). */
+static double loss_scale(int reduction, double gout, int64_t count) {
+  if (reduction == BPTT_LOSS_SUM) return gout;
+  return count > 0 ? gout / (double)count : 0.0;
+}
+
+/* ------------------------------------------------- float32 instantiation */
+#define real float
+#define FN(name) name##_f32
+#define GEMM cblas_sgemm
+#define EXP expf
+#include "nn_impl.h"
+#undef real
+#undef FN
+#undef GEMM
+#undef EXP
+
+/* ------------------------------------------------- float64 instantiation */
+#define real double
+#define FN(name) name##_f64
+#define GEMM cblas_dgemm
+#define EXP exp
+#include "nn_impl.h"
+#undef real
+#undef FN
+#undef GEMM
+#undef EXP

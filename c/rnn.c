@@ -1,0 +1,119 @@
+/*
+ * rnn.c -- one recurrent layer over a whole sequence: sizes and checks here,
+ * the float32 and float64 kernels from ONE source, rnn_impl.h, included
+ * twice below (two instantiations, not two copies).  The math and the
+ * buffer layouts are documented in rnn.h and next to the loops.
+ */
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "rnn.h"
+
+int bptt_cell_gates(bptt_cell cell) {
+  switch (cell) {
+    case BPTT_CELL_TANH: return 1;
+    case BPTT_CELL_RELU: return 1;
+    case BPTT_CELL_LSTM: return 4;
+    case BPTT_CELL_GRU: return 3;
+  }
+  return 0;
+}
+
+static const char *const cell_names[] = {"tanh", "relu", "lstm", "gru"};
+
+int bptt_cell_from_name(const char *name) {
+  int k;
+  if (name == NULL) return -1;
+  for (k = 0; k < 4; k++)
+    if (strcmp(name, cell_names[k]) == 0) return k;
+  return -1;
+}
+
+const char *bptt_cell_name(bptt_cell cell) {
+  return bptt_cell_gates(cell) ? cell_names[cell] : NULL;
+}
+
+/* Element counts of cache and scratch (formulas in rnn.h), with every
+ * product checked.  Also checks that every buffer's byte count fits in
+ * int64_t and that each matrix dimension handed to the BLAS fits in int. */
+static int rnn_sizes(const bptt_rnn_dims *d, int64_t *cache, int64_t *scratch) {
+  int64_t G, TB, GH, TBH, BH, n, c, s;
+  if (d == NULL) return BPTT_EARG;
+  G = bptt_cell_gates(d->cell);
+  if (G == 0 || d->T < 1 || d->B < 1 || d->D < 1 || d->H < 1) return BPTT_EARG;
+  if (bptt_mul_overflow(d->T, d->B, &TB) || bptt_mul_overflow(G, d->H, &GH) ||
+      bptt_mul_overflow(TB, d->H, &TBH) || bptt_mul_overflow(d->B, d->H, &BH))
+    return BPTT_EOVERFLOW;
+  /* GEMM dimensions: T*B, G*H, D (and H <= G*H, B <= T*B). */
+  if (TB > INT_MAX || GH > INT_MAX || d->D > INT_MAX) return BPTT_EOVERFLOW;
+  switch (d->cell) {
+    case BPTT_CELL_TANH:
+    case BPTT_CELL_RELU:
+      c = 0;                                     /* 0 */
+      if (bptt_add_overflow(TBH, BH, &s)) return BPTT_EOVERFLOW; /* TBH + BH */
+      break;
+    case BPTT_CELL_LSTM:
+      if (bptt_mul_overflow(TBH, 5, &c) ||       /* 5TBH */
+          bptt_mul_overflow(TBH, 4, &n) ||       /* 4TBH + 2BH */
+          bptt_add_overflow(n, 2 * BH, &s))      /* 2*BH <= 2*TBH, no overflow */
+        return BPTT_EOVERFLOW;
+      break;
+    default: /* BPTT_CELL_GRU */
+      if (bptt_mul_overflow(TBH, 4, &n) ||       /* 4TBH + 3BH */
+          bptt_add_overflow(n, 3 * BH, &c) ||    /* 3*BH <= 3*TBH < 4*TBH */
+          bptt_add_overflow(n, BH, &s))          /* 4TBH + BH */
+        return BPTT_EOVERFLOW;
+      break;
+  }
+  /* Every buffer, in bytes of the widest real type. */
+  if (bptt_mul_overflow(c, 8, &n) || bptt_mul_overflow(s, 8, &n) ||
+      bptt_mul_overflow(TB, d->D, &n) || bptt_mul_overflow(n, 8, &n) ||
+      bptt_mul_overflow(TBH, 8, &n) ||
+      bptt_mul_overflow(GH, d->D > d->H ? d->D : d->H, &n) ||
+      bptt_mul_overflow(n, 8, &n))
+    return BPTT_EOVERFLOW;
+  if (cache) *cache = c;
+  if (scratch) *scratch = s;
+  return BPTT_OK;
+}
+
+int bptt_rnn_check_dims(const bptt_rnn_dims *d) {
+  return rnn_sizes(d, NULL, NULL);
+}
+
+int bptt_rnn_cache_numel(const bptt_rnn_dims *d, int64_t *n) {
+  return n == NULL ? BPTT_EARG : rnn_sizes(d, n, NULL);
+}
+
+int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
+  return n == NULL ? BPTT_EARG : rnn_sizes(d, NULL, n);
+}
+
+/* ---- the kernels, once per real type ----------------------------------- */
+
+#define REAL float
+#define FN(name) name##_f32
+#define GEMM cblas_sgemm
+#define EXP expf
+#define TANH tanhf
+#include "rnn_impl.h"
+#undef REAL
+#undef FN
+#undef GEMM
+#undef EXP
+#undef TANH
+
+#define REAL double
+#define FN(name) name##_f64
+#define GEMM cblas_dgemm
+#define EXP exp
+#define TANH tanh
+#include "rnn_impl.h"
+#undef REAL
+#undef FN
+#undef GEMM
+#undef EXP
+#undef TANH

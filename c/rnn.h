@@ -1,0 +1,133 @@
+/*
+ * rnn.h -- one layer of a recurrent network over a whole sequence, forward
+ * and backward through time (BPTT).  Plain C over CBLAS; no Lua.
+ *
+ * Cells, with PyTorch's semantics, parameter names and layouts (so state
+ * dicts move unchanged).  G is the number of gate blocks:
+ *
+ *   tanh, relu (G = 1, the seed note's Elman network, V = w_ih, W = w_hh):
+ *     h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+ *   lstm (G = 4, gate blocks i, f, g, o):
+ *     i, f, o = sigmoid(W_i* x_t + b_i* + W_h* h_{t-1} + b_h*)
+ *     g       = tanh   (W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)
+ *     c_t = f * c_{t-1} + i * g            h_t = o * tanh(c_t)
+ *   gru (G = 3, gate blocks r, z, n):
+ *     r, z = sigmoid(W_i* x_t + b_i* + W_h* h_{t-1} + b_h*)
+ *     n    = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))
+ *     h_t  = (1 - z) * n + z * h_{t-1}
+ *
+ * Layouts (row-major, contiguous, time-major):
+ *   w_ih (G*H, D)   w_hh (G*H, H)   b_ih, b_hh (G*H), or NULL for bias=false
+ *   x (T, B, D)     y (T, B, H) = h_1 .. h_T
+ *   h0, c0, hT, cT, dh0, dc0, dhT, dcT (B, H)
+ *
+ * Memory.  Besides its inputs and outputs a layer owns two buffers, sized by
+ * the functions below (elements of the layer's real type):
+ *
+ *   cache   (written by forward, read by backward)
+ *     tanh, relu : 0                 the activation's derivative is read off y
+ *     lstm       : 5*T*B*H           gate activations (T, B, 4H) | c_t (T, B, H)
+ *     gru        : 4*T*B*H + 3*B*H   gate activations (T, B, 3H) |
+ *                                    W_hn h_{t-1} + b_hn (T, B, H) |
+ *                                    one step's W_hh h_{t-1} (B, 3H)
+ *   scratch (backward only, free again after it returns)
+ *     tanh, relu : T*B*H + B*H       dG (T, B, H) | running dh (B, H)
+ *     lstm       : 4*T*B*H + 2*B*H   dG (T, B, 4H) | running dh, dc (B, H)
+ *     gru        : 4*T*B*H + B*H     dG hidden side (T, B, 3H) | dG of the
+ *                                    n gate, input side (T, B, H) | dh (B, H)
+ *
+ * so an LSTM layer over T steps keeps about 5*T*B*H values between forward
+ * and backward besides y, and needs 4*T*B*H more while backward runs.
+ *
+ * Errors: functions return BPTT_OK or a code of core.h.  BPTT_EARG: a NULL
+ * dims or required pointer, an unknown cell, or T, B, D, H < 1.
+ * BPTT_EOVERFLOW: a buffer size does not fit in int64_t bytes, or a matrix
+ * dimension does not fit the int of the BLAS interface.  No function
+ * allocates; the caller passes cache and scratch.  Non-finite inputs are not
+ * errors: NaN and Inf flow through the arithmetic like in PyTorch.
+ */
+#ifndef BPTT_RNN_H
+#define BPTT_RNN_H
+
+#include <stdint.h>
+
+#include "core.h"
+
+typedef enum {
+  BPTT_CELL_TANH = 0,
+  BPTT_CELL_RELU = 1,
+  BPTT_CELL_LSTM = 2,
+  BPTT_CELL_GRU = 3
+} bptt_cell;
+
+/* G: 1, 1, 4, 3 gate blocks; 0 for an unknown cell. */
+int bptt_cell_gates(bptt_cell cell);
+/* "tanh", "relu", "lstm", "gru" -> cell; -1 for an unknown name. */
+int bptt_cell_from_name(const char *name);
+/* cell -> its name; NULL for an unknown cell. */
+const char *bptt_cell_name(bptt_cell cell);
+
+typedef struct {
+  bptt_cell cell;
+  /* steps, batch, input features, hidden units.  The input size is D, not
+   * I: <complex.h>, which OpenBLAS's cblas.h includes, defines I. */
+  int64_t T, B, D, H;
+} bptt_rnn_dims;
+
+/* BPTT_OK if the dims are usable by forward/backward, else EARG/EOVERFLOW. */
+int bptt_rnn_check_dims(const bptt_rnn_dims *d);
+
+/* Elements of cache and scratch (formulas above).  Return the dims' error
+ * code; *n is set only on BPTT_OK.  A size of 0 means the pointer may be
+ * NULL. */
+int bptt_rnn_cache_numel(const bptt_rnn_dims *d, int64_t *n);
+int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n);
+
+/*
+ * Forward over all T steps.
+ *   reads  w_ih, w_hh, b_ih, b_hh (biases may be NULL), x, h0, c0 (NULL =
+ *          zeros; c0 is ignored unless lstm)
+ *   writes y (T, B, H); hT (B, H) and cT (B, H, lstm only) unless NULL;
+ *          cache (its whole content, nothing needs to be zeroed first)
+ */
+int bptt_rnn_forward_f32(const bptt_rnn_dims *d,
+                         const float *w_ih, const float *w_hh,
+                         const float *b_ih, const float *b_hh,
+                         const float *x, const float *h0, const float *c0,
+                         float *y, float *hT, float *cT, float *cache);
+int bptt_rnn_forward_f64(const bptt_rnn_dims *d,
+                         const double *w_ih, const double *w_hh,
+                         const double *b_ih, const double *b_hh,
+                         const double *x, const double *h0, const double *c0,
+                         double *y, double *hT, double *cT, double *cache);
+
+/*
+ * Backward over all T steps, after a forward with the same dims, weights,
+ * x, h0, c0 (y and cache as forward left them).  The loss gradients
+ *   dy (T, B, H), dhT (B, H), dcT (B, H, lstm only)
+ * may each be NULL (= zeros).
+ *   writes dx (T, B, D), dh0 (B, H), dc0 (B, H, lstm only), each unless NULL
+ *   ADDS   dw_ih (G*H, D), dw_hh (G*H, H) and, unless NULL, db_ih, db_hh
+ *          (G*H): parameter gradients accumulate until the caller zeroes them
+ *   uses   scratch (bptt_rnn_scratch_numel elements, contents undefined after)
+ * Biases are not needed: their effect is already in y and cache.
+ */
+int bptt_rnn_backward_f32(const bptt_rnn_dims *d,
+                          const float *w_ih, const float *w_hh,
+                          const float *x, const float *h0, const float *c0,
+                          const float *y, const float *cache,
+                          const float *dy, const float *dhT, const float *dcT,
+                          float *dx, float *dh0, float *dc0,
+                          float *dw_ih, float *dw_hh,
+                          float *db_ih, float *db_hh, float *scratch);
+int bptt_rnn_backward_f64(const bptt_rnn_dims *d,
+                          const double *w_ih, const double *w_hh,
+                          const double *x, const double *h0, const double *c0,
+                          const double *y, const double *cache,
+                          const double *dy, const double *dhT,
+                          const double *dcT,
+                          double *dx, double *dh0, double *dc0,
+                          double *dw_ih, double *dw_hh,
+                          double *db_ih, double *db_hh, double *scratch);
+
+#endif
