@@ -4,6 +4,8 @@
 #   make test       install missing Debian packages, build, run every spec
 #   make sanitize   the specs against an ASan+UBSan build, then valgrind memcheck
 #   make rock       install the rock into a temporary tree and require it from a bare luajit
+#   make demo       train a small LSTM on built-in text for about a minute, then sample (DATA=file.txt for yours)
+#   make bench      benchmarks against PyTorch when python3-torch is installed (examples/bench/)
 #   make NATIVE=1   tune for this CPU (-march=native)
 
 CC      ?= cc
@@ -18,16 +20,17 @@ OPT     ?= -O3
 ifeq ($(NATIVE),1)
 OPT     += -march=native
 endif
-CFLAGS_ALL  = $(WARN) $(OPT) -fPIC -fno-strict-aliasing $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
+CFLAGS_ALL  = $(WARN) $(OPT) -fPIC -fno-strict-aliasing -fno-math-errno $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
 LIBS_ALL    = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lm
 
 SRC     := $(wildcard c/*.c)
 HDR     := $(wildcard c/*.h)
 MODULE  := $(BUILD)/bptt/core.so
 
-BUSTED  = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUAJIT) /usr/bin/busted
+# --cpath wins over .busted's build/?.so, so that `make sanitize` loads build-san
+BUSTED  = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUAJIT) /usr/bin/busted --cpath='$(BUILD)/?.so'
 
-.PHONY: all deps test sanitize valgrind rock clean
+.PHONY: all deps test sanitize valgrind rock demo bench clean
 
 all: $(MODULE)
 
@@ -53,18 +56,43 @@ SAN_BUILD := build-san
 sanitize: deps
 	@$(MAKE) --no-print-directory all BUILD=$(SAN_BUILD) OPT='-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all'
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) run-specs
 	@$(MAKE) --no-print-directory valgrind
 
 run-specs:
 	@$(BUSTED)
 
-VALGRIND_SPECS ?= spec/tensor_spec.lua spec/rng_spec.lua
+# memcheck over the specs of the C-heavy parts (BPTT_SPEC_LIGHT shrinks the
+# big-memory and gradcheck loops; definite leaks are errors)
+VALGRIND_SPECS ?= spec/tensor_spec.lua spec/rng_spec.lua spec/gc_spec.lua spec/safetensors_spec.lua \
+                  spec/data_spec.lua spec/optim_spec.lua spec/layers_spec.lua
 valgrind: all
-	LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' BPTT_SPEC_LIGHT=1 \
+	LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' BPTT_SPEC_LIGHT=1 \
 	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-	  $(LUAJIT) /usr/bin/busted $(VALGRIND_SPECS)
+	  $(LUAJIT) /usr/bin/busted --cpath='$(BUILD)/?.so' $(VALGRIND_SPECS)
+
+DATA       ?=
+DEMO_ITERS ?= 600
+DEMO_OUT   := $(BUILD)/demo
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p $(DEMO_OUT)
+	@if [ -n "$(DATA)" ]; then \
+	  data="$(DATA)"; prime=""; \
+	else \
+	  data=$(DEMO_OUT)/verses.txt; prime="--prime MARGOT:"; \
+	  [ -f $$data ] || $(LUAJIT) examples/charlm/make_corpus.lua $$data; \
+	fi; \
+	rm -f $(DEMO_OUT)/checkpoint.safetensors $(DEMO_OUT)/log.csv; \
+	$(LUAJIT) examples/charlm/train.lua --data "$$data" --cell lstm --hidden 128 --layers 2 --batch 32 --seq 64 \
+	  --lr 3e-3 --max-iters $(DEMO_ITERS) --eval-every 100 --eval-batches 20 --out $(DEMO_OUT) && \
+	echo "== a sample (temperature 0.7):" && \
+	$(LUAJIT) examples/charlm/sample.lua $(DEMO_OUT)/checkpoint.safetensors $$prime --length 400 --temperature 0.7 --seed 1
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	$(LUAJIT) examples/bench/rnn.lua
 
 rock: deps
 	.ci/rock-check

@@ -33,6 +33,8 @@ const char *bptt_shapestr(const bptt_tensor *t, char *buf, size_t len);
 int64_t bptt_checkint(lua_State *L, int idx, const char *fn, const char *arg, int64_t lo, int64_t hi);
 /* An optional dtype name at idx (def when none/nil). */
 int bptt_optdtype(lua_State *L, int idx, const char *fn, int def);
+/* luaL_error with printf's formats (%lld, %g, ...), which lua_pushfstring lacks. */
+int bptt_error(lua_State *L, const char *fmt, ...);
 /* Raises the error for a core error code, with context. */
 int bptt_raise(lua_State *L, int err, const char *fn, const char *what);
 
@@ -44,5 +46,10 @@ int luaopen_bptt_core(lua_State *L);
 
 void bptt_open_tensor(lua_State *L); /* into the module table on top */
 void bptt_open_rng(lua_State *L);
+void bptt_open_nn(lua_State *L);
+void bptt_open_text(lua_State *L);
+void bptt_open_optim(lua_State *L);
+void bptt_open_sample(lua_State *L);
+void bptt_open_io(lua_State *L);
 
 #endif

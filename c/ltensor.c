@@ -7,6 +7,7 @@
  * so a Lua error raised afterwards never leaks C memory: the collector owns it.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,15 +44,41 @@ int bptt_raise(lua_State *L, int err, const char *fn, const char *what) {
   return luaL_error(L, "%s: %s%s%s", fn, what ? what : "", what ? ": " : "", bptt_strerror(err));
 }
 
+/* luaL_error with the whole of C's printf: the message is formatted by
+ * vsnprintf first (up to 511 bytes). */
+int bptt_error(lua_State *L, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return luaL_error(L, "%s", buf);
+}
+
+/* lua_pushfstring (so luaL_error) knows only %s %d %f %c %p, %d is 32-bit, and
+ * LuaJIT ends the message at "?" on %lld (plain Lua 5.1 also lacks %g): 64-bit
+ * integers are printed with snprintf into a buffer first, doubles with %f. */
+static const char *i64str(char *buf, size_t len, int64_t v) {
+  snprintf(buf, len, "%lld", (long long)v);
+  return buf;
+}
+
+#define BPTT_MAXEXACT 9007199254740992.0 /* 2^53: doubles are whole and exact up to here */
+
 int64_t bptt_checkint(lua_State *L, int idx, const char *fn, const char *arg, int64_t lo, int64_t hi) {
   double v;
   if (lua_type(L, idx) != LUA_TNUMBER)
     luaL_error(L, "%s: %s must be a whole number, got %s", fn, arg, luaL_typename(L, idx));
   v = lua_tonumber(L, idx);
-  if (v != floor(v) || v < -9007199254740992.0 || v > 9007199254740992.0)
-    luaL_error(L, "%s: %s must be a whole number, got %g", fn, arg, v);
-  if ((int64_t)v < lo || (int64_t)v > hi)
-    luaL_error(L, "%s: %s must be in %lld..%lld, got %lld", fn, arg, (long long)lo, (long long)hi, (long long)v);
+  if (v != floor(v)) /* NaN too */
+    luaL_error(L, "%s: %s must be a whole number, got %f", fn, arg, v);
+  if (v < -BPTT_MAXEXACT || v > BPTT_MAXEXACT || (int64_t)v < lo || (int64_t)v > hi) {
+    /* the bounds shown are the ones that apply: nothing beyond 2^53 passes */
+    char a[32], b[32];
+    if (lo < -(INT64_C(1) << 53)) lo = -(INT64_C(1) << 53);
+    if (hi > (INT64_C(1) << 53)) hi = INT64_C(1) << 53;
+    luaL_error(L, "%s: %s must be in %s..%s, got %f", fn, arg, i64str(a, sizeof a, lo), i64str(b, sizeof b, hi), v);
+  }
   return (int64_t)v;
 }
 
@@ -200,15 +227,15 @@ static void table_fill(lua_State *L, int idx, int depth, const bptt_tensor *t, i
     v = lua_tonumber(L, idx);
     if (t->dtype == BPTT_INT32 && !(v == floor(v) && v > -2147483649.0 && v < 2147483648.0)) {
       path_str(path, depth, buf, sizeof buf);
-      luaL_error(L, "bptt.tensor: element %s must be a whole number in int32 range for dtype int32, got %g", buf, v);
+      luaL_error(L, "bptt.tensor: element %s must be a whole number in int32 range for dtype int32, got %f", buf, v);
     }
     bptt_tensor_set(t, (*pos)++, v);
     return;
   }
   if (lua_type(L, idx) != LUA_TTABLE || (int64_t)bptt_rawlen(L, idx) != t->size[depth]) {
     path_str(path, depth, buf, sizeof buf);
-    luaL_error(L, "bptt.tensor: table is not rectangular: element %s must be a table of %lld values, got %s",
-               buf[0] ? buf : "(top)", (long long)t->size[depth],
+    luaL_error(L, "bptt.tensor: table is not rectangular: element %s must be a table of %d values, got %s",
+               buf[0] ? buf : "(top)", (int)t->size[depth], /* a Lua length: fits int */
                lua_type(L, idx) == LUA_TTABLE ? "a table of another length" : luaL_typename(L, idx));
   }
   for (i = 0; i < t->size[depth]; i++) {
@@ -321,7 +348,7 @@ static int m_set(lua_State *L) {
   off = element_offset(L, t, 2, "bptt.Tensor:set");
   v = checknum(L, t->ndim + 2, "bptt.Tensor:set", "value");
   if (t->dtype == BPTT_INT32 && !(v == floor(v) && v > -2147483649.0 && v < 2147483648.0))
-    luaL_error(L, "bptt.Tensor:set: value must be a whole number in int32 range for an int32 tensor, got %g", v);
+    luaL_error(L, "bptt.Tensor:set: value must be a whole number in int32 range for an int32 tensor, got %f", v);
   bptt_tensor_set(t, off, v);
   lua_settop(L, 1);
   return 1;
@@ -402,7 +429,7 @@ static int m_copy(lua_State *L) {
 static int m_fill(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:fill");
   double v = checknum(L, 2, "bptt.Tensor:fill", "v");
-  if (bptt_tensor_fill(t, v)) luaL_error(L, "bptt.Tensor:fill: v must be a whole number in int32 range for an int32 tensor, got %g", v);
+  if (bptt_tensor_fill(t, v)) luaL_error(L, "bptt.Tensor:fill: v must be a whole number in int32 range for an int32 tensor, got %f", v);
   lua_settop(L, 1);
   return 1;
 }
@@ -420,7 +447,7 @@ static int m_uniform(lua_State *L) {
   int err;
   if (t->dtype == BPTT_INT32) luaL_error(L, "bptt.Tensor:uniform: self must be float32 or float64, got int32");
   err = bptt_rng_fill_uniform(bptt_default_rng(L), t, a, b);
-  if (err) luaL_error(L, "bptt.Tensor:uniform: need finite a <= b, got a = %g, b = %g", a, b);
+  if (err) luaL_error(L, "bptt.Tensor:uniform: need finite a <= b, got a = %f, b = %f", a, b);
   lua_settop(L, 1);
   return 1;
 }
@@ -432,7 +459,7 @@ static int m_normal(lua_State *L) {
   int err;
   if (t->dtype == BPTT_INT32) luaL_error(L, "bptt.Tensor:normal: self must be float32 or float64, got int32");
   err = bptt_rng_fill_normal(bptt_default_rng(L), t, mean, std);
-  if (err) luaL_error(L, "bptt.Tensor:normal: need finite mean and std >= 0, got mean = %g, std = %g", mean, std);
+  if (err) luaL_error(L, "bptt.Tensor:normal: need finite mean and std >= 0, got mean = %f, std = %f", mean, std);
   lua_settop(L, 1);
   return 1;
 }
@@ -475,8 +502,8 @@ static int m_view(lua_State *L) {
   }
   if (infer >= 0) {
     if (known == 0 || n % known != 0)
-      luaL_error(L, "bptt.Tensor:view: cannot infer the -1 size: %lld elements do not divide into %lld",
-                 (long long)n, (long long)known);
+      luaL_error(L, "bptt.Tensor:view: cannot infer the -1 size: %s elements do not divide into %s",
+                 i64str(a, sizeof a, n), i64str(b, sizeof b, known));
     size[infer] = n / known;
   }
   err = bptt_tensor_view(&v, t, ndim, size);
@@ -548,23 +575,31 @@ static void check_same(lua_State *L, const bptt_tensor *t, const bptt_tensor *u,
     luaL_error(L, "%s: %s must have shape %s, got %s", fn, arg, bptt_shapestr(t, a, sizeof a), bptt_shapestr(u, b, sizeof b));
 }
 
-static void raise_int32(lua_State *L, const char *fn, const bptt_tensor *t) {
-  (void)t;
-  luaL_error(L, "%s: an int32 tensor takes only int32 operands and whole scalars in place (convert with :to(\"float32\"))", fn);
+/* In-place int32 arithmetic, and an operator whose result is int32, take only
+ * int32 tensors and whole numbers within int32: nothing else has an exact int32
+ * result.  (An operator with a non-whole number gives float64 instead.) */
+static void raise_int32_number(lua_State *L, const char *fn, const char *arg, double v) {
+  luaL_error(L, "%s: %s must be a whole number in int32 range for an int32 tensor, got %f", fn, arg, v);
+}
+
+static void raise_int32_tensor(lua_State *L, const char *fn, const char *arg, const bptt_tensor *u) {
+  luaL_error(L, "%s: %s must be int32 to go into an int32 tensor, got %s (convert self with :to(\"float32\") first)", fn,
+             arg, bptt_dtype_name(u->dtype));
 }
 
 /* t:add(u [, alpha]) or t:add(v) */
 static int m_add(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:add");
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    if (bptt_tensor_add_scalar(t, lua_tonumber(L, 2))) raise_int32(L, "bptt.Tensor:add", t);
+    if (bptt_tensor_add_scalar(t, lua_tonumber(L, 2))) raise_int32_number(L, "bptt.Tensor:add", "v", lua_tonumber(L, 2));
   } else {
     bptt_tensor *u = bptt_checktensor(L, 2, "bptt.Tensor:add", "u");
     double alpha = lua_isnoneornil(L, 3) ? 1.0 : checknum(L, 3, "bptt.Tensor:add", "alpha");
     int err;
     check_same(L, t, u, "bptt.Tensor:add", "u");
     err = bptt_tensor_add(t, u, alpha);
-    if (err == BPTT_EDTYPE) raise_int32(L, "bptt.Tensor:add", t);
+    if (err == BPTT_EDTYPE && u->dtype != BPTT_INT32) raise_int32_tensor(L, "bptt.Tensor:add", "u", u);
+    if (err == BPTT_EDTYPE) raise_int32_number(L, "bptt.Tensor:add", "alpha", alpha);
     if (err) bptt_raise(L, err, "bptt.Tensor:add", NULL);
   }
   lua_settop(L, 1);
@@ -574,7 +609,7 @@ static int m_add(lua_State *L) {
 static int m_mul(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:mul");
   double s = checknum(L, 2, "bptt.Tensor:mul", "s");
-  if (bptt_tensor_mul_scalar(t, s)) raise_int32(L, "bptt.Tensor:mul", t);
+  if (bptt_tensor_mul_scalar(t, s)) raise_int32_number(L, "bptt.Tensor:mul", "s", s);
   lua_settop(L, 1);
   return 1;
 }
@@ -585,7 +620,7 @@ static int m_cmul(lua_State *L) {
   int err;
   check_same(L, t, u, "bptt.Tensor:cmul", "u");
   err = bptt_tensor_cmul(t, u);
-  if (err == BPTT_EDTYPE) raise_int32(L, "bptt.Tensor:cmul", t);
+  if (err == BPTT_EDTYPE) raise_int32_tensor(L, "bptt.Tensor:cmul", "u", u);
   if (err) bptt_raise(L, err, "bptt.Tensor:cmul", NULL);
   lua_settop(L, 1);
   return 1;
@@ -611,13 +646,13 @@ static int arith(lua_State *L, const char *fn, int sign) {
     double s = lua_tonumber(L, 2);
     if (a->storage == NULL) luaL_error(L, "%s: left operand was freed", fn);
     r = clone_to(L, a, a->dtype == BPTT_INT32 && s != floor(s) ? BPTT_FLOAT64 : a->dtype, fn);
-    if (bptt_tensor_add_scalar(r, sign * s)) raise_int32(L, fn, r);
+    if (bptt_tensor_add_scalar(r, sign * s)) raise_int32_number(L, fn, "right operand", s);
   } else if (b && lua_type(L, 1) == LUA_TNUMBER) { /* s + t, s - t */
     double s = lua_tonumber(L, 1);
     if (b->storage == NULL) luaL_error(L, "%s: right operand was freed", fn);
     r = clone_to(L, b, b->dtype == BPTT_INT32 && s != floor(s) ? BPTT_FLOAT64 : b->dtype, fn);
     bptt_tensor_mul_scalar(r, (double)sign);
-    if (bptt_tensor_add_scalar(r, s)) raise_int32(L, fn, r);
+    if (bptt_tensor_add_scalar(r, s)) raise_int32_number(L, fn, "left operand", s);
   } else {
     luaL_error(L, "%s: operands must be tensors of one shape, or a tensor and a number; got %s and %s", fn,
                luaL_typename(L, 1), luaL_typename(L, 2));
@@ -630,21 +665,22 @@ static int mm_sub(lua_State *L) { return arith(L, "bptt.Tensor.__sub", -1); }
 
 static int scale(lua_State *L, const char *fn, int divide) {
   bptt_tensor *a = bptt_totensor(L, 1), *r;
-  int ti = 1, si = 2;
+  int si = 2; /* where the number is */
   double s;
-  if (a == NULL && !divide) ti = 2, si = 1, a = bptt_totensor(L, 2);
+  if (a == NULL && !divide) si = 1, a = bptt_totensor(L, 2);
   if (a == NULL || lua_type(L, si) != LUA_TNUMBER) {
     if (bptt_totensor(L, 1) && bptt_totensor(L, 2))
       luaL_error(L, "%s: both operands are tensors: use bptt.matmul(a, b) for the matrix product or a:clone():cmul(b) "
                     "for the elementwise one", fn);
     luaL_error(L, "%s: expected a tensor and a number, got %s and %s", fn, luaL_typename(L, 1), luaL_typename(L, 2));
   }
-  (void)ti;
   if (a->storage == NULL) luaL_error(L, "%s: the tensor operand was freed", fn);
   s = lua_tonumber(L, si);
-  if (divide) s = 1.0 / s;
+  /* a quotient is float64 for int32; dividing (not multiplying by 1/s, which
+   * is off by an ulp for s = 3) keeps t / s correctly rounded */
   r = clone_to(L, a, a->dtype == BPTT_INT32 && (s != floor(s) || divide) ? BPTT_FLOAT64 : a->dtype, fn);
-  if (bptt_tensor_mul_scalar(r, s)) raise_int32(L, fn, r);
+  if (divide ? bptt_tensor_div_scalar(r, s) : bptt_tensor_mul_scalar(r, s))
+    raise_int32_number(L, fn, si == 2 ? "right operand" : "left operand", s);
   return 1;
 }
 
@@ -721,9 +757,11 @@ static int l_matmul(lua_State *L) {
   else rsize[rdim++] = a->size[0];
   if (b->ndim == 1) b2.ndim = 2, b2.size[1] = 1, b2.stride[1] = 1, b2.size[0] = b->size[0], b2.stride[0] = b->stride[0];
   else rsize[rdim++] = b->size[1];
-  if (a2.size[1] != b2.size[0])
-    luaL_error(L, "bptt.matmul: b must have %lld rows to match a (%s), got %s", (long long)a2.size[1],
+  if (a2.size[1] != b2.size[0]) {
+    char k[32];
+    luaL_error(L, "bptt.matmul: b must have %s rows to match a (%s), got %s", i64str(k, sizeof k, a2.size[1]),
                bptt_shapestr(a, sa, sizeof sa), bptt_shapestr(b, sb, sizeof sb));
+  }
   sbytes = bptt_matmul_scratch_bytes(&a2, &b2);
   scr = NULL;
   if (sbytes > 0) {
@@ -845,7 +883,7 @@ static int mm_tostring(lua_State *L) {
   }
   pc.summarize = bptt_tensor_numel(t) > 1000;
   scan_values(t, &pc, 0, t->offset, &amax, &amin, &whole, &nonfinite);
-  if (whole && amax < 1e9) {
+  if (whole && (amax < 1e9 || t->dtype == BPTT_INT32)) { /* int32 prints exactly, however large */
     pc.mode = 0;
     pc.width = (int)snprintf(NULL, 0, "%.0f", amax) + 1;
   } else if (amax < 1e5 && (amin >= 1e-4 || amin == INFINITY)) {

@@ -403,6 +403,35 @@ static int affine(const bptt_tensor *t, double a, double b) {
 int bptt_tensor_add_scalar(const bptt_tensor *t, double v) { return affine(t, 1.0, v); }
 int bptt_tensor_mul_scalar(const bptt_tensor *t, double s) { return affine(t, s, 0.0); }
 
+/* x / s, not x * (1 / s): the latter is off by an ulp for s = 3 and x = 5.
+ * float32 divides in double and rounds once, which for one division gives the
+ * correctly rounded float quotient (53 >= 2 * 24 + 2 bits). */
+static void row_div(void *vc, char *const *p, const int64_t *s, int64_t n) {
+  op_ctx *c = vc;
+  int64_t i;
+  if (c->dt[0] == BPTT_FLOAT32) {
+    for (i = 0; i < n; i++) {
+      float *q = (float *)(p[0] + i * s[0]);
+      *q = (float)((double)*q / c->a);
+    }
+  } else {
+    for (i = 0; i < n; i++) {
+      double *q = (double *)(p[0] + i * s[0]);
+      *q = *q / c->a;
+    }
+  }
+}
+
+int bptt_tensor_div_scalar(const bptt_tensor *t, double s) {
+  op_ctx c;
+  const bptt_tensor *ts[1];
+  if (t->dtype == BPTT_INT32) return BPTT_EDTYPE;
+  c.dt[0] = t->dtype, c.a = s;
+  ts[0] = t;
+  walk(1, ts, row_div, &c);
+  return BPTT_OK;
+}
+
 static void row_cmul(void *vc, char *const *p, const int64_t *s, int64_t n) {
   op_ctx *c = vc;
   int64_t i;

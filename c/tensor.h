@@ -70,6 +70,8 @@ int bptt_tensor_fill(const bptt_tensor *t, double v);
 int bptt_tensor_add(const bptt_tensor *t, const bptt_tensor *u, double alpha);
 int bptt_tensor_add_scalar(const bptt_tensor *t, double v);
 int bptt_tensor_mul_scalar(const bptt_tensor *t, double s);
+/* t /= s, a true division (float32 or float64; BPTT_EDTYPE for int32) */
+int bptt_tensor_div_scalar(const bptt_tensor *t, double s);
 /* t *= u elementwise (same shape) */
 int bptt_tensor_cmul(const bptt_tensor *t, const bptt_tensor *u);
 

@@ -35,13 +35,34 @@ build = {
   modules = {
     ["bptt.core"] = {
       sources = {
-        "c/core.c", "c/tensor.c", "c/rng.c", "c/nn.c", "c/rnn.c",
-        "c/lbptt.c", "c/ltensor.c", "c/lrng.c",
+        -- the core (no Lua headers)
+        "c/core.c", "c/nn.c", "c/optim.c", "c/rng.c", "c/rnn.c", "c/safetensors.c", "c/sample.c",
+        "c/tensor.c", "c/text.c",
+        -- the Lua binding
+        "c/lbptt.c", "c/lio.c", "c/lnn.c", "c/loptim.c", "c/lrng.c", "c/lsample.c", "c/ltensor.c",
+        "c/ltext.c",
       },
       libraries = { "openblas", "m" },
       libdirs = { "$(OPENBLAS_LIBDIR)" },
       incdirs = { "c" },
     },
+    ["bptt.CrossEntropy"] = "lua/bptt/CrossEntropy.lua",
+    ["bptt.Embedding"] = "lua/bptt/Embedding.lua",
+    ["bptt.LanguageModel"] = "lua/bptt/LanguageModel.lua",
+    ["bptt.Linear"] = "lua/bptt/Linear.lua",
+    ["bptt.MSE"] = "lua/bptt/MSE.lua",
+    ["bptt.Model"] = "lua/bptt/Model.lua",
+    ["bptt.Module"] = "lua/bptt/Module.lua",
+    ["bptt.RNN"] = "lua/bptt/RNN.lua",
+    ["bptt.Trainer"] = "lua/bptt/Trainer.lua",
+    ["bptt.clip"] = "lua/bptt/clip.lua",
+    ["bptt.data"] = "lua/bptt/data.lua",
+    ["bptt.gradcheck"] = "lua/bptt/gradcheck.lua",
     ["bptt"] = "lua/bptt/init.lua",
+    ["bptt.optim"] = "lua/bptt/optim.lua",
+    ["bptt.plot"] = "lua/bptt/plot.lua",
+    ["bptt.progress"] = "lua/bptt/progress.lua",
+    ["bptt.schedule"] = "lua/bptt/schedule.lua",
+    ["bptt.util"] = "lua/bptt/util.lua",
   },
 }

@@ -1,0 +1,439 @@
+/*
+ * lnn.c -- the layer kernels (c/rnn.c, c/nn.c) as functions on tensors, for
+ * the Lua layers in lua/bptt/ (bptt.core.rnn_forward, ...).
+ *
+ * These are the library's internal entry points: the Lua layers check what
+ * users pass and phrase those errors; the checks here make sure that no call,
+ * however wrong, reaches a kernel with a buffer of the wrong dtype, layout or
+ * size.  Every tensor must be contiguous and of one real dtype; optional ones
+ * may be nil.  Nothing here allocates: buffers belong to the layer objects.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lbptt.h"
+#include "nn.h"
+#include "rnn.h"
+
+/* Checks the tensor at idx: dtype dt, contiguous, ndim dims of the sizes in
+ * sz (a size < 0 matches anything).  Returns its data, or NULL for nil when
+ * optional. */
+static void *arg(lua_State *L, int idx, const char *fn, const char *name, int dt, int optional, int ndim,
+                 const int64_t *sz) {
+  bptt_tensor *t;
+  char got[96];
+  int d, ok;
+  if (optional && lua_isnoneornil(L, idx)) return NULL;
+  t = bptt_checktensor(L, idx, fn, name);
+  if (t->dtype != dt)
+    luaL_error(L, "%s: %s must be %s, got %s", fn, name, bptt_dtype_name(dt), bptt_dtype_name(t->dtype));
+  ok = t->ndim == ndim;
+  for (d = 0; ok && d < ndim; d++) ok = sz[d] < 0 || t->size[d] == sz[d];
+  if (!ok) {
+    char want[96];
+    size_t used = 0;
+    want[0] = '\0';
+    for (d = 0; d < ndim && used < sizeof want; d++) {
+      if (sz[d] < 0) used += (size_t)snprintf(want + used, sizeof want - used, d ? "x?" : "?");
+      else used += (size_t)snprintf(want + used, sizeof want - used, d ? "x%lld" : "%lld", (long long)sz[d]);
+    }
+    luaL_error(L, "%s: %s must be %s, got %s", fn, name, ndim ? want : "scalar", bptt_shapestr(t, got, sizeof got));
+  }
+  if (!bptt_tensor_is_contiguous(t)) luaL_error(L, "%s: %s must be contiguous", fn, name);
+  return bptt_tensor_data(t);
+}
+
+static void *arg1(lua_State *L, int idx, const char *fn, const char *name, int dt, int opt, int64_t a) {
+  int64_t s[1];
+  s[0] = a;
+  return arg(L, idx, fn, name, dt, opt, 1, s);
+}
+static void *arg2(lua_State *L, int idx, const char *fn, const char *name, int dt, int opt, int64_t a, int64_t b) {
+  int64_t s[2];
+  s[0] = a, s[1] = b;
+  return arg(L, idx, fn, name, dt, opt, 2, s);
+}
+static void *arg3(lua_State *L, int idx, const char *fn, const char *name, int dt, int opt, int64_t a, int64_t b,
+                  int64_t c) {
+  int64_t s[3];
+  s[0] = a, s[1] = b, s[2] = c;
+  return arg(L, idx, fn, name, dt, opt, 3, s);
+}
+
+/* Any shape with n elements (elementwise kernels). */
+static void *argn(lua_State *L, int idx, const char *fn, const char *name, int dt, int64_t n) {
+  bptt_tensor *t = bptt_checktensor(L, idx, fn, name);
+  if (t->dtype != dt)
+    luaL_error(L, "%s: %s must be %s, got %s", fn, name, bptt_dtype_name(dt), bptt_dtype_name(t->dtype));
+  if (bptt_tensor_numel(t) != n)
+    bptt_error(L, "%s: %s must have %lld elements, got %lld", fn, name, (long long)n, (long long)bptt_tensor_numel(t));
+  if (!bptt_tensor_is_contiguous(t)) luaL_error(L, "%s: %s must be contiguous", fn, name);
+  return bptt_tensor_data(t);
+}
+
+static int real_dtype(lua_State *L, int idx, const char *fn, const char *name) {
+  bptt_tensor *t = bptt_checktensor(L, idx, fn, name);
+  if (t->dtype != BPTT_FLOAT32 && t->dtype != BPTT_FLOAT64)
+    luaL_error(L, "%s: %s must be float32 or float64, got %s", fn, name, bptt_dtype_name(t->dtype));
+  return t->dtype;
+}
+
+static int check_cell(lua_State *L, int idx, const char *fn) {
+  const char *name = luaL_checkstring(L, idx);
+  int cell = bptt_cell_from_name(name);
+  if (cell < 0) luaL_error(L, "%s: cell must be \"tanh\", \"relu\", \"lstm\" or \"gru\", got \"%s\"", fn, name);
+  return cell;
+}
+
+static void check_kernel(lua_State *L, int err, const char *fn) {
+  if (err) luaL_error(L, "%s: %s", fn, bptt_strerror(err));
+}
+
+/* ------------------------------------------------------------------ RNN */
+
+/* rnn_sizes(cell, T, B, D, H) -> cache elements, scratch elements */
+static int l_rnn_sizes(lua_State *L) {
+  const char *fn = "bptt.core.rnn_sizes";
+  bptt_rnn_dims d;
+  int64_t c, s;
+  d.cell = (bptt_cell)check_cell(L, 1, fn);
+  d.T = bptt_checkint(L, 2, fn, "T", 1, INT64_MAX);
+  d.B = bptt_checkint(L, 3, fn, "B", 1, INT64_MAX);
+  d.D = bptt_checkint(L, 4, fn, "D", 1, INT64_MAX);
+  d.H = bptt_checkint(L, 5, fn, "H", 1, INT64_MAX);
+  check_kernel(L, bptt_rnn_cache_numel(&d, &c), fn);
+  check_kernel(L, bptt_rnn_scratch_numel(&d, &s), fn);
+  lua_pushnumber(L, (lua_Number)c);
+  lua_pushnumber(L, (lua_Number)s);
+  return 2;
+}
+
+/* Reads the dims from x (T,B,D) and w_hh (G*H,H); checks everything else. */
+static void rnn_dims(lua_State *L, const char *fn, int cell, int ix, int iw_hh, bptt_rnn_dims *d, int *dt) {
+  bptt_tensor *x, *w;
+  int G = bptt_cell_gates((bptt_cell)cell);
+  *dt = real_dtype(L, ix, fn, "x");
+  x = bptt_checktensor(L, ix, fn, "x");
+  w = bptt_checktensor(L, iw_hh, fn, "w_hh");
+  if (x->ndim != 3) luaL_error(L, "%s: x must be 3-d (T x B x D), got %d-d", fn, x->ndim);
+  if (w->ndim != 2 || w->size[0] != G * w->size[1]) luaL_error(L, "%s: w_hh must be %dH x H", fn, G);
+  d->cell = (bptt_cell)cell;
+  d->T = x->size[0], d->B = x->size[1], d->D = x->size[2], d->H = w->size[1];
+  check_kernel(L, bptt_rnn_check_dims(d), fn);
+}
+
+/* rnn_forward(cell, w_ih, w_hh, b_ih?, b_hh?, x, h0?, c0?, y, hT?, cT?, cache?) */
+static int l_rnn_forward(lua_State *L) {
+  const char *fn = "bptt.core.rnn_forward";
+  bptt_rnn_dims d;
+  int dt, cell = check_cell(L, 1, fn), lstm;
+  int64_t G, H, B, cn;
+  void *w_ih, *w_hh, *b_ih, *b_hh, *x, *h0, *c0, *y, *hT, *cT, *cache;
+  rnn_dims(L, fn, cell, 6, 3, &d, &dt);
+  G = bptt_cell_gates((bptt_cell)cell), H = d.H, B = d.B, lstm = cell == BPTT_CELL_LSTM;
+  check_kernel(L, bptt_rnn_cache_numel(&d, &cn), fn);
+  w_ih = arg2(L, 2, fn, "w_ih", dt, 0, G * H, d.D);
+  w_hh = arg2(L, 3, fn, "w_hh", dt, 0, G * H, H);
+  b_ih = arg1(L, 4, fn, "b_ih", dt, 1, G * H);
+  b_hh = arg1(L, 5, fn, "b_hh", dt, 1, G * H);
+  if ((b_ih == NULL) != (b_hh == NULL)) luaL_error(L, "%s: b_ih and b_hh must both be given or both be nil", fn);
+  x = arg3(L, 6, fn, "x", dt, 0, d.T, B, d.D);
+  h0 = arg2(L, 7, fn, "h0", dt, 1, B, H);
+  c0 = lstm ? arg2(L, 8, fn, "c0", dt, 1, B, H) : NULL;
+  y = arg3(L, 9, fn, "y", dt, 0, d.T, B, H);
+  hT = arg2(L, 10, fn, "hT", dt, 1, B, H);
+  cT = lstm ? arg2(L, 11, fn, "cT", dt, 1, B, H) : NULL;
+  cache = cn ? arg1(L, 12, fn, "cache", dt, 0, cn) : NULL;
+  if (dt == BPTT_FLOAT32)
+    check_kernel(L, bptt_rnn_forward_f32(&d, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache), fn);
+  else
+    check_kernel(L, bptt_rnn_forward_f64(&d, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache), fn);
+  return 0;
+}
+
+/* rnn_backward(cell, w_ih, w_hh, x, h0?, c0?, y, cache?, dy?, dhT?, dcT?,
+ *              dx?, dh0?, dc0?, dw_ih, dw_hh, db_ih?, db_hh?, scratch) */
+static int l_rnn_backward(lua_State *L) {
+  const char *fn = "bptt.core.rnn_backward";
+  bptt_rnn_dims d;
+  int dt, cell = check_cell(L, 1, fn), lstm;
+  int64_t G, H, B, cn, sn;
+  void *w_ih, *w_hh, *x, *h0, *c0, *y, *cache, *dy, *dhT, *dcT, *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh,
+      *scratch;
+  rnn_dims(L, fn, cell, 4, 3, &d, &dt);
+  G = bptt_cell_gates((bptt_cell)cell), H = d.H, B = d.B, lstm = cell == BPTT_CELL_LSTM;
+  check_kernel(L, bptt_rnn_cache_numel(&d, &cn), fn);
+  check_kernel(L, bptt_rnn_scratch_numel(&d, &sn), fn);
+  w_ih = arg2(L, 2, fn, "w_ih", dt, 0, G * H, d.D);
+  w_hh = arg2(L, 3, fn, "w_hh", dt, 0, G * H, H);
+  x = arg3(L, 4, fn, "x", dt, 0, d.T, B, d.D);
+  h0 = arg2(L, 5, fn, "h0", dt, 1, B, H);
+  c0 = lstm ? arg2(L, 6, fn, "c0", dt, 1, B, H) : NULL;
+  y = arg3(L, 7, fn, "y", dt, 0, d.T, B, H);
+  cache = cn ? arg1(L, 8, fn, "cache", dt, 0, cn) : NULL;
+  dy = arg3(L, 9, fn, "dy", dt, 1, d.T, B, H);
+  dhT = arg2(L, 10, fn, "dhT", dt, 1, B, H);
+  dcT = lstm ? arg2(L, 11, fn, "dcT", dt, 1, B, H) : NULL;
+  dx = arg3(L, 12, fn, "dx", dt, 1, d.T, B, d.D);
+  dh0 = arg2(L, 13, fn, "dh0", dt, 1, B, H);
+  dc0 = lstm ? arg2(L, 14, fn, "dc0", dt, 1, B, H) : NULL;
+  dw_ih = arg2(L, 15, fn, "dw_ih", dt, 0, G * H, d.D);
+  dw_hh = arg2(L, 16, fn, "dw_hh", dt, 0, G * H, H);
+  db_ih = arg1(L, 17, fn, "db_ih", dt, 1, G * H);
+  db_hh = arg1(L, 18, fn, "db_hh", dt, 1, G * H);
+  scratch = arg1(L, 19, fn, "scratch", dt, 0, sn);
+  if (dt == BPTT_FLOAT32)
+    check_kernel(L, bptt_rnn_backward_f32(&d, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
+                                          dw_hh, db_ih, db_hh, scratch), fn);
+  else
+    check_kernel(L, bptt_rnn_backward_f64(&d, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
+                                          dw_hh, db_ih, db_hh, scratch), fn);
+  return 0;
+}
+
+/* --------------------------------------------------------------- Linear */
+
+/* linear_forward(x (N,In), W (Out,In), b?, y (N,Out)) */
+static int l_linear_forward(lua_State *L) {
+  const char *fn = "bptt.core.linear_forward";
+  int dt = real_dtype(L, 1, fn, "x");
+  bptt_tensor *x = bptt_checktensor(L, 1, fn, "x"), *W = bptt_checktensor(L, 2, fn, "W");
+  int64_t N, In, Out;
+  void *px, *pW, *pb, *py;
+  if (x->ndim != 2 || W->ndim != 2) luaL_error(L, "%s: x and W must be 2-d", fn);
+  N = x->size[0], In = x->size[1], Out = W->size[0];
+  px = arg2(L, 1, fn, "x", dt, 0, N, In);
+  pW = arg2(L, 2, fn, "W", dt, 0, Out, In);
+  pb = arg1(L, 3, fn, "b", dt, 1, Out);
+  py = arg2(L, 4, fn, "y", dt, 0, N, Out);
+  if (dt == BPTT_FLOAT32) check_kernel(L, bptt_linear_forward_f32(px, pW, pb, py, N, In, Out), fn);
+  else check_kernel(L, bptt_linear_forward_f64(px, pW, pb, py, N, In, Out), fn);
+  return 0;
+}
+
+/* linear_backward(x, W, dy (N,Out), dx?, dW?, db?) */
+static int l_linear_backward(lua_State *L) {
+  const char *fn = "bptt.core.linear_backward";
+  int dt = real_dtype(L, 1, fn, "x");
+  bptt_tensor *x = bptt_checktensor(L, 1, fn, "x"), *W = bptt_checktensor(L, 2, fn, "W");
+  int64_t N, In, Out;
+  void *px, *pW, *pdy, *pdx, *pdW, *pdb;
+  if (x->ndim != 2 || W->ndim != 2) luaL_error(L, "%s: x and W must be 2-d", fn);
+  N = x->size[0], In = x->size[1], Out = W->size[0];
+  px = arg2(L, 1, fn, "x", dt, 0, N, In);
+  pW = arg2(L, 2, fn, "W", dt, 0, Out, In);
+  pdy = arg2(L, 3, fn, "dy", dt, 0, N, Out);
+  pdx = arg2(L, 4, fn, "dx", dt, 1, N, In);
+  pdW = arg2(L, 5, fn, "dW", dt, 1, Out, In);
+  pdb = arg1(L, 6, fn, "db", dt, 1, Out);
+  if (dt == BPTT_FLOAT32) check_kernel(L, bptt_linear_backward_f32(px, pW, pdy, pdx, pdW, pdb, N, In, Out), fn);
+  else check_kernel(L, bptt_linear_backward_f64(px, pW, pdy, pdx, pdW, pdb, N, In, Out), fn);
+  return 0;
+}
+
+/* ------------------------------------------------------------ Embedding */
+
+/* embedding_forward(ids (N) int32, W (V,D), y (N,D)) -> nil, or the 1-based
+ * position of the first id outside 1..V (nothing written then) */
+static int embedding(lua_State *L, int backward) {
+  const char *fn = backward ? "bptt.core.embedding_backward" : "bptt.core.embedding_forward";
+  bptt_tensor *ids = bptt_checktensor(L, 1, fn, "ids"), *W;
+  int dt = real_dtype(L, 2, fn, backward ? "dW" : "W"), err;
+  int64_t N, V, D, bad = -1;
+  void *pids, *pW, *py;
+  if (ids->ndim != 1) luaL_error(L, "%s: ids must be 1-d", fn);
+  W = bptt_checktensor(L, 2, fn, "W");
+  if (W->ndim != 2) luaL_error(L, "%s: W must be 2-d", fn);
+  N = ids->size[0], V = W->size[0], D = W->size[1];
+  pids = arg1(L, 1, fn, "ids", BPTT_INT32, 0, N);
+  pW = arg2(L, 2, fn, backward ? "dW" : "W", dt, 0, V, D);
+  py = arg2(L, 3, fn, backward ? "dy" : "y", dt, 0, N, D);
+  if (backward)
+    err = dt == BPTT_FLOAT32 ? bptt_embedding_backward_f32(pids, py, pW, N, V, D, &bad)
+                             : bptt_embedding_backward_f64(pids, py, pW, N, V, D, &bad);
+  else
+    err = dt == BPTT_FLOAT32 ? bptt_embedding_forward_f32(pids, pW, py, N, V, D, &bad)
+                             : bptt_embedding_forward_f64(pids, pW, py, N, V, D, &bad);
+  if (err == BPTT_ERANGE) {
+    lua_pushnumber(L, (lua_Number)(bad + 1));
+    return 1;
+  }
+  check_kernel(L, err, fn);
+  return 0;
+}
+
+static int l_embedding_forward(lua_State *L) { return embedding(L, 0); }
+/* embedding_backward(ids, dW, dy) */
+static int l_embedding_backward(lua_State *L) { return embedding(L, 1); }
+
+/* ---------------------------------------------------------------- losses */
+
+static int check_reduction(lua_State *L, int idx, const char *fn) {
+  const char *r = luaL_checkstring(L, idx);
+  if (strcmp(r, "mean") == 0) return BPTT_LOSS_MEAN;
+  if (strcmp(r, "sum") == 0) return BPTT_LOSS_SUM;
+  return luaL_error(L, "%s: reduction must be \"mean\" or \"sum\", got \"%s\"", fn, r);
+}
+
+static int32_t check_ignore(lua_State *L, int idx, const char *fn) {
+  if (lua_isnoneornil(L, idx)) return BPTT_NO_IGNORE;
+  return (int32_t)bptt_checkint(L, idx, fn, "ignore_index", INT32_MIN + 1, INT32_MAX);
+}
+
+/* ce_forward(logits (N,C), targets (N) int32, ignore?, reduction, cache (N,2))
+ * -> loss, count   or   nil, bad position (1-based) */
+static int l_ce_forward(lua_State *L) {
+  const char *fn = "bptt.core.ce_forward";
+  int dt = real_dtype(L, 1, fn, "logits"), red, err;
+  bptt_tensor *lg = bptt_checktensor(L, 1, fn, "logits");
+  int64_t N, C, count = 0, bad = -1;
+  int32_t ignore;
+  double loss = 0;
+  void *px, *pt, *pc;
+  if (lg->ndim != 2) luaL_error(L, "%s: logits must be 2-d", fn);
+  N = lg->size[0], C = lg->size[1];
+  px = arg2(L, 1, fn, "logits", dt, 0, N, C);
+  pt = arg1(L, 2, fn, "targets", BPTT_INT32, 0, N);
+  ignore = check_ignore(L, 3, fn);
+  red = check_reduction(L, 4, fn);
+  pc = arg2(L, 5, fn, "cache", dt, 0, N, 2);
+  err = dt == BPTT_FLOAT32 ? bptt_crossentropy_forward_f32(px, pt, N, C, ignore, red, pc, &loss, &count, &bad)
+                           : bptt_crossentropy_forward_f64(px, pt, N, C, ignore, red, pc, &loss, &count, &bad);
+  if (err == BPTT_ERANGE) {
+    lua_pushnil(L);
+    lua_pushnumber(L, (lua_Number)(bad + 1));
+    return 2;
+  }
+  check_kernel(L, err, fn);
+  lua_pushnumber(L, loss);
+  lua_pushnumber(L, (lua_Number)count);
+  return 2;
+}
+
+/* ce_backward(logits, targets, ignore?, reduction, cache, gout, dlogits) */
+static int l_ce_backward(lua_State *L) {
+  const char *fn = "bptt.core.ce_backward";
+  int dt = real_dtype(L, 1, fn, "logits"), red, err;
+  bptt_tensor *lg = bptt_checktensor(L, 1, fn, "logits");
+  int64_t N, C, bad = -1;
+  int32_t ignore;
+  double gout;
+  void *px, *pt, *pc, *pd;
+  if (lg->ndim != 2) luaL_error(L, "%s: logits must be 2-d", fn);
+  N = lg->size[0], C = lg->size[1];
+  px = arg2(L, 1, fn, "logits", dt, 0, N, C);
+  pt = arg1(L, 2, fn, "targets", BPTT_INT32, 0, N);
+  ignore = check_ignore(L, 3, fn);
+  red = check_reduction(L, 4, fn);
+  pc = arg2(L, 5, fn, "cache", dt, 0, N, 2);
+  gout = luaL_checknumber(L, 6);
+  pd = arg2(L, 7, fn, "dlogits", dt, 0, N, C);
+  err = dt == BPTT_FLOAT32 ? bptt_crossentropy_backward_f32(px, pt, pc, N, C, ignore, red, gout, pd, &bad)
+                           : bptt_crossentropy_backward_f64(px, pt, pc, N, C, ignore, red, gout, pd, &bad);
+  check_kernel(L, err, fn);
+  return 0;
+}
+
+/* mse_forward(pred (n), target (n), reduction) -> loss */
+static int l_mse_forward(lua_State *L) {
+  const char *fn = "bptt.core.mse_forward";
+  int dt = real_dtype(L, 1, fn, "pred"), red;
+  int64_t n = bptt_tensor_numel(bptt_checktensor(L, 1, fn, "pred"));
+  double loss = 0;
+  void *pp = argn(L, 1, fn, "pred", dt, n), *pt = argn(L, 2, fn, "target", dt, n);
+  red = check_reduction(L, 3, fn);
+  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_mse_forward_f32(pp, pt, n, red, &loss) : bptt_mse_forward_f64(pp, pt, n, red, &loss), fn);
+  lua_pushnumber(L, loss);
+  return 1;
+}
+
+/* mse_backward(pred, target, reduction, gout, dpred) */
+static int l_mse_backward(lua_State *L) {
+  const char *fn = "bptt.core.mse_backward";
+  int dt = real_dtype(L, 1, fn, "pred"), red;
+  int64_t n = bptt_tensor_numel(bptt_checktensor(L, 1, fn, "pred"));
+  void *pp = argn(L, 1, fn, "pred", dt, n), *pt = argn(L, 2, fn, "target", dt, n), *pd;
+  double gout;
+  red = check_reduction(L, 3, fn);
+  gout = luaL_checknumber(L, 4);
+  pd = argn(L, 5, fn, "dpred", dt, n);
+  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_mse_backward_f32(pp, pt, n, red, gout, pd)
+                                     : bptt_mse_backward_f64(pp, pt, n, red, gout, pd), fn);
+  return 0;
+}
+
+/* --------------------------------------------------------------- dropout */
+
+/* dropout_apply(x (n), mask (n, uniforms in, mask out), y (n), p) */
+static int l_dropout_apply(lua_State *L) {
+  const char *fn = "bptt.core.dropout_apply";
+  int dt = real_dtype(L, 1, fn, "x");
+  int64_t n = bptt_tensor_numel(bptt_checktensor(L, 1, fn, "x"));
+  void *px = argn(L, 1, fn, "x", dt, n), *pm = argn(L, 2, fn, "mask", dt, n), *py = argn(L, 3, fn, "y", dt, n);
+  double p = luaL_checknumber(L, 4);
+  if (pm == px || pm == py) luaL_error(L, "%s: mask must not be x or y", fn);
+  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_dropout_apply_f32(px, pm, py, n, p) : bptt_dropout_apply_f64(px, pm, py, n, p), fn);
+  return 0;
+}
+
+/* dropout_backward(dy (n), mask (n), dx (n)) */
+static int l_dropout_backward(lua_State *L) {
+  const char *fn = "bptt.core.dropout_backward";
+  int dt = real_dtype(L, 1, fn, "dy");
+  int64_t n = bptt_tensor_numel(bptt_checktensor(L, 1, fn, "dy"));
+  void *pdy = argn(L, 1, fn, "dy", dt, n), *pm = argn(L, 2, fn, "mask", dt, n), *pdx = argn(L, 3, fn, "dx", dt, n);
+  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_dropout_backward_f32(pdy, pm, pdx, n) : bptt_dropout_backward_f64(pdy, pm, pdx, n), fn);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- indices */
+
+/* to_index(src, dst int32): copies class ids / token ids given as int32 or
+ * as floats holding whole numbers into dst (same numel, contiguous).  Returns
+ * nil, or the 1-based flat position of the first value that is not a whole
+ * number in int32's range (nothing written then). */
+static int l_to_index(lua_State *L) {
+  const char *fn = "bptt.core.to_index";
+  bptt_tensor *src = bptt_checktensor(L, 1, fn, "src");
+  int64_t n = bptt_tensor_numel(src), i, off, idx[BPTT_MAXDIM] = {0};
+  int32_t *dst = arg1(L, 2, fn, "dst", BPTT_INT32, 0, n);
+  int d, pass;
+  for (pass = 0; pass < 2; pass++) { /* check everything, then write */
+    memset(idx, 0, sizeof idx);
+    off = src->offset;
+    for (i = 0; i < n; i++) {
+      double v = bptt_tensor_get(src, off);
+      if (pass == 0 && !(v > -2147483649.0 && v < 2147483648.0 && v == floor(v))) {
+        lua_pushnumber(L, (lua_Number)(i + 1));
+        return 1;
+      }
+      if (pass == 1) dst[i] = (int32_t)v;
+      for (d = src->ndim - 1; d >= 0; d--) {
+        off += src->stride[d];
+        if (++idx[d] < src->size[d]) break;
+        off -= src->stride[d] * src->size[d];
+        idx[d] = 0;
+      }
+    }
+  }
+  return 0;
+}
+
+static const luaL_Reg functions[] = {{"rnn_sizes", l_rnn_sizes},
+                                     {"to_index", l_to_index},
+                                     {"rnn_forward", l_rnn_forward},
+                                     {"rnn_backward", l_rnn_backward},
+                                     {"linear_forward", l_linear_forward},
+                                     {"linear_backward", l_linear_backward},
+                                     {"embedding_forward", l_embedding_forward},
+                                     {"embedding_backward", l_embedding_backward},
+                                     {"ce_forward", l_ce_forward},
+                                     {"ce_backward", l_ce_backward},
+                                     {"mse_forward", l_mse_forward},
+                                     {"mse_backward", l_mse_backward},
+                                     {"dropout_apply", l_dropout_apply},
+                                     {"dropout_backward", l_dropout_backward},
+                                     {NULL, NULL}};
+
+void bptt_open_nn(lua_State *L) { bptt_setfuncs(L, functions, 0); }

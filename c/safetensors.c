@@ -1,0 +1,1020 @@
+/*
+ * safetensors.c -- the safetensors header parser and writer, and the file I/O.
+ *
+ * Reading: the 8-byte size, then the header (at most BPTT_ST_MAX_HEADER bytes
+ * and never more than the file holds) is parsed by a strict JSON parser that
+ * knows the schema: names and metadata are decoded to UTF-8 (all escapes,
+ * surrogate pairs joined, raw bytes checked), shapes and offsets are
+ * non-negative integers with overflow checks, duplicate keys are errors, and
+ * values of unknown fields are checked as JSON (nested at most
+ * BPTT_ST_MAX_DEPTH deep) and ignored.  Then every tensor is checked against
+ * the data buffer: size = numel * element size, inside the buffer, and the
+ * regions tile it.  Only then may the caller allocate tensors.
+ *
+ * Writing: the header is built in memory (names sorted, 8-byte alignment by
+ * space padding, tensors ordered by element size so that each starts aligned
+ * to its element size), then written with the data to a temporary file next
+ * to the target, synced and renamed over it.
+ */
+#define _POSIX_C_SOURCE 200809L
+#define _FILE_OFFSET_BITS 64
+#include "safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------- utilities */
+
+/* Writes the message and returns err: `return fail(BPTT_EFORMAT, ...)`. */
+#ifdef __GNUC__
+__attribute__((format(printf, 4, 5)))
+#endif
+static int fail(int err, char *msg, size_t msglen, const char *fmt, ...) {
+  va_list ap;
+  if (msg != NULL && msglen > 0) {
+    va_start(ap, fmt);
+    vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+  }
+  return err;
+}
+
+/* Names in messages are cut to this many bytes. */
+#define NAMECUT 64
+#define NAMEFMT "'%.*s%s'"
+#define NAMEARG(s, len) (int)((len) > NAMECUT ? NAMECUT : (len)), (s), ((len) > NAMECUT ? "..." : "")
+
+static int little_endian(void) {
+  const uint16_t one = 1;
+  return *(const unsigned char *)&one == 1;
+}
+
+/* Reverses each es-byte element of p[0..n*es) (big-endian hosts only). */
+static void swap_bytes(unsigned char *p, int64_t n, size_t es) {
+  int64_t i;
+  size_t a;
+  for (i = 0; i < n; i++, p += es)
+    for (a = 0; a < es / 2; a++) {
+      unsigned char c = p[a];
+      p[a] = p[es - 1 - a];
+      p[es - 1 - a] = c;
+    }
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid:
+ * no overlong forms, no surrogates (U+D800..DFFF), nothing above U+10FFFF. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0], lo = 0x80, hi = 0xBF;
+  size_t len, i;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) len = 2;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else return 0;
+  if (n < len) return 0;
+  if (s[1] < lo || s[1] > hi) return 0;
+  for (i = 2; i < len; i++)
+    if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+  return len;
+}
+
+int bptt_st_utf8_valid(const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0, k;
+  while (i < len) {
+    if ((k = utf8_len(p + i, len - i)) == 0) return 0;
+    i += k;
+  }
+  return 1;
+}
+
+static const char *const st_names[BPTT_NDTYPES] = {"F32", "F64", "I32"};
+
+static int st_dtype(const char *s, size_t len) {
+  int i;
+  for (i = 0; i < BPTT_NDTYPES; i++)
+    if (strlen(st_names[i]) == len && memcmp(s, st_names[i], len) == 0) return i;
+  return -1;
+}
+
+static int cmp_bytes(const char *a, size_t alen, const char *b, size_t blen) {
+  int c = memcmp(a, b, alen < blen ? alen : blen);
+  if (c) return c;
+  return alen < blen ? -1 : alen > blen;
+}
+
+/* ------------------------------------------------------------ JSON parser */
+
+typedef struct {
+  const char *s;
+  size_t n, pos;
+  char *out; /* next free byte of the string arena */
+  bptt_st_info *tensors;
+  size_t ntensors, captensors;
+  bptt_st_pair *meta;
+  size_t nmeta, capmeta;
+  char *msg;
+  size_t msglen;
+} jparser;
+
+typedef struct {
+  const char *key;
+  size_t len;
+} jkey;
+
+#define JFAIL(p, ...) fail(BPTT_EFORMAT, (p)->msg, (p)->msglen, __VA_ARGS__)
+
+static int syntax(jparser *p, const char *what) {
+  if (p->pos >= p->n) return JFAIL(p, "header is not valid JSON: it ends where %s was expected", what);
+  return JFAIL(p, "header is not valid JSON at byte %lu: expected %s, got '%c'", (unsigned long)p->pos, what,
+               p->s[p->pos] >= 0x20 && p->s[p->pos] < 0x7f ? p->s[p->pos] : '?');
+}
+
+static void ws(jparser *p) {
+  while (p->pos < p->n && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' || p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
+    p->pos++;
+}
+
+static int peek(const jparser *p) { return p->pos < p->n ? (unsigned char)p->s[p->pos] : -1; }
+
+static int hex4(const jparser *p, size_t at, unsigned *v) {
+  size_t i;
+  *v = 0;
+  if (at + 4 > p->n) return 0;
+  for (i = 0; i < 4; i++) {
+    char c = p->s[at + i];
+    *v <<= 4;
+    if (c >= '0' && c <= '9') *v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f') *v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') *v |= (unsigned)(c - 'A' + 10);
+    else return 0;
+  }
+  return 1;
+}
+
+static char *put_utf8(char *o, unsigned cp) {
+  if (cp < 0x80) *o++ = (char)cp;
+  else if (cp < 0x800) {
+    *o++ = (char)(0xC0 | (cp >> 6));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    *o++ = (char)(0xE0 | (cp >> 12));
+    *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  } else {
+    *o++ = (char)(0xF0 | (cp >> 18));
+    *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+    *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  }
+  return o;
+}
+
+/* A JSON string at pos, decoded into the arena (NUL-ended).  The decoded
+ * form is never longer than the source, quotes included, so an arena of the
+ * header's size + 1 always has room. */
+static int parse_string(jparser *p, const char **str, size_t *len) {
+  char *start = p->out, *o = p->out;
+  if (peek(p) != '"') return syntax(p, "a string");
+  p->pos++;
+  for (;;) {
+    int c = peek(p);
+    if (c < 0) return JFAIL(p, "header is not valid JSON: unterminated string");
+    if (c == '"') {
+      p->pos++;
+      break;
+    }
+    if (c < 0x20)
+      return JFAIL(p, "header is not valid JSON at byte %lu: control character 0x%02x in a string (must be escaped)",
+                   (unsigned long)p->pos, (unsigned)c);
+    if (c == '\\') {
+      int e = p->pos + 1 < p->n ? p->s[p->pos + 1] : -1;
+      unsigned cp, lo;
+      switch (e) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '/': *o++ = '/'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        case 'u':
+          if (!hex4(p, p->pos + 2, &cp))
+            return JFAIL(p, "header is not valid JSON at byte %lu: \\u must be followed by 4 hex digits",
+                         (unsigned long)p->pos);
+          if (cp >= 0xDC00 && cp <= 0xDFFF)
+            return JFAIL(p, "header is not valid JSON at byte %lu: lone low surrogate \\u%04X", (unsigned long)p->pos,
+                         cp);
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            /* a high surrogate: a low one must follow, \uDC00..\uDFFF */
+            if (p->pos + 12 > p->n || p->s[p->pos + 6] != '\\' || p->s[p->pos + 7] != 'u' ||
+                !hex4(p, p->pos + 8, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+              return JFAIL(p, "header is not valid JSON at byte %lu: high surrogate \\u%04X without a low one",
+                           (unsigned long)p->pos, cp);
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            p->pos += 6;
+          }
+          o = put_utf8(o, cp);
+          p->pos += 4;
+          break;
+        default:
+          return JFAIL(p, "header is not valid JSON at byte %lu: invalid escape in a string", (unsigned long)p->pos);
+      }
+      p->pos += 2;
+    } else if (c < 0x80) {
+      *o++ = (char)c;
+      p->pos++;
+    } else {
+      size_t k = utf8_len((const unsigned char *)p->s + p->pos, p->n - p->pos);
+      if (k == 0) return JFAIL(p, "header is not valid UTF-8 at byte %lu", (unsigned long)p->pos);
+      memcpy(o, p->s + p->pos, k);
+      o += k;
+      p->pos += k;
+    }
+  }
+  *o++ = '\0';
+  p->out = o;
+  *str = start;
+  *len = (size_t)(o - start - 1);
+  return BPTT_OK;
+}
+
+/* A non-negative integer: 0 ok, 1 not one (negative, fraction, exponent, not
+ * a number, leading zero), 2 larger than 2^63 - 1. */
+static int parse_uint(jparser *p, int64_t *v) {
+  int64_t x = 0;
+  size_t start = p->pos;
+  int c;
+  while ((c = peek(p)) >= '0' && c <= '9') {
+    if (x > (INT64_MAX - (c - '0')) / 10) return 2;
+    x = x * 10 + (c - '0');
+    p->pos++;
+  }
+  if (p->pos == start) return 1;
+  if (p->s[start] == '0' && p->pos - start > 1) return 1;
+  c = peek(p);
+  if (c == '.' || c == 'e' || c == 'E') return 1;
+  *v = x;
+  return 0;
+}
+
+static int skip_value(jparser *p, int depth);
+
+typedef int (*member_fn)(jparser *p, const char *key, size_t len, int depth);
+
+static int cmp_jkey(const void *a, const void *b) {
+  const jkey *x = a, *y = b;
+  return cmp_bytes(x->key, x->len, y->key, y->len);
+}
+
+/* An object at pos, nested depth deep (the header itself is depth 1):
+ * member() parses each value.  Duplicate keys are errors (where says whose). */
+static int parse_object(jparser *p, int depth, member_fn member, const char *where) {
+  jkey *keys = NULL;
+  size_t n = 0, cap = 0, i;
+  int err = BPTT_OK;
+  if (depth > BPTT_ST_MAX_DEPTH) return JFAIL(p, "header nests deeper than %d levels", BPTT_ST_MAX_DEPTH);
+  if (peek(p) != '{') return syntax(p, "'{'");
+  p->pos++;
+  ws(p);
+  if (peek(p) == '}') {
+    p->pos++;
+    return BPTT_OK;
+  }
+  for (;;) {
+    const char *key;
+    size_t len;
+    ws(p);
+    if ((err = parse_string(p, &key, &len))) break;
+    if (n == cap) {
+      jkey *k2 = realloc(keys, (cap = cap ? 2 * cap : 8) * sizeof *keys);
+      if (k2 == NULL) {
+        err = fail(BPTT_ENOMEM, p->msg, p->msglen, "out of memory reading the header");
+        break;
+      }
+      keys = k2;
+    }
+    keys[n].key = key, keys[n].len = len, n++;
+    ws(p);
+    if (peek(p) != ':') {
+      err = syntax(p, "':'");
+      break;
+    }
+    p->pos++;
+    ws(p);
+    if (peek(p) < 0) {
+      err = syntax(p, "a value");
+      break;
+    }
+    if ((err = member(p, key, len, depth))) break;
+    ws(p);
+    if (peek(p) == ',') {
+      p->pos++;
+      continue;
+    }
+    if (peek(p) == '}') {
+      p->pos++;
+      break;
+    }
+    err = syntax(p, "',' or '}'");
+    break;
+  }
+  if (!err && n > 1) {
+    qsort(keys, n, sizeof *keys, cmp_jkey);
+    for (i = 1; i < n; i++)
+      if (cmp_jkey(&keys[i - 1], &keys[i]) == 0) {
+        err = JFAIL(p, "header has the key " NAMEFMT " twice in %s", NAMEARG(keys[i].key, keys[i].len), where);
+        break;
+      }
+  }
+  free(keys);
+  return err;
+}
+
+static int skip_member(jparser *p, const char *key, size_t len, int depth) {
+  (void)key, (void)len;
+  return skip_value(p, depth + 1);
+}
+
+/* Any JSON value (checked, then ignored). */
+static int skip_value(jparser *p, int depth) {
+  int c = peek(p), err;
+  const char *str;
+  size_t len;
+  if (depth > BPTT_ST_MAX_DEPTH) return JFAIL(p, "header nests deeper than %d levels", BPTT_ST_MAX_DEPTH);
+  switch (c) {
+    case '{': return parse_object(p, depth, skip_member, "an object");
+    case '[':
+      p->pos++;
+      ws(p);
+      if (peek(p) == ']') {
+        p->pos++;
+        return BPTT_OK;
+      }
+      for (;;) {
+        ws(p);
+        if ((err = skip_value(p, depth + 1))) return err;
+        ws(p);
+        if (peek(p) == ',') p->pos++;
+        else if (peek(p) == ']') {
+          p->pos++;
+          return BPTT_OK;
+        } else return syntax(p, "',' or ']'");
+      }
+    case '"': return parse_string(p, &str, &len);
+    case 't':
+    case 'f':
+    case 'n': {
+      const char *word = c == 't' ? "true" : c == 'f' ? "false" : "null";
+      size_t wl = strlen(word);
+      if (p->pos + wl > p->n || memcmp(p->s + p->pos, word, wl) != 0) return syntax(p, "a value");
+      p->pos += wl;
+      return BPTT_OK;
+    }
+    default:
+      /* number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+      if (c == '-') p->pos++, c = peek(p);
+      if (c == '0') p->pos++;
+      else if (c >= '1' && c <= '9')
+        while ((c = peek(p)) >= '0' && c <= '9') p->pos++;
+      else return syntax(p, "a value");
+      if (peek(p) == '.') {
+        p->pos++;
+        if ((c = peek(p)) < '0' || c > '9') return syntax(p, "a digit");
+        while ((c = peek(p)) >= '0' && c <= '9') p->pos++;
+      }
+      if (peek(p) == 'e' || peek(p) == 'E') {
+        p->pos++;
+        if (peek(p) == '+' || peek(p) == '-') p->pos++;
+        if ((c = peek(p)) < '0' || c > '9') return syntax(p, "a digit");
+        while ((c = peek(p)) >= '0' && c <= '9') p->pos++;
+      }
+      return BPTT_OK;
+  }
+}
+
+/* [n1, n2, ...] of non-negative integers into v (at most max, else
+ * *count = max + 1 and the rest is only checked). */
+static int parse_uint_list(jparser *p, const bptt_st_info *t, const char *field, int64_t *v, int max, int *count) {
+  int n = 0, r;
+  int64_t x;
+  if (peek(p) != '[')
+    return JFAIL(p, "tensor " NAMEFMT ": %s must be a list of non-negative integers", NAMEARG(t->name, t->name_len),
+                 field);
+  p->pos++;
+  ws(p);
+  if (peek(p) == ']') {
+    p->pos++;
+    *count = 0;
+    return BPTT_OK;
+  }
+  for (;;) {
+    ws(p);
+    if ((r = parse_uint(p, &x)) != 0)
+      return JFAIL(p, "tensor " NAMEFMT ": %s[%d] %s", NAMEARG(t->name, t->name_len), field, n + 1,
+                   r == 2 ? "is too large (more than 2^63 - 1)" : "must be a non-negative integer");
+    if (n < max) v[n] = x;
+    if (n <= max) n++;
+    ws(p);
+    if (peek(p) == ',') p->pos++;
+    else if (peek(p) == ']') {
+      p->pos++;
+      break;
+    } else return syntax(p, "',' or ']'");
+  }
+  *count = n;
+  return BPTT_OK;
+}
+
+/* Fields of a tensor's object; which ones were seen is kept in ndim (-1:
+ * no shape), dtype (-1: none) and begin (-1: no offsets). */
+static int tensor_member(jparser *p, const char *key, size_t len, int depth) {
+  bptt_st_info *t = &p->tensors[p->ntensors - 1];
+  int err, n;
+  if (len == 5 && memcmp(key, "dtype", 5) == 0) {
+    const char *s;
+    size_t sl;
+    if (peek(p) != '"') return JFAIL(p, "tensor " NAMEFMT ": dtype must be a string", NAMEARG(t->name, t->name_len));
+    if ((err = parse_string(p, &s, &sl))) return err;
+    if ((t->dtype = st_dtype(s, sl)) < 0)
+      return JFAIL(p, "tensor " NAMEFMT ": dtype %.*s is not supported (F32, F64, I32)", NAMEARG(t->name, t->name_len),
+                   (int)(sl > NAMECUT ? NAMECUT : sl), s);
+    return BPTT_OK;
+  }
+  if (len == 5 && memcmp(key, "shape", 5) == 0) {
+    if ((err = parse_uint_list(p, t, "shape", t->size, BPTT_MAXDIM, &n))) return err;
+    if (n > BPTT_MAXDIM)
+      return JFAIL(p, "tensor " NAMEFMT ": shape has more than %d dimensions", NAMEARG(t->name, t->name_len),
+                   BPTT_MAXDIM);
+    t->ndim = n;
+    return BPTT_OK;
+  }
+  if (len == 12 && memcmp(key, "data_offsets", 12) == 0) {
+    int64_t v[2];
+    if ((err = parse_uint_list(p, t, "data_offsets", v, 2, &n))) return err;
+    if (n != 2)
+      return JFAIL(p, "tensor " NAMEFMT ": data_offsets must be [begin, end]", NAMEARG(t->name, t->name_len));
+    t->begin = v[0], t->end = v[1];
+    return BPTT_OK;
+  }
+  return skip_value(p, depth + 1); /* a field we do not know */
+}
+
+static int meta_member(jparser *p, const char *key, size_t len, int depth) {
+  bptt_st_pair *m;
+  int err;
+  (void)depth;
+  if (peek(p) != '"')
+    return JFAIL(p, "__metadata__ values must be strings, but " NAMEFMT " is not", NAMEARG(key, len));
+  if (p->nmeta == p->capmeta) {
+    bptt_st_pair *m2 = realloc(p->meta, (p->capmeta = p->capmeta ? 2 * p->capmeta : 8) * sizeof *m2);
+    if (m2 == NULL) return fail(BPTT_ENOMEM, p->msg, p->msglen, "out of memory reading the header");
+    p->meta = m2;
+  }
+  m = &p->meta[p->nmeta];
+  m->key = key, m->key_len = len;
+  if ((err = parse_string(p, &m->value, &m->value_len))) return err;
+  p->nmeta++;
+  return BPTT_OK;
+}
+
+static int top_member(jparser *p, const char *key, size_t len, int depth) {
+  bptt_st_info *t;
+  if (len == 12 && memcmp(key, "__metadata__", 12) == 0) {
+    if (peek(p) == 'n') return skip_value(p, depth + 1); /* null: none */
+    if (peek(p) != '{') return JFAIL(p, "__metadata__ must be an object of strings");
+    return parse_object(p, depth + 1, meta_member, "__metadata__");
+  }
+  if (peek(p) != '{')
+    return JFAIL(p, "tensor " NAMEFMT " must be an object {dtype, shape, data_offsets}", NAMEARG(key, len));
+  if (p->ntensors == p->captensors) {
+    bptt_st_info *t2 = realloc(p->tensors, (p->captensors = p->captensors ? 2 * p->captensors : 8) * sizeof *t2);
+    if (t2 == NULL) return fail(BPTT_ENOMEM, p->msg, p->msglen, "out of memory reading the header");
+    p->tensors = t2;
+  }
+  t = &p->tensors[p->ntensors++];
+  memset(t, 0, sizeof *t);
+  t->name = key, t->name_len = len;
+  t->dtype = -1, t->ndim = -1, t->begin = -1;
+  return parse_object(p, depth + 1, tensor_member, "a tensor");
+}
+
+/* ---------------------------------------------------- header validation */
+
+static int cmp_offsets(const void *a, const void *b) {
+  const bptt_st_info *x = a, *y = b;
+  if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+  if (x->end != y->end) return x->end < y->end ? -1 : 1;
+  return 0;
+}
+
+/* Every tensor complete, its byte count right, inside the buffer; the
+ * regions tile [0, data_len).  Leaves the tensors sorted by offset. */
+#define BAD(...) fail(BPTT_EFORMAT, msg, msglen, __VA_ARGS__)
+#define NAME(t) NAMEARG((t)->name, (t)->name_len)
+#define RANGE(t) (long long)(t)->begin, (long long)(t)->end
+static int check_layout(bptt_st_reader *r, char *msg, size_t msglen) {
+  size_t i;
+  int64_t at = 0;
+  for (i = 0; i < r->ntensors; i++) {
+    bptt_st_info *t = &r->tensors[i];
+    int64_t n = 1, nbytes;
+    int d;
+    if (t->dtype < 0 || t->ndim < 0 || t->begin < 0)
+      return BAD("tensor " NAMEFMT " has no %s", NAME(t),
+                 t->dtype < 0 ? "dtype" : t->ndim < 0 ? "shape" : "data_offsets");
+    for (d = 0; d < t->ndim; d++)
+      if (bptt_mul_overflow(n, t->size[d], &n)) break;
+    if (d < t->ndim || bptt_mul_overflow(n, (int64_t)bptt_dtype_size((bptt_dtype)t->dtype), &nbytes))
+      return BAD("tensor " NAMEFMT ": shape overflows (more than 2^63 bytes)", NAME(t));
+    if (t->end < t->begin)
+      return BAD("tensor " NAMEFMT ": data_offsets [%lld, %lld] end before they begin", NAME(t), RANGE(t));
+    if (t->end > r->data_len)
+      return BAD("tensor " NAMEFMT ": data_offsets [%lld, %lld] run past the end of the data (%lld bytes; "
+                 "file truncated?)", NAME(t), RANGE(t), (long long)r->data_len);
+    if (t->end - t->begin != nbytes)
+      return BAD("tensor " NAMEFMT ": data_offsets [%lld, %lld] hold %lld bytes, but its %s shape needs %lld",
+                 NAME(t), RANGE(t), (long long)(t->end - t->begin), st_names[t->dtype], (long long)nbytes);
+  }
+  if (r->ntensors > 1) qsort(r->tensors, r->ntensors, sizeof *r->tensors, cmp_offsets);
+  for (i = 0; i < r->ntensors; i++) {
+    const bptt_st_info *t = &r->tensors[i], *u = i ? &r->tensors[i - 1] : NULL;
+    if (t->begin < at)
+      return BAD("tensors " NAMEFMT " and " NAMEFMT " overlap (data_offsets [%lld, %lld] and [%lld, %lld])",
+                 NAME(u), NAME(t), RANGE(u), RANGE(t));
+    if (t->begin > at)
+      return BAD("data has a gap at bytes [%lld, %lld) before tensor " NAMEFMT, (long long)at, (long long)t->begin,
+                 NAME(t));
+    at = t->end;
+  }
+  if (at != r->data_len) return BAD("data has %lld bytes after the last tensor", (long long)(r->data_len - at));
+  return BPTT_OK;
+}
+#undef BAD
+#undef NAME
+#undef RANGE
+
+/* ---------------------------------------------------------------- reader */
+
+void bptt_st_reader_init(bptt_st_reader *r) {
+  memset(r, 0, sizeof *r);
+  r->fd = -1;
+}
+
+void bptt_st_close(bptt_st_reader *r) {
+  if (r->fd >= 0) close(r->fd);
+  free(r->strings);
+  free(r->tensors);
+  free(r->meta);
+  bptt_st_reader_init(r);
+}
+
+/* Reads exactly len bytes at off; 0 ok, else -1 with errno (0: end of file). */
+static int read_at(int fd, void *buf, int64_t len, int64_t off) {
+  char *p = buf;
+  while (len > 0) {
+    size_t chunk = len > (1 << 30) ? (size_t)1 << 30 : (size_t)len;
+    ssize_t k = pread(fd, p, chunk, (off_t)off);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      if (k == 0) errno = 0;
+      return -1;
+    }
+    p += k, off += k, len -= k;
+  }
+  return 0;
+}
+
+static int parse_header(bptt_st_reader *r, const char *text, size_t n, char *msg, size_t msglen) {
+  jparser p;
+  int err;
+  memset(&p, 0, sizeof p);
+  p.s = text, p.n = n, p.msg = msg, p.msglen = msglen;
+  p.out = r->strings;
+  if (n == 0 || text[0] != '{')
+    return fail(BPTT_EFORMAT, msg, msglen, "header is not a JSON object (it does not start with '{')");
+  err = parse_object(&p, 1, top_member, "the header");
+  if (!err) {
+    ws(&p);
+    if (p.pos < p.n)
+      err = JFAIL(&p, "header has trailing garbage after the JSON object at byte %lu", (unsigned long)p.pos);
+  }
+  r->tensors = p.tensors, r->ntensors = p.ntensors;
+  r->meta = p.meta, r->nmeta = p.nmeta;
+  return err;
+}
+
+int bptt_st_open(bptt_st_reader *r, const char *path, char *msg, size_t msglen) {
+  struct stat st;
+  unsigned char b8[8];
+  uint64_t n = 0;
+  char *text = NULL;
+  int i, err;
+  bptt_st_reader_init(r);
+  r->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (r->fd < 0) return fail(BPTT_EIO, msg, msglen, "cannot open: %s", strerror(errno));
+  if (fstat(r->fd, &st) != 0) {
+    err = fail(BPTT_EIO, msg, msglen, "cannot stat: %s", strerror(errno));
+    goto failed;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    err = fail(BPTT_EIO, msg, msglen, "not a regular file");
+    goto failed;
+  }
+  if (st.st_size < 8) {
+    err = fail(BPTT_EFORMAT, msg, msglen,
+               st.st_size == 0 ? "file is empty" : "file is %lld bytes, too short for the 8-byte header size",
+               (long long)st.st_size);
+    goto failed;
+  }
+  if (read_at(r->fd, b8, 8, 0) != 0) {
+    err = fail(BPTT_EIO, msg, msglen, "cannot read: %s", errno ? strerror(errno) : "file shrank");
+    goto failed;
+  }
+  for (i = 7; i >= 0; i--) n = (n << 8) | b8[i];
+  if (n > (uint64_t)st.st_size - 8) {
+    err = fail(BPTT_EFORMAT, msg, msglen, "header size %llu exceeds file size %lld", (unsigned long long)n,
+               (long long)st.st_size);
+    goto failed;
+  }
+  if (n > BPTT_ST_MAX_HEADER) {
+    err = fail(BPTT_EFORMAT, msg, msglen, "header size %llu exceeds the limit of %d bytes", (unsigned long long)n,
+               BPTT_ST_MAX_HEADER);
+    goto failed;
+  }
+  /* n <= the file size and <= 100 MB: these two are safe to allocate */
+  text = malloc(n ? (size_t)n : 1);
+  r->strings = malloc((size_t)n + 1);
+  if (text == NULL || r->strings == NULL) {
+    err = fail(BPTT_ENOMEM, msg, msglen, "out of memory for a header of %llu bytes", (unsigned long long)n);
+    goto failed;
+  }
+  if (read_at(r->fd, text, (int64_t)n, 8) != 0) {
+    err = fail(BPTT_EIO, msg, msglen, "cannot read the header: %s", errno ? strerror(errno) : "file shrank");
+    goto failed;
+  }
+  r->data_start = 8 + (int64_t)n;
+  r->data_len = (int64_t)st.st_size - r->data_start;
+  err = parse_header(r, text, (size_t)n, msg, msglen);
+  if (!err) err = check_layout(r, msg, msglen);
+
+failed:
+  free(text);
+  if (err) bptt_st_close(r);
+  return err;
+}
+
+int bptt_st_read(const bptt_st_reader *r, size_t i, const bptt_tensor *t, char *msg, size_t msglen) {
+  const bptt_st_info *e;
+  int d, ok;
+  if (r->fd < 0 || i >= r->ntensors) return fail(BPTT_EARG, msg, msglen, "reader is closed or index out of range");
+  e = &r->tensors[i];
+  ok = t->storage != NULL && t->dtype == e->dtype && t->ndim == e->ndim && bptt_tensor_is_contiguous(t);
+  for (d = 0; ok && d < e->ndim; d++) ok = t->size[d] == e->size[d];
+  if (!ok) return fail(BPTT_EARG, msg, msglen, "tensor " NAMEFMT ": wrong destination", NAMEARG(e->name, e->name_len));
+  if (e->end == e->begin) return BPTT_OK;
+  if (read_at(r->fd, bptt_tensor_data(t), e->end - e->begin, r->data_start + e->begin) != 0)
+    return fail(BPTT_EIO, msg, msglen, "cannot read tensor " NAMEFMT ": %s", NAMEARG(e->name, e->name_len),
+                errno ? strerror(errno) : "file shrank while loading");
+  if (!little_endian())
+    swap_bytes(bptt_tensor_data(t), bptt_tensor_numel(t), bptt_dtype_size((bptt_dtype)t->dtype));
+  return BPTT_OK;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+/* A growable byte buffer for the header. */
+typedef struct {
+  char *p;
+  size_t n, cap;
+  int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t len) {
+  if (b->oom) return;
+  if (b->cap - b->n < len) {
+    size_t cap = b->cap ? b->cap : 256;
+    char *p2;
+    while (cap - b->n < len) {
+      if (cap > SIZE_MAX / 2) {
+        b->oom = 1;
+        return;
+      }
+      cap *= 2;
+    }
+    if ((p2 = realloc(b->p, cap)) == NULL) {
+      b->oom = 1;
+      return;
+    }
+    b->p = p2, b->cap = cap;
+  }
+  memcpy(b->p + b->n, s, len);
+  b->n += len;
+}
+
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_int(sbuf *b, int64_t v) {
+  char tmp[32];
+  snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+  sb_str(b, tmp);
+}
+
+/* A JSON string: '"' and '\' escaped, control characters as \b \f \n \r \t
+ * or \u00XX; everything else (valid UTF-8, checked before) as is. */
+static void sb_json(sbuf *b, const char *s, size_t len) {
+  static const char hexd[] = "0123456789abcdef";
+  size_t i, run = 0;
+  sb_put(b, "\"", 1);
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char esc[6];
+    size_t el = 2;
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    sb_put(b, s + run, i - run);
+    run = i + 1;
+    esc[0] = '\\';
+    switch (c) {
+      case '"': esc[1] = '"'; break;
+      case '\\': esc[1] = '\\'; break;
+      case '\b': esc[1] = 'b'; break;
+      case '\f': esc[1] = 'f'; break;
+      case '\n': esc[1] = 'n'; break;
+      case '\r': esc[1] = 'r'; break;
+      case '\t': esc[1] = 't'; break;
+      default:
+        esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hexd[c >> 4], esc[5] = hexd[c & 15];
+        el = 6;
+    }
+    sb_put(b, esc, el);
+  }
+  sb_put(b, s + run, len - run);
+  sb_put(b, "\"", 1);
+}
+
+/* Larger elements first (so every tensor starts aligned to its element size
+ * in an 8-aligned buffer), then by name. */
+static int cmp_items(const void *a, const void *b) {
+  const bptt_st_item *x = a, *y = b;
+  size_t ex = bptt_dtype_size((bptt_dtype)x->t->dtype), ey = bptt_dtype_size((bptt_dtype)y->t->dtype);
+  if (ex != ey) return ex > ey ? -1 : 1;
+  return cmp_bytes(x->name, x->name_len, y->name, y->name_len);
+}
+
+static int cmp_pairs(const void *a, const void *b) {
+  const bptt_st_pair *x = a, *y = b;
+  return cmp_bytes(x->key, x->key_len, y->key, y->key_len);
+}
+
+/* The header JSON, space-padded so that 8 + its length is a multiple of 8.
+ * items and meta are sorted already. */
+static int build_header(sbuf *b, const bptt_st_item *items, size_t n, const bptt_st_pair *meta, size_t nmeta,
+                        char *msg, size_t msglen) {
+  size_t i;
+  int64_t at = 0;
+  int first = 1, d;
+  sb_put(b, "{", 1);
+  if (nmeta > 0) {
+    sb_str(b, "\"__metadata__\":{");
+    for (i = 0; i < nmeta; i++) {
+      if (i) sb_put(b, ",", 1);
+      sb_json(b, meta[i].key, meta[i].key_len);
+      sb_put(b, ":", 1);
+      sb_json(b, meta[i].value, meta[i].value_len);
+    }
+    sb_put(b, "}", 1);
+    first = 0;
+  }
+  for (i = 0; i < n; i++) {
+    const bptt_tensor *t = items[i].t;
+    int64_t nbytes, end;
+    if (bptt_mul_overflow(bptt_tensor_numel(t), (int64_t)bptt_dtype_size((bptt_dtype)t->dtype), &nbytes) ||
+        bptt_add_overflow(at, nbytes, &end))
+      return fail(BPTT_EOVERFLOW, msg, msglen, "the tensors add up to more than 2^63 bytes");
+    if (!first) sb_put(b, ",", 1);
+    first = 0;
+    sb_json(b, items[i].name, items[i].name_len);
+    sb_str(b, ":{\"dtype\":\"");
+    sb_str(b, st_names[t->dtype]);
+    sb_str(b, "\",\"shape\":[");
+    for (d = 0; d < t->ndim; d++) {
+      if (d) sb_put(b, ",", 1);
+      sb_int(b, t->size[d]);
+    }
+    sb_str(b, "],\"data_offsets\":[");
+    sb_int(b, at);
+    sb_put(b, ",", 1);
+    sb_int(b, end);
+    sb_str(b, "]}");
+    at = end;
+  }
+  sb_put(b, "}", 1);
+  while (!b->oom && (8 + b->n) % 8 != 0) sb_put(b, " ", 1);
+  if (b->oom) return fail(BPTT_ENOMEM, msg, msglen, "out of memory building the header");
+  return BPTT_OK;
+}
+
+/* Buffered output to a file descriptor; the first error sticks in err. */
+typedef struct {
+  int fd;
+  unsigned char *buf;
+  size_t n, cap;
+  int err; /* errno of the first failure, 0 if none */
+} wfile;
+
+static void write_all(wfile *w, const void *p, size_t len) {
+  const char *s = p;
+  while (!w->err && len > 0) {
+    size_t chunk = len > (1 << 30) ? (size_t)1 << 30 : len;
+    ssize_t k = write(w->fd, s, chunk);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      w->err = k < 0 ? errno : EIO;
+      return;
+    }
+    s += k, len -= (size_t)k;
+  }
+}
+
+static void wf_flush(wfile *w) {
+  write_all(w, w->buf, w->n);
+  w->n = 0;
+}
+
+static void wf_put(wfile *w, const void *p, size_t len) {
+  if (len > w->cap - w->n) {
+    wf_flush(w);
+    if (len > w->cap) {
+      write_all(w, p, len);
+      return;
+    }
+  }
+  memcpy(w->buf + w->n, p, len);
+  w->n += len;
+}
+
+/* The logical elements of t, row-major, little-endian. */
+static void write_tensor(wfile *w, const bptt_tensor *t) {
+  size_t es = bptt_dtype_size((bptt_dtype)t->dtype);
+  int64_t n = bptt_tensor_numel(t), idx[BPTT_MAXDIM], inner, istride, j;
+  const unsigned char *base = t->storage->data;
+  int le = little_endian(), d, nd = t->ndim;
+  if (n == 0) return;
+  if (le && bptt_tensor_is_contiguous(t)) {
+    wf_put(w, bptt_tensor_data(t), (size_t)n * es);
+    return;
+  }
+  /* walk rows: idx over all but the last dimension */
+  inner = nd > 0 ? t->size[nd - 1] : 1;
+  istride = nd > 0 ? t->stride[nd - 1] : 0;
+  for (d = 0; d < nd; d++) idx[d] = 0;
+  while (!w->err) {
+    int64_t off = t->offset;
+    for (d = 0; d < nd - 1; d++) off += idx[d] * t->stride[d];
+    for (j = 0; j < inner; j++) {
+      unsigned char el[8];
+      memcpy(el, base + (size_t)(off + j * istride) * es, es);
+      if (!le) swap_bytes(el, 1, es);
+      if (w->cap - w->n < es) wf_flush(w);
+      memcpy(w->buf + w->n, el, es);
+      w->n += es;
+    }
+    for (d = nd - 2; d >= 0; d--) {
+      if (++idx[d] < t->size[d]) break;
+      idx[d] = 0;
+    }
+    if (d < 0) break;
+  }
+}
+
+/* fsync of the directory makes the rename itself durable.  Best effort: the
+ * rename is done by then, and if the directory cannot be synced a crash can
+ * at worst bring back the complete previous file, never a broken one. */
+static void sync_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *dir;
+  int fd;
+  size_t len;
+  if (slash == NULL) {
+    fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  } else {
+    len = slash == path ? 1 : (size_t)(slash - path);
+    if ((dir = malloc(len + 1)) == NULL) return;
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+  }
+  if (fd >= 0) {
+    (void)fsync(fd);
+    close(fd);
+  }
+}
+
+int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, const bptt_st_pair *meta, size_t nmeta,
+                 char *msg, size_t msglen) {
+  bptt_st_item *its = NULL;
+  bptt_st_pair *mts = NULL;
+  sbuf hdr = {NULL, 0, 0, 0};
+  wfile w = {-1, NULL, 0, 1 << 20, 0};
+  char *tmp = NULL;
+  size_t i, tlen;
+  int err = BPTT_OK, k, created = 0;
+  unsigned char b8[8];
+  struct stat st;
+
+  for (i = 0; i < nitems; i++) {
+    const bptt_st_item *it = &items[i];
+    if (it->t == NULL || it->t->storage == NULL || (unsigned)it->t->dtype >= BPTT_NDTYPES || it->t->ndim < 0 ||
+        it->t->ndim > BPTT_MAXDIM)
+      return fail(BPTT_EARG, msg, msglen, "tensor " NAMEFMT " is not a valid tensor", NAMEARG(it->name, it->name_len));
+    if (!bptt_st_utf8_valid(it->name, it->name_len))
+      return fail(BPTT_EARG, msg, msglen, "tensor name " NAMEFMT " is not valid UTF-8",
+                  NAMEARG(it->name, it->name_len));
+    if (it->name_len == 12 && memcmp(it->name, "__metadata__", 12) == 0)
+      return fail(BPTT_EARG, msg, msglen, "\"__metadata__\" cannot name a tensor");
+  }
+  for (i = 0; i < nmeta; i++)
+    if (!bptt_st_utf8_valid(meta[i].key, meta[i].key_len) || !bptt_st_utf8_valid(meta[i].value, meta[i].value_len))
+      return fail(BPTT_EARG, msg, msglen, "metadata " NAMEFMT " is not valid UTF-8",
+                  NAMEARG(meta[i].key, meta[i].key_len));
+
+  /* sorted copies (the caller's arrays stay as they are), then the header */
+  its = malloc((nitems ? nitems : 1) * sizeof *its);
+  mts = malloc((nmeta ? nmeta : 1) * sizeof *mts);
+  w.buf = malloc(w.cap);
+  tmp = malloc(tlen = strlen(path) + 48);
+  if (its == NULL || mts == NULL || w.buf == NULL || tmp == NULL) {
+    err = fail(BPTT_ENOMEM, msg, msglen, "out of memory");
+    goto done;
+  }
+  if (nitems) memcpy(its, items, nitems * sizeof *its);
+  if (nmeta) memcpy(mts, meta, nmeta * sizeof *mts);
+  qsort(its, nitems, sizeof *its, cmp_items);
+  qsort(mts, nmeta, sizeof *mts, cmp_pairs);
+  for (i = 1; i < nitems && !err; i++)
+    if (cmp_bytes(its[i].name, its[i].name_len, its[i - 1].name, its[i - 1].name_len) == 0)
+      err = fail(BPTT_EARG, msg, msglen, "tensor name " NAMEFMT " is used twice",
+                 NAMEARG(its[i].name, its[i].name_len));
+  for (i = 1; i < nmeta && !err; i++)
+    if (cmp_pairs(&mts[i], &mts[i - 1]) == 0)
+      err = fail(BPTT_EARG, msg, msglen, "metadata key " NAMEFMT " is used twice", NAMEARG(mts[i].key, mts[i].key_len));
+  if (err || (err = build_header(&hdr, its, nitems, mts, nmeta, msg, msglen))) goto done;
+
+  /* a fresh temporary next to the target (O_EXCL: never someone else's) */
+  for (k = 0; k < 100; k++) {
+    if (k == 0) snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+    else snprintf(tmp, tlen, "%s.tmp.%ld.%d", path, (long)getpid(), k);
+    w.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (w.fd >= 0 || errno != EEXIST) break;
+  }
+  if (w.fd < 0) {
+    err = fail(BPTT_EIO, msg, msglen, "cannot create the temporary file %s: %s", tmp, strerror(errno));
+    goto done;
+  }
+  created = 1;
+  if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) (void)fchmod(w.fd, st.st_mode & 07777); /* keep permissions */
+
+  for (k = 0; k < 8; k++) b8[k] = (unsigned char)((uint64_t)hdr.n >> (8 * k));
+  wf_put(&w, b8, 8);
+  wf_put(&w, hdr.p, hdr.n);
+  for (i = 0; i < nitems && !w.err; i++) write_tensor(&w, its[i].t);
+  wf_flush(&w);
+  if (!w.err && fsync(w.fd) != 0) w.err = errno;
+  k = close(w.fd);
+  w.fd = -1;
+  if (!w.err && k != 0) w.err = errno;
+  if (w.err) {
+    err = fail(BPTT_EIO, msg, msglen, "cannot write the temporary file %s: %s", tmp, strerror(w.err));
+    goto done;
+  }
+  if (rename(tmp, path) != 0) {
+    err = fail(BPTT_EIO, msg, msglen, "cannot rename %s over it: %s", tmp, strerror(errno));
+    goto done;
+  }
+  sync_dir(path);
+
+done:
+  if (w.fd >= 0) close(w.fd);
+  if (err && created) (void)unlink(tmp); /* what was at path is untouched */
+  free(tmp);
+  free(w.buf);
+  free(hdr.p);
+  free(its);
+  free(mts);
+  return err;
+}

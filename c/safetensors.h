@@ -1,0 +1,90 @@
+/*
+ * safetensors.h -- reading and writing safetensors files (no Lua here).
+ *
+ * The format:
+ *   8 bytes   N, little-endian unsigned header size
+ *   N bytes   UTF-8 JSON object: name -> {"dtype": "F32"|"F64"|"I32",
+ *             "shape": [d1, ...], "data_offsets": [begin, end]}, plus an
+ *             optional "__metadata__": {string: string}; may end in spaces
+ *   the rest  the data buffer: each tensor little-endian, row-major, at
+ *             [begin, end) counted from the byte after the header
+ * The data regions tile the buffer exactly (no gaps, no overlaps, nothing
+ * after the last one), as the reference implementation requires.
+ *
+ * Every function returns a bptt_err and, on failure, writes into msg a
+ * sentence saying what is wrong ("header size 9999999 exceeds file size 120").
+ * A reader validates the whole header against the file size before anything
+ * is allocated by size taken from the file, so a lying header cannot make the
+ * caller allocate more than the file holds.
+ */
+#ifndef BPTT_SAFETENSORS_H
+#define BPTT_SAFETENSORS_H
+
+#include "tensor.h"
+
+/* Largest header we read (as the reference implementation: 100 MB). */
+#define BPTT_ST_MAX_HEADER 100000000
+/* Deepest JSON nesting accepted (in values of fields we do not know). */
+#define BPTT_ST_MAX_DEPTH 64
+
+/* A tensor to write: name (UTF-8, any bytes but valid UTF-8) and tensor (any
+ * strides; the logical row-major elements are written). */
+typedef struct {
+  const char *name;
+  size_t name_len;
+  const bptt_tensor *t;
+} bptt_st_item;
+
+/* A metadata pair (both valid UTF-8). */
+typedef struct {
+  const char *key;
+  size_t key_len;
+  const char *value;
+  size_t value_len;
+} bptt_st_pair;
+
+/* Writes the file atomically: to a fresh temporary file in path's directory,
+ * synced, then renamed over path, then the directory synced.  On failure the
+ * temporary is removed and whatever was at path is untouched.  Names must be
+ * distinct, not "__metadata__", and valid UTF-8 (BPTT_EARG otherwise); I/O
+ * failures give BPTT_EIO. */
+int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, const bptt_st_pair *meta, size_t nmeta,
+                 char *msg, size_t msglen);
+
+/* 1 if s[0..len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int bptt_st_utf8_valid(const char *s, size_t len);
+
+/* One tensor described by a header.  The name points into the reader. */
+typedef struct {
+  const char *name;
+  size_t name_len;
+  int dtype; /* bptt_dtype */
+  int ndim;
+  int64_t size[BPTT_MAXDIM];
+  int64_t begin, end; /* byte range in the data buffer */
+} bptt_st_info;
+
+/* An open, validated file.  Tensors are in file order (by data offset). */
+typedef struct {
+  int fd;              /* -1 when closed */
+  int64_t data_start;  /* 8 + N */
+  int64_t data_len;    /* bytes of the data buffer */
+  char *strings;       /* decoded names, keys and values (each NUL-ended) */
+  bptt_st_info *tensors;
+  size_t ntensors;
+  bptt_st_pair *meta;
+  size_t nmeta;
+} bptt_st_reader;
+
+/* A closed reader (so that bptt_st_close is safe on it). */
+void bptt_st_reader_init(bptt_st_reader *r);
+/* Opens path, reads and validates the header.  On failure the reader is
+ * closed again (BPTT_EIO: cannot open/read; BPTT_EFORMAT: not a valid file;
+ * BPTT_ENOMEM). */
+int bptt_st_open(bptt_st_reader *r, const char *path, char *msg, size_t msglen);
+/* Reads tensor i into t, a contiguous tensor of its dtype and shape. */
+int bptt_st_read(const bptt_st_reader *r, size_t i, const bptt_tensor *t, char *msg, size_t msglen);
+/* Closes the file and frees everything; safe to call twice. */
+void bptt_st_close(bptt_st_reader *r);
+
+#endif

@@ -1,0 +1,253 @@
+--- bptt.LanguageModel: Embedding -> RNN -> Linear, the char-rnn model.
+--
+--   local lm = bptt.LanguageModel{vocab = 65, cell = "lstm", hidden = 256, layers = 2}
+--   local logits = lm:forward(x)          -- x: T x B token ids -> T x B x vocab
+--   local loss = ce:forward(logits, y); lm:backward(ce:backward())
+--   local ids = lm:sample{n = 200, prime = vocab:encode("ROMEO:"), temperature = 0.8}
+--
+-- Parameters: embed.weight, rnn.weight_ih_l0 ..., decoder.weight, decoder.bias
+-- (one flat buffer, see bptt.Model).
+--
+-- Truncated BPTT: forward starts from the hidden (and cell) state the previous
+-- forward ended in, for each of the B streams, and backward stops at the
+-- batch boundary (no gradient flows into the previous batch).  reset_state()
+-- zeroes the carried state (all streams, or stream b); it is reset by itself
+-- when B changes.  get_state()/set_state() save and restore it (checkpoints,
+-- or validation in between).
+local core = require "bptt.core"
+local util = require "bptt.util"
+local Model = require "bptt.Model"
+local RNN = require "bptt.RNN"
+local Linear = require "bptt.Linear"
+local Embedding = require "bptt.Embedding"
+
+local LanguageModel = Model:extend("bptt.LanguageModel")
+
+local OPTIONS = { vocab = true, embed = true, cell = true, hidden = true, layers = true, dropout = true, dtype = true }
+
+function LanguageModel:__init(opts)
+  local fn = "bptt.LanguageModel"
+  Model.__init(self)
+  util.options(fn, opts, OPTIONS)
+  local vocab = util.count(fn, "vocab", opts.vocab, 1)
+  local hidden = util.count(fn, "hidden", opts.hidden, 1)
+  local embed = util.count(fn, "embed", opts.embed, 1, math.min(hidden, 64))
+  local dtype = util.dtype(fn, opts.dtype)
+  self.config = {
+    vocab = vocab, embed = embed, cell = opts.cell or "lstm", hidden = hidden,
+    layers = opts.layers or 1, dropout = opts.dropout or 0, dtype = dtype,
+  }
+  local c = self.config
+  self:add("embed", Embedding{ vocab = vocab, dim = embed, dtype = dtype })
+  self:add("rnn", RNN{ cell = c.cell, input = embed, hidden = hidden, layers = c.layers, dropout = c.dropout, dtype = dtype })
+  self:add("decoder", Linear{ input = hidden, output = vocab, dtype = dtype })
+  self.carry_state = true
+end
+
+-- the carried state for batch B, zeroed when B changes
+function LanguageModel:_state(B)
+  local c = self.config
+  if self._h == nil or self._h:size(2) ~= B then
+    self._h = core.zeros(c.layers, B, c.hidden, c.dtype)
+    self._c = c.cell == "lstm" and core.zeros(c.layers, B, c.hidden, c.dtype) or nil
+  end
+  return self._h, self._c
+end
+
+--- logits = lm:forward(x): x T x B token ids (1..vocab) -> T x B x vocab.
+function LanguageModel:forward(x)
+  local fn = "bptt.LanguageModel:forward"
+  util.tensor(fn, "x", x)
+  if x:dim() ~= 2 then error(fn .. ": x must be T x B token ids, got " .. util.shape_str(x), 2) end
+  local e = self.embed:forward(x)
+  local h0, c0
+  if self.carry_state then h0, c0 = self:_state(x:size(2)) end
+  local y, hT, cT = self.rnn:forward(e, h0, c0)
+  if self.carry_state then
+    self._h:copy(hT)
+    if cT then self._c:copy(cT) end
+  end
+  return self.decoder:forward(y)
+end
+
+--- lm:backward(dlogits): dlogits T x B x vocab; adds into every gradient.
+function LanguageModel:backward(dlogits)
+  local dy = self.decoder:backward(dlogits)
+  local dx = self.rnn:backward(dy)
+  self.embed:backward(dx)
+end
+
+--- Zeroes the carried state: every stream, or stream b (1-based).
+function LanguageModel:reset_state(b)
+  if self._h == nil then return self end
+  if b == nil then
+    self._h:zero()
+    if self._c then self._c:zero() end
+  else
+    local B = self._h:size(2)
+    if type(b) ~= "number" or b ~= math.floor(b) or b < 1 or b > B then
+      error(string.format("bptt.LanguageModel:reset_state: b must be a stream in 1..%d, got %s", B, tostring(b)), 2)
+    end
+    self._h:select(2, b):zero()
+    if self._c then self._c:select(2, b):zero() end
+  end
+  return self
+end
+
+--- A copy of the carried state: {h = L x B x H, c = ... (lstm)} or nil.
+function LanguageModel:get_state()
+  if self._h == nil then return nil end
+  return { h = self._h:clone(), c = self._c and self._c:clone() or nil }
+end
+
+function LanguageModel:set_state(s)
+  local fn = "bptt.LanguageModel:set_state"
+  if s == nil then
+    self._h, self._c = nil, nil
+    return self
+  end
+  local c = self.config
+  util.tensor(fn, "s.h", s.h, c.dtype)
+  util.shape(fn, "s.h", s.h, { c.layers, "B", c.hidden })
+  if c.cell == "lstm" then
+    util.tensor(fn, "s.c", s.c, c.dtype)
+    util.shape(fn, "s.c", s.c, s.h:shape())
+  end
+  local h = self:_state(s.h:size(2))
+  h:copy(s.h)
+  if self._c then self._c:copy(s.c) end
+  return self
+end
+
+local function ids_of(fn, name, v, vocab)
+  if type(v) == "table" then
+    if #v == 0 then return nil end
+    v = core.tensor(v, "int32")
+  end
+  util.tensor(fn, name, v)
+  if v:dim() ~= 1 then error(fn .. ": " .. name .. " must be a 1-d list of token ids, got " .. util.shape_str(v), 3) end
+  if v:numel() == 0 then return nil end
+  local ids = util.index_tensor(fn, name, v)
+  if ids:min() < 1 or ids:max() > vocab then
+    error(string.format("%s: %s must hold ids in 1..%d, got %d..%d", fn, name, vocab, ids:min(), ids:max()), 3)
+  end
+  return ids
+end
+
+local SAMPLE_OPTIONS = { n = true, prime = true, temperature = true, top_k = true, top_p = true, greedy = true,
+  seed = true, on_token = true }
+
+--- ids = lm:sample{n=, prime=, temperature=1, top_k=, top_p=, greedy=false, seed=, on_token=}
+-- Generates n tokens after the prime (ids: int32 tensor or Lua list; none:
+-- a zero state and a uniformly drawn first token).  on_token(id, i) is called for each
+-- new token as it is made (streaming); returning false stops early.  seed
+-- reseeds the library generator first.  Dropout is off while sampling; the
+-- training state carried for the batch is left alone.  Returns the new ids
+-- (int32, 1-d).
+function LanguageModel:sample(opts)
+  local fn = "bptt.LanguageModel:sample"
+  util.options(fn, opts or {}, SAMPLE_OPTIONS)
+  opts = opts or {}
+  local c = self.config
+  local n = util.count(fn, "n", opts.n, 0, 100)
+  if opts.on_token ~= nil and type(opts.on_token) ~= "function" then
+    error(fn .. ": on_token must be a function, got " .. type(opts.on_token), 2)
+  end
+  local prime = opts.prime and ids_of(fn, "prime", opts.prime, c.vocab)
+  if opts.seed ~= nil then core.manual_seed(opts.seed) end
+  local sopts = { temperature = opts.temperature, top_k = opts.top_k, top_p = opts.top_p, greedy = opts.greedy }
+  core.sample(core.zeros(1), sopts) -- validates the options before any work
+  local was_training = self.training
+  self:evaluate()
+  local out = core.zeros(n, "int32")
+  local ok, err = pcall(function()
+    local h, cc
+    local logits
+    if prime then
+      local x = prime:view(prime:numel(), 1)
+      local y, hT, cT = self.rnn:forward(self.embed:forward(x))
+      h, cc = hT:clone(), cT and cT:clone()
+      logits = self.decoder:forward(y:narrow(1, prime:numel(), 1))
+    end
+    local x = core.zeros(1, 1, "int32")
+    local id = prime and nil or core.random(c.vocab) -- no prime: a random first token, as char-rnn
+    for i = 1, n do
+      if logits then id = core.sample(logits:view(c.vocab), sopts) end
+      out:set(i, id)
+      if opts.on_token and opts.on_token(id, i) == false then
+        out = out:narrow(1, 1, i)
+        break
+      end
+      x:set(1, 1, id)
+      local y, hT, cT = self.rnn:forward(self.embed:forward(x), h, cc)
+      h = h or hT:clone()
+      h:copy(hT)
+      if cT then
+        cc = cc or cT:clone()
+        cc:copy(cT)
+      end
+      logits = self.decoder:forward(y)
+    end
+  end)
+  if was_training then self:train() end
+  if not ok then error(err, 0) end
+  return out
+end
+
+--- logp, perplexity = lm:score(ids): log-probability of each token given the
+-- ones before it (ids[2..n], float64 tensor of n-1), from a zero state, and
+-- the perplexity exp(-mean logp).
+function LanguageModel:score(ids)
+  local fn = "bptt.LanguageModel:score"
+  ids = ids_of(fn, "ids", ids, self.config.vocab)
+  if ids == nil or ids:numel() < 2 then error(fn .. ": ids must hold at least 2 tokens", 2) end
+  local n = ids:numel()
+  local was_training = self.training
+  self:evaluate()
+  local ok, res = pcall(function()
+    local x = ids:narrow(1, 1, n - 1):contiguous():view(n - 1, 1)
+    local y = self.rnn:forward(self.embed:forward(x))
+    local logits = self.decoder:forward(y)
+    return core.log_prob(logits:view(n - 1, self.config.vocab), ids:narrow(1, 2, n - 1):contiguous())
+  end)
+  if was_training then self:train() end
+  if not ok then error(res, 0) end
+  return res, math.exp(-res:mean())
+end
+
+--- Estimated bytes of one training step at T x B with Adam: parameters,
+-- gradients, two Adam moments, and every buffer forward and backward keep.
+function LanguageModel:memory_estimate(T, B)
+  local c = self.config
+  local es = c.dtype == "float64" and 8 or 4
+  local P = self:num_parameters()
+  local n = 4 * P
+  local N = T * B
+  n = n + 2 * N * c.embed + N -- embedding out + its input gradient + ids
+  for k = 1, c.layers do
+    local I = k == 1 and c.embed or c.hidden
+    local cache, scratch = core.rnn_sizes(c.cell, T, B, I, c.hidden)
+    n = n + N * c.hidden + N * I + cache + (k == 1 and scratch or 0)
+    if c.dropout > 0 and k < c.layers then n = n + 2 * N * c.hidden end
+  end
+  n = n + 6 * c.layers * B * c.hidden -- states
+  n = n + 2 * N * c.vocab + N * c.hidden + 2 * N -- logits, dlogits, decoder dx, CE cache
+  return n * es
+end
+
+function LanguageModel:__tostring()
+  local c = self.config
+  local lines = {
+    string.format('bptt.LanguageModel{vocab=%d, embed=%d, cell="%s", hidden=%d, layers=%d, dropout=%g, dtype="%s"}',
+      c.vocab, c.embed, c.cell, c.hidden, c.layers, c.dropout, c.dtype),
+  }
+  for _, name in ipairs(self._names) do
+    lines[#lines + 1] = string.format("  %-24s %s", name, util.shape_str(self.params[name]))
+  end
+  lines[#lines + 1] = string.format("  parameters: %d", self:num_parameters())
+  lines[#lines + 1] = string.format("  training memory (T=64, B=32, Adam): %.1f MB",
+    self:memory_estimate(64, 32) / 2 ^ 20)
+  return table.concat(lines, "\n")
+end
+
+return LanguageModel

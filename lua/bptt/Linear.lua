@@ -1,0 +1,75 @@
+--- bptt.Linear: y = x W^T + b over the last dimension of any `... x input` tensor.
+-- Parameters (PyTorch's): weight (output x input), bias (output).
+-- Init as PyTorch: uniform(-1/sqrt(input), 1/sqrt(input)) for both.
+local core = require "bptt.core"
+local util = require "bptt.util"
+local Module = require "bptt.Module"
+
+local Linear = util.class("bptt.Linear", Module)
+
+local OPTIONS = { input = true, output = true, bias = true, dtype = true }
+
+function Linear:__init(opts)
+  local fn = "bptt.Linear"
+  Module.__init(self)
+  util.options(fn, opts, OPTIONS)
+  self.input = util.count(fn, "input", opts.input, 1)
+  self.output = util.count(fn, "output", opts.output, 1)
+  if opts.bias ~= nil and type(opts.bias) ~= "boolean" then
+    error(fn .. ": bias must be true or false, got " .. tostring(opts.bias), 3)
+  end
+  self.bias = opts.bias ~= false
+  local specs = { { "weight", { self.output, self.input } } }
+  if self.bias then specs[2] = { "bias", { self.output } } end
+  self:_parameters_init(util.dtype(fn, opts.dtype), specs)
+  self:reset()
+end
+
+function Linear:reset()
+  local k = 1 / math.sqrt(self.input)
+  self._flat:uniform(-k, k)
+  return self
+end
+
+--- y = linear:forward(x), x: ... x input -> ... x output (a buffer reused by the next call).
+function Linear:forward(x)
+  local fn = "bptt.Linear:forward"
+  util.tensor(fn, "x", x, self.dtype)
+  local shape = x:shape()
+  if #shape < 1 or shape[#shape] ~= self.input then
+    error(string.format("%s: x must be ... x %d, got %s", fn, self.input, util.shape_str(x)), 2)
+  end
+  local N = x:numel() / self.input
+  local x2 = x:contiguous():view(N, self.input)
+  if self._y == nil or self._y:size(1) ~= N then
+    self._y = core.zeros(N, self.output, self.dtype)
+    self._dx = core.zeros(N, self.input, self.dtype)
+  end
+  core.linear_forward(x2, self.params.weight, self.params.bias, self._y)
+  self._x2, self._shape = x2, shape
+  local out = {}
+  for i = 1, #shape - 1 do out[i] = shape[i] end
+  out[#shape] = self.output
+  self._out_shape = out
+  return self._y:view(out)
+end
+
+--- dx = linear:backward(dy): dy has the shape of the last output; adds into
+-- the weight and bias gradients.
+function Linear:backward(dy)
+  local fn = "bptt.Linear:backward"
+  if self._x2 == nil then error(fn .. ": call forward first", 2) end
+  util.tensor(fn, "dy", dy, self.dtype)
+  util.shape(fn, "dy", dy, self._out_shape)
+  local N = self._x2:size(1)
+  core.linear_backward(self._x2, self.params.weight, dy:contiguous():view(N, self.output), self._dx,
+    self.grads.weight, self.grads.bias)
+  return self._dx:view(self._shape)
+end
+
+function Linear:__tostring()
+  return string.format('bptt.Linear{input=%d, output=%d, bias=%s, dtype="%s"} (%d parameters)',
+    self.input, self.output, tostring(self.bias), self.dtype, self:num_parameters())
+end
+
+return Linear

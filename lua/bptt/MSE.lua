@@ -1,0 +1,49 @@
+--- bptt.MSE: mean squared error.  loss = mse:forward(pred, target) (same
+-- shapes and dtype) returns a Lua number; dpred = mse:backward([gout]).
+-- reduction "mean" (over all elements) or "sum".
+local core = require "bptt.core"
+local util = require "bptt.util"
+local Module = require "bptt.Module"
+
+local MSE = util.class("bptt.MSE", Module)
+
+function MSE:__init(opts)
+  local fn = "bptt.MSE"
+  Module.__init(self)
+  opts = opts or {}
+  util.options(fn, opts, { reduction = true })
+  self.reduction = opts.reduction or "mean"
+  if self.reduction ~= "mean" and self.reduction ~= "sum" then
+    error(fn .. ': reduction must be "mean" or "sum", got ' .. tostring(opts.reduction), 3)
+  end
+end
+
+function MSE:forward(pred, target)
+  local fn = "bptt.MSE:forward"
+  util.tensor(fn, "pred", pred)
+  if pred:dtype() == "int32" then error(fn .. ": pred must be float32 or float64, got int32", 2) end
+  util.tensor(fn, "target", target, pred:dtype(), "pred")
+  util.shape(fn, "target", target, pred:shape())
+  local p, t = pred:contiguous():view(-1), target:contiguous():view(-1)
+  local loss = core.mse_forward(p, t, self.reduction)
+  self._p, self._t, self._shape = p, t, pred:shape()
+  return loss
+end
+
+function MSE:backward(gout)
+  local fn = "bptt.MSE:backward"
+  if self._p == nil then error(fn .. ": call forward first", 2) end
+  if gout ~= nil and type(gout) ~= "number" then error(fn .. ": gout must be a number, got " .. type(gout), 2) end
+  local n = self._p:numel()
+  if self._dx == nil or self._dx:numel() ~= n or self._dx:dtype() ~= self._p:dtype() then
+    self._dx = core.zeros(n, self._p:dtype())
+  end
+  core.mse_backward(self._p, self._t, self.reduction, gout or 1, self._dx)
+  return self._dx:view(self._shape)
+end
+
+function MSE:__tostring()
+  return string.format('bptt.MSE{reduction="%s"}', self.reduction)
+end
+
+return MSE

@@ -1,0 +1,214 @@
+--- bptt.RNN: stacked recurrent layers (tanh, relu, LSTM, GRU) over whole
+-- sequences, forward and back through time in C.
+--
+--   local rnn = bptt.RNN{cell = "lstm", input = 65, hidden = 256, layers = 2, dropout = 0.1}
+--   local y, hT, cT = rnn:forward(x, h0, c0)       -- x: T x B x input
+--   local dx, dh0, dc0 = rnn:backward(dy, dhT, dcT)
+--
+-- Parameters per layer k (PyTorch's names and layouts, gate blocks G = 1, 1,
+-- 4, 3 for tanh, relu, lstm (i,f,g,o), gru (r,z,n)):
+--   weight_ih_l{k} (G*H x I_k), weight_hh_l{k} (G*H x H), bias_ih_l{k}, bias_hh_l{k} (G*H)
+-- For the seed note's Elman network h_t = f(V x_t + W h_{t-1} + b_h):
+-- V = weight_ih_l0, W = weight_hh_l0, b_h = bias_ih_l0 + bias_hh_l0.
+--
+-- One C call runs one layer over all T steps (c/rnn.c); Lua loops over layers
+-- only.  Dropout (training mode) applies to the outputs of every layer but
+-- the last, as in PyTorch.
+--
+-- Memory (elements of the dtype), kept between forward and backward, per
+-- layer: y T*B*H, dx T*B*I_k, the cell's cache (0, 0, 5TBH, 4TBH + 3BH for
+-- tanh, relu, lstm, gru), and with dropout a mask and a dropped copy, 2*T*B*H;
+-- plus one backward scratch (T*B*H*G' + 2BH) and the L x B x H states.
+-- Buffers grow to the largest T seen and are reused: no allocation per call
+-- in steady state.  The returned tensors are these buffers, overwritten by
+-- the next call: clone() what you keep.
+local core = require "bptt.core"
+local util = require "bptt.util"
+local Module = require "bptt.Module"
+
+local RNN = util.class("bptt.RNN", Module)
+
+local GATES = { tanh = 1, relu = 1, lstm = 4, gru = 3 }
+local OPTIONS = { cell = true, input = true, hidden = true, layers = true, bias = true, dropout = true, dtype = true }
+
+function RNN:__init(opts)
+  local fn = "bptt.RNN"
+  Module.__init(self)
+  util.options(fn, opts, OPTIONS)
+  if GATES[opts.cell] == nil then
+    error(string.format('%s: cell must be "tanh", "relu", "lstm" or "gru", got %s', fn, tostring(opts.cell)), 3)
+  end
+  self.cell = opts.cell
+  self.input = util.count(fn, "input", opts.input, 1)
+  self.hidden = util.count(fn, "hidden", opts.hidden, 1)
+  self.layers = util.count(fn, "layers", opts.layers, 1, 1)
+  if opts.bias ~= nil and type(opts.bias) ~= "boolean" then
+    error(fn .. ": bias must be true or false, got " .. tostring(opts.bias), 3)
+  end
+  self.bias = opts.bias ~= false
+  local p = opts.dropout or 0
+  if type(p) ~= "number" or not (p >= 0 and p < 1) then
+    error(fn .. ": dropout must be a number in [0, 1), got " .. tostring(opts.dropout), 3)
+  end
+  self.dropout = p
+  local G, H = GATES[self.cell], self.hidden
+  local specs = {}
+  for k = 0, self.layers - 1 do
+    local I = k == 0 and self.input or H
+    specs[#specs + 1] = { "weight_ih_l" .. k, { G * H, I } }
+    specs[#specs + 1] = { "weight_hh_l" .. k, { G * H, H } }
+    if self.bias then
+      specs[#specs + 1] = { "bias_ih_l" .. k, { G * H } }
+      specs[#specs + 1] = { "bias_hh_l" .. k, { G * H } }
+    end
+  end
+  self:_parameters_init(util.dtype(fn, opts.dtype), specs)
+  self:reset()
+  self._capT, self._B = 0, 0
+end
+
+--- PyTorch's default initialization: every parameter uniform(-1/sqrt(H), 1/sqrt(H)).
+function RNN:reset()
+  local k = 1 / math.sqrt(self.hidden)
+  self._flat:uniform(-k, k)
+  return self
+end
+
+-- (Re)allocates the per-layer buffers for T steps of batch B, growing to the
+-- largest T seen; returns views narrowed to T.
+function RNN:_buffers(T, B)
+  local L, H, dt = self.layers, self.hidden, self.dtype
+  if T > self._capT or B ~= self._B then
+    local capT = math.max(T, B == self._B and self._capT or 0)
+    local cache_n, scratch_n = core.rnn_sizes(self.cell, capT, B, self.input, H)
+    local st = {}
+    for k = 1, L do
+      local I = k == 1 and self.input or H
+      local s = {
+        y = core.zeros(capT, B, H, dt),
+        dx = core.zeros(capT, B, I, dt),
+        cache = cache_n > 0 and core.zeros(cache_n, dt) or nil,
+      }
+      if self.dropout > 0 and k < L then
+        s.mask = core.zeros(capT, B, H, dt)
+        s.drop = core.zeros(capT, B, H, dt)
+      end
+      st[k] = s
+    end
+    self._st, self._capT, self._B = st, capT, B
+    self._scratch = core.zeros(scratch_n, dt)
+    local lstm = self.cell == "lstm"
+    self._h0 = core.zeros(L, B, H, dt)
+    self._hT = core.zeros(L, B, H, dt)
+    self._dh0 = core.zeros(L, B, H, dt)
+    self._c0 = lstm and core.zeros(L, B, H, dt) or nil
+    self._cT = lstm and core.zeros(L, B, H, dt) or nil
+    self._dc0 = lstm and core.zeros(L, B, H, dt) or nil
+  end
+  -- the kernels take cache and scratch of exactly the size for T steps
+  local cache_n, scratch_n = core.rnn_sizes(self.cell, T, B, self.input, H)
+  local v = { scratch = self._scratch:narrow(1, 1, scratch_n) }
+  for k = 1, L do
+    local s = self._st[k]
+    v[k] = {
+      y = s.y:narrow(1, 1, T),
+      dx = s.dx:narrow(1, 1, T),
+      cache = s.cache and s.cache:narrow(1, 1, cache_n),
+      mask = s.mask and s.mask:narrow(1, 1, T),
+      drop = s.drop and s.drop:narrow(1, 1, T),
+    }
+  end
+  return v
+end
+
+local function state_arg(fn, name, t, self, B)
+  if t == nil then return nil end
+  util.tensor(fn, name, t, self.dtype)
+  util.shape(fn, name, t, { self.layers, B, self.hidden })
+  return t
+end
+
+--- y, hT [, cT] = rnn:forward(x, h0, c0)
+-- x: T x B x input; h0, c0: layers x B x hidden or nil (zeros); cT only for lstm.
+function RNN:forward(x, h0, c0)
+  local fn = "bptt.RNN:forward"
+  util.tensor(fn, "x", x, self.dtype)
+  if x:dim() ~= 3 or x:size(3) ~= self.input or x:size(1) < 1 or x:size(2) < 1 then
+    error(string.format("%s: x must be T x B x %d (T, B >= 1), got %s", fn, self.input, util.shape_str(x)), 2)
+  end
+  local T, B, L = x:size(1), x:size(2), self.layers
+  local lstm = self.cell == "lstm"
+  state_arg(fn, "h0", h0, self, B)
+  if c0 ~= nil and not lstm then error(fn .. ": c0 is only for cell \"lstm\", this is \"" .. self.cell .. "\"", 2) end
+  state_arg(fn, "c0", c0, self, B)
+  local buf = self:_buffers(T, B)
+  -- h0 and c0 are copied: the caller may pass the hT of the previous call
+  -- (truncated BPTT), which this call overwrites and backward needs.
+  if h0 then self._h0:copy(h0) end
+  if c0 then self._c0:copy(c0) end
+  x = x:contiguous()
+  local cell, P, train = self.cell, self.params, self.training and self.dropout > 0
+  local inp = x
+  for k = 1, L do
+    local s, l = buf[k], k - 1
+    s.x = inp
+    core.rnn_forward(cell, P["weight_ih_l" .. l], P["weight_hh_l" .. l], P["bias_ih_l" .. l], P["bias_hh_l" .. l],
+      inp, h0 and self._h0:select(1, k), c0 and self._c0:select(1, k), s.y, self._hT:select(1, k),
+      lstm and self._cT:select(1, k) or nil, s.cache)
+    s.dropped = false
+    if train and k < L then
+      s.mask:uniform()
+      core.dropout_apply(s.y, s.mask, s.drop, self.dropout)
+      s.dropped = true
+      inp = s.drop
+    else
+      inp = s.y
+    end
+  end
+  self._fwd = { T = T, B = B, buf = buf, h0 = h0 ~= nil, c0 = c0 ~= nil }
+  if lstm then return buf[L].y, self._hT, self._cT end
+  return buf[L].y, self._hT
+end
+
+--- dx, dh0 [, dc0] = rnn:backward(dy, dhT, dcT)
+-- dy: T x B x hidden or nil; dhT, dcT: layers x B x hidden or nil.  Adds the
+-- parameter gradients; may be called again after the same forward (the
+-- gradients then add up).
+function RNN:backward(dy, dhT, dcT)
+  local fn = "bptt.RNN:backward"
+  local f = self._fwd
+  if f == nil then error(fn .. ": call forward first", 2) end
+  local T, B, L, H = f.T, f.B, self.layers, self.hidden
+  local lstm = self.cell == "lstm"
+  if dy ~= nil then
+    util.tensor(fn, "dy", dy, self.dtype)
+    util.shape(fn, "dy", dy, { T, B, H })
+    dy = dy:contiguous()
+  end
+  if dhT ~= nil then dhT = state_arg(fn, "dhT", dhT, self, B):contiguous() end
+  if dcT ~= nil and not lstm then error(fn .. ": dcT is only for cell \"lstm\", this is \"" .. self.cell .. "\"", 2) end
+  if dcT ~= nil then dcT = state_arg(fn, "dcT", dcT, self, B):contiguous() end
+  local cell, P, G = self.cell, self.params, self.grads
+  local g = dy
+  for k = L, 1, -1 do
+    local s, l = f.buf[k], k - 1
+    core.rnn_backward(cell, P["weight_ih_l" .. l], P["weight_hh_l" .. l], s.x,
+      f.h0 and self._h0:select(1, k) or nil, f.c0 and self._c0:select(1, k) or nil, s.y, s.cache,
+      g, dhT and dhT:select(1, k), dcT and dcT:select(1, k),
+      s.dx, self._dh0:select(1, k), lstm and self._dc0:select(1, k) or nil,
+      G["weight_ih_l" .. l], G["weight_hh_l" .. l], G["bias_ih_l" .. l], G["bias_hh_l" .. l], f.buf.scratch)
+    g = s.dx
+    if k > 1 and f.buf[k - 1].dropped then
+      core.dropout_backward(g, f.buf[k - 1].mask, g) -- through the mask of the layer below
+    end
+  end
+  if lstm then return g, self._dh0, self._dc0 end
+  return g, self._dh0
+end
+
+function RNN:__tostring()
+  return string.format('bptt.RNN{cell="%s", input=%d, hidden=%d, layers=%d, bias=%s, dropout=%g, dtype="%s"} (%d parameters)',
+    self.cell, self.input, self.hidden, self.layers, tostring(self.bias), self.dropout, self.dtype, self:num_parameters())
+end
+
+return RNN

@@ -1,0 +1,207 @@
+--- bptt.Trainer: the training loop of a language model with truncated BPTT,
+-- validation, and checkpoints that resume exactly.
+--
+--   local trainer = bptt.Trainer{model = lm, optimizer = opt, train = batches,
+--                                val = val_batches, clip = 5, schedule = sched}
+--   for i = 1, 2000 do
+--     local loss = trainer:step()
+--     if i % 100 == 0 then print(i, loss, trainer:evaluate()) end
+--   end
+--   trainer:save("ckpt.safetensors", { vocab = corpus.vocab:serialize() })
+--
+-- One step: take the next batch (x, y) of the B streams (zeroing the carried
+-- state when the streams restart), forward, cross-entropy, backward, clip the
+-- global gradient norm, optimizer step, schedule step.  A loss or gradient
+-- norm that is NaN or infinite stops with an error naming the iteration, or,
+-- with skip_nonfinite = true, drops that step (gradients zeroed, weights
+-- untouched) and counts it in trainer.skipped.
+--
+-- A checkpoint (save/load) is one safetensors file holding the model's state
+-- dict ("model.<name>"), the optimizer's state ("optim.<buffer>.<i>" and its
+-- options), the carried hidden state ("state.h", "state.c"), and in the
+-- metadata the generator state, the data position, the schedule position,
+-- the iteration, the model's configuration and whatever the caller adds (the
+-- vocabulary).  Resuming restores all of it: N iterations, save, load, M more
+-- give the same weights, bit for bit, as N + M in one go (same thread count).
+local core = require "bptt.core"
+local util = require "bptt.util"
+local CrossEntropy = require "bptt.CrossEntropy"
+local clip = require "bptt.clip"
+
+local Trainer = util.class("bptt.Trainer")
+
+local OPTIONS = { model = true, optimizer = true, train = true, val = true, clip = true, schedule = true,
+  skip_nonfinite = true, loss = true }
+
+local FORMAT = "bptt-checkpoint/1"
+
+function Trainer:__init(opts)
+  local fn = "bptt.Trainer"
+  util.options(fn, opts, OPTIONS)
+  for _, k in ipairs({ "model", "optimizer", "train" }) do
+    if opts[k] == nil then error(fn .. ": option " .. k .. " is required", 3) end
+  end
+  self.model, self.optimizer, self.train_batches, self.val_batches = opts.model, opts.optimizer, opts.train, opts.val
+  self.schedule = opts.schedule
+  if opts.clip ~= nil and (type(opts.clip) ~= "number" or not (opts.clip > 0)) then
+    error(fn .. ": clip must be a number > 0 (the maximum gradient norm), got " .. tostring(opts.clip), 3)
+  end
+  self.clip = opts.clip
+  self.skip_nonfinite = opts.skip_nonfinite or false
+  self.criterion = opts.loss or CrossEntropy{}
+  self.iteration = 0
+  self.skipped = 0
+end
+
+local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
+
+--- One iteration; returns the batch's loss and the gradient norm (before
+-- clipping).
+function Trainer:step()
+  local m, opt = self.model, self.optimizer
+  local x, y, reset = self.train_batches:next()
+  if reset and m.reset_state then m:reset_state() end
+  m:train()
+  opt:zero_grad()
+  local logits = m:forward(x)
+  local loss = self.criterion:forward(logits, y)
+  m:backward(self.criterion:backward())
+  local norm
+  if self.clip then norm = clip.clip_grad_norm(m, self.clip) end
+  self.iteration = self.iteration + 1
+  if not finite(loss) or (norm and not finite(norm)) then
+    local what = string.format("loss %s, gradient norm %s", tostring(loss), tostring(norm))
+    if not self.skip_nonfinite then
+      error(string.format("bptt.Trainer:step: iteration %d: %s (the weights were not updated; "
+        .. "skip_nonfinite = true drops such steps)", self.iteration, what), 2)
+    end
+    opt:zero_grad()
+    self.skipped = self.skipped + 1
+    if self.schedule then self.schedule:step() end
+    return loss, norm
+  end
+  opt:step()
+  if self.schedule then self.schedule:step() end
+  return loss, norm
+end
+
+--- Mean loss over the validation batches (all, or the first max_batches),
+-- from a zero state, in evaluation mode.  The training state (carried hidden
+-- state, data position) is left as it was.
+function Trainer:evaluate(max_batches)
+  local val = self.val_batches
+  if val == nil then error("bptt.Trainer:evaluate: no val batches were given", 2) end
+  local m = self.model
+  local saved_state = m.get_state and m:get_state()
+  local saved_pos = val:state()
+  local was_training = m.training
+  m:evaluate()
+  if m.reset_state then m:reset_state() end
+  local n = val:count()
+  if max_batches and max_batches < n then n = max_batches end
+  local total = 0
+  for _ = 1, n do
+    local x, y, reset = val:next()
+    if reset and m.reset_state then m:reset_state() end
+    total = total + self.criterion:forward(m:forward(x), y)
+  end
+  val:set_state(saved_pos)
+  if m.set_state then m:set_state(saved_state) end
+  if was_training then m:train() end
+  return total / n
+end
+
+local function prefixed(dst, src, prefix)
+  for k, v in pairs(src) do dst[prefix .. k] = v end
+end
+
+--- Writes a checkpoint (atomically: a crash mid-save keeps the previous
+-- file).  extra: metadata strings to add (e.g. vocab).  Returns true, or nil
+-- and a message.
+function Trainer:save(path, extra)
+  local m = self.model
+  local tensors, meta = {}, {}
+  prefixed(tensors, m:state_dict(), "model.")
+  local ot, om = self.optimizer:state_dict("optim.")
+  prefixed(tensors, ot, "")
+  prefixed(meta, om, "optim.")
+  local st = m.get_state and m:get_state()
+  if st then
+    tensors["state.h"] = st.h
+    tensors["state.c"] = st.c
+  end
+  meta["bptt.format"] = FORMAT
+  meta.iteration = tostring(self.iteration)
+  meta.skipped = tostring(self.skipped)
+  meta.rng = core.rng_state()
+  meta["data.train"] = self.train_batches:state()
+  if self.schedule then meta.schedule = self.schedule:state() end
+  if m.config then
+    for k, v in pairs(m.config) do meta["config." .. k] = tostring(v) end
+  end
+  for k, v in pairs(extra or {}) do meta[k] = v end
+  return core.save(path, tensors, meta)
+end
+
+--- The configuration a checkpoint's model was made with (config.* metadata
+-- as a table of numbers/strings), and the metadata; or nil, message.
+function Trainer.read_config(path)
+  local tensors, meta = core.load(path)
+  if not tensors then return nil, meta end
+  if meta["bptt.format"] ~= FORMAT then
+    return nil, string.format("%s is not a bptt training checkpoint (bptt.format = %s)", path, tostring(meta["bptt.format"]))
+  end
+  local config = {}
+  for k, v in pairs(meta) do
+    local key = k:match("^config%.(.+)$")
+    if key then config[key] = tonumber(v) or (v == "true" and true) or (v == "false" and false) or v end
+  end
+  return config, meta, tensors
+end
+
+--- Restores everything a checkpoint holds into this trainer, whose model,
+-- optimizer, batches and schedule must be made as the saved ones were.
+-- Returns the metadata, or nil and a message (a missing or corrupt file;
+-- nothing is changed then).  A checkpoint that does not fit is an error.
+function Trainer:load(path)
+  local fn = "bptt.Trainer:load"
+  local config, meta, tensors = Trainer.read_config(path)
+  if not config then return nil, meta end
+  local m = self.model
+  for k, v in pairs(m.config or {}) do
+    if config[k] ~= nil and tostring(config[k]) ~= tostring(v) then
+      error(string.format("%s: the checkpoint's model has %s = %s, this one %s", fn, k, tostring(config[k]), tostring(v)), 2)
+    end
+  end
+  local model_sd, optim_t, optim_m = {}, {}, {}
+  for k, v in pairs(tensors) do
+    local name = k:match("^model%.(.+)$")
+    if name then model_sd[name] = v elseif k:match("^optim%.") then optim_t[k] = v end
+  end
+  for k, v in pairs(meta) do
+    local name = k:match("^optim%.(.+)$")
+    if name then optim_m[name] = v end
+  end
+  -- each part checks its input before it changes anything; the model's
+  -- weights are restored if a later part refuses
+  local snapshot = m:flat_parameters():clone()
+  local ok, err = pcall(function()
+    m:load_state_dict(model_sd)
+    self.optimizer:load_state_dict(optim_t, optim_m, "optim.")
+  end)
+  if not ok then
+    m:flat_parameters():copy(snapshot)
+    error(fn .. ": " .. tostring(err), 2)
+  end
+  if m.set_state then
+    m:set_state(tensors["state.h"] and { h = tensors["state.h"], c = tensors["state.c"] } or nil)
+  end
+  core.set_rng_state(meta.rng)
+  self.train_batches:set_state(meta["data.train"])
+  if self.schedule and meta.schedule then self.schedule:set_state(meta.schedule) end
+  self.iteration = tonumber(meta.iteration) or 0
+  self.skipped = tonumber(meta.skipped) or 0
+  return meta
+end
+
+return Trainer

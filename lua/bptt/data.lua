@@ -1,0 +1,326 @@
+--- bptt.data: text corpora as token ids in C memory, and char-rnn's batches.
+--
+--     local data = require "bptt.data"
+--     local corpus = assert(data.text("input.txt", { unit = "utf8" }))
+--     local train, val = data.split(corpus.tokens, { 0.9, 0.1 })
+--     local batches = data.Batches(train, { batch = 50, seq = 50 })
+--     for i = 1, batches:count() do
+--       local x, y, reset = batches:next()      -- x, y: seq x batch int32 ids
+--       if reset then h = nil end                -- streams restart: drop the carried state
+--       ...
+--     end
+--     metadata.vocab = corpus.vocab:serialize()  -- and Vocab.deserialize(s) to sample later
+--
+-- The text is read by C stdio in chunks and goes straight into an int32
+-- tensor of ids (4 bytes a symbol); no Lua string per symbol, no copy of the
+-- file in the Lua heap, so a corpus of gigabytes loads within LuaJIT's limits.
+local core = require "bptt.core"
+local util = require "bptt.util"
+
+local data = {}
+
+local unpack = unpack or table.unpack -- luacheck: ignore
+
+local function errorf(level, fmt, ...) error(string.format(fmt, ...), level + 1) end
+
+-------------------------------------------------------------------- Vocab
+
+--- A vocabulary: symbols (bytes or Unicode code points) <-> ids 1..V.
+-- Built by data.text from its text, the symbols in ascending order of byte
+-- value / code point; rebuilt by Vocab.from_symbols or Vocab.deserialize with
+-- the same ids.  `vocab.unit` is "byte" or "utf8".
+local Vocab = { __name = "bptt.data.Vocab" }
+Vocab.__index = Vocab
+data.Vocab = Vocab
+
+local function wrap(ud)
+  local unit, size = core.vocab_info(ud)
+  return setmetatable({ unit = unit, _ud = ud, _size = size }, Vocab)
+end
+
+local function check_self(fn, self)
+  if getmetatable(self) ~= Vocab then
+    errorf(3, "%s: self must be a bptt.data.Vocab (call it with a colon), got %s", fn, type(self))
+  end
+end
+
+--- True when v is a vocabulary.
+function data.is_vocab(v) return getmetatable(v) == Vocab end
+
+--- V, the number of symbols.
+function Vocab:size()
+  check_self("bptt.data.Vocab:size", self)
+  return self._size
+end
+
+--- The ids of a string's symbols as a 1-d int32 tensor.  A symbol not in the
+-- vocabulary, or invalid UTF-8, is an error naming it and its position.
+function Vocab:encode(text)
+  check_self("bptt.data.Vocab:encode", self)
+  return core.vocab_encode(self._ud, text)
+end
+
+--- The text of ids: an int32 tensor of any shape (read in row-major order),
+-- a tensor of whole-number floats, or a Lua list of numbers.
+function Vocab:decode(ids)
+  local fn = "bptt.data.Vocab:decode"
+  check_self(fn, self)
+  if type(ids) == "table" then
+    local ok, t = pcall(core.tensor, ids, "int32")
+    if not ok then errorf(2, "%s: ids must be a list of whole numbers (%s)", fn, tostring(t)) end
+    ids = t
+  elseif core.is_tensor(ids) then
+    ids = util.index_tensor(fn, "ids", ids)
+  else
+    errorf(2, "%s: ids must be a tensor or a list of numbers, got %s", fn, type(ids))
+  end
+  return core.vocab_decode(self._ud, ids)
+end
+
+--- The symbols as strings, in id order (symbols()[id] is the symbol of id):
+-- one byte each for "byte", one code point's UTF-8 for "utf8".
+function Vocab:symbols()
+  check_self("bptt.data.Vocab:symbols", self)
+  return core.vocab_symbols(self._ud)
+end
+
+--- How often each id occurs in the text the vocabulary was built from (zeros
+-- for a vocabulary rebuilt from a list).
+function Vocab:counts()
+  check_self("bptt.data.Vocab:counts", self)
+  return core.vocab_counts(self._ud)
+end
+
+--- One ASCII string holding the unit and the symbols in id order, for a
+-- checkpoint's metadata: "bptt-vocab/1 utf8 3 a 41 e9" (V, then each symbol's
+-- code point or byte value in hex).  Counts are not kept.
+function Vocab:serialize()
+  check_self("bptt.data.Vocab:serialize", self)
+  return core.vocab_serialize(self._ud)
+end
+
+function Vocab:__tostring()
+  return string.format("bptt.data.Vocab(%s, %d symbols)", self.unit, self._size)
+end
+
+--- A vocabulary with id i for list[i] (the order of the list is kept), unit
+-- "utf8" (default) or "byte".  Repeats and strings that are not exactly one
+-- symbol are errors.
+function Vocab.from_symbols(list, unit)
+  return wrap(core.vocab_from_symbols(list, unit or "utf8"))
+end
+
+--- The vocabulary of a string from Vocab:serialize(); nil, message when the
+-- string is not one.
+function Vocab.deserialize(s)
+  local ud, msg = core.vocab_parse(s)
+  if not ud then return nil, msg end
+  return wrap(ud)
+end
+
+-------------------------------------------------------------------- text
+
+local UNITS = { byte = true, utf8 = true }
+local INVALID = { error = false, replace = true }
+
+--- Loads a text as token ids.
+--   data.text(path [, opts]) or data.text{ text = s, ... }
+-- opts: unit = "utf8" (default; symbols are Unicode code points) or "byte";
+--   invalid = "error" (default: invalid UTF-8 fails, naming the byte offset)
+--   or "replace" (each invalid sequence becomes U+FFFD);
+--   vocab = a Vocab to encode with (its unit; a symbol not in it fails)
+--   instead of building one from the text.
+-- Returns a corpus { tokens = 1-d int32 tensor of ids, vocab = Vocab, unit = }
+-- or nil, message when the file cannot be read, is not valid UTF-8, or holds
+-- a symbol not in the given vocabulary.
+function data.text(path, opts)
+  local fn = "bptt.data.text"
+  if type(path) == "table" and opts == nil then path, opts = nil, path end -- data.text{text = s}
+  opts = util.options(fn, opts or {}, { unit = true, text = true, vocab = true, invalid = true })
+  if path ~= nil and type(path) ~= "string" then errorf(2, "%s: path must be a string or nil, got %s", fn, type(path)) end
+  if (path == nil) == (opts.text == nil) then errorf(2, "%s: give either a path or text = a string, not %s", fn,
+      path == nil and "neither" or "both") end
+  if opts.text ~= nil and type(opts.text) ~= "string" then errorf(2, "%s: text must be a string, got %s", fn, type(opts.text)) end
+  local vocab = opts.vocab
+  if vocab ~= nil and not data.is_vocab(vocab) then
+    errorf(2, "%s: vocab must be a bptt.data.Vocab, got %s", fn, type(vocab))
+  end
+  local unit = opts.unit or (vocab and vocab.unit) or "utf8"
+  if not UNITS[unit] then errorf(2, "%s: unit must be \"byte\" or \"utf8\", got %s", fn, tostring(unit)) end
+  if vocab and vocab.unit ~= unit then
+    errorf(2, "%s: unit is \"%s\" but the vocabulary's is \"%s\"", fn, unit, vocab.unit)
+  end
+  local invalid = opts.invalid or "error"
+  if INVALID[invalid] == nil then errorf(2, "%s: invalid must be \"error\" or \"replace\", got %s", fn, tostring(invalid)) end
+  local ids, ud = core.text_load(path, opts.text, unit, INVALID[invalid], vocab and vocab._ud)
+  if not ids then return nil, ud end
+  return { tokens = ids, vocab = vocab or wrap(ud), unit = unit }
+end
+
+-- A corpus (its tokens) or a 1-d int32 tensor.
+local function tokens_arg(fn, t, level)
+  if type(t) == "table" and core.is_tensor(t.tokens) then t = t.tokens end
+  if not core.is_tensor(t) or t:dtype() ~= "int32" or t:dim() ~= 1 then
+    errorf(level + 1, "%s: tokens must be a 1-d int32 tensor (or a corpus from bptt.data.text), got %s", fn,
+      core.is_tensor(t) and (t:dim() .. "-d " .. t:dtype() .. " tensor") or type(t))
+  end
+  return t
+end
+
+--- Cuts tokens into consecutive parts, views of the same storage:
+--   train, val = data.split(tokens, 0.9)               -- {0.9, 0.1}
+--   train, val, test = data.split(tokens, {0.9, 0.05, 0.05})
+-- Fractions are >= 0 and add up to 1; part k ends at token
+-- round(N * (f1 + ... + fk)), the last part at N.
+function data.split(tokens, fractions)
+  local fn = "bptt.data.split"
+  tokens = tokens_arg(fn, tokens, 2)
+  if type(fractions) == "number" then fractions = { fractions, 1 - fractions } end
+  if type(fractions) ~= "table" or #fractions == 0 then
+    errorf(2, "%s: fractions must be a number or a list of numbers, got %s", fn, type(fractions))
+  end
+  local sum = 0
+  for i, f in ipairs(fractions) do
+    if type(f) ~= "number" or not (f >= 0 and f <= 1) then
+      errorf(2, "%s: fractions[%d] must be a number in [0, 1], got %s", fn, i, tostring(f))
+    end
+    sum = sum + f
+  end
+  if math.abs(sum - 1) > 1e-9 then errorf(2, "%s: fractions must add up to 1, got %.17g", fn, sum) end
+  local n, from, acc, parts = tokens:size(1), 0, 0, {}
+  for i, f in ipairs(fractions) do
+    acc = acc + f
+    local to = i == #fractions and n or math.min(n, math.max(from, math.floor(n * acc + 0.5)))
+    parts[i] = tokens:narrow(1, from + 1, to - from)
+    from = to
+  end
+  return unpack(parts)
+end
+
+-------------------------------------------------------------------- Batches
+
+--- char-rnn's minibatches: B parallel streams of T steps.
+--   batches = data.Batches(tokens, { batch = B, seq = T [, shuffle = false, seed = n] })
+-- With N tokens, each epoch has K = floor((N - 1) / (B*T)) batches.  The
+-- first B*K*T + 1 tokens are cut into B contiguous stripes of S = K*T tokens
+-- (stripe b starts at token b*S + 1), and batch k (1-based) is, time-major,
+--   x[t][b] = tokens[(b-1)*S + (k-1)*T + t],   y[t][b] = that + 1 token
+-- (x and y are T x B int32; y is the token after each x).  Stream b of batch
+-- k + 1 continues stream b of batch k, so the hidden state carried from one
+-- batch to the next is truncated BPTT over the whole stripe.
+--
+-- shuffle = true visits the K batches of each epoch in a random order, a
+-- pure function of (seed, epoch): the same seed gives the same orders.  The
+-- seed is drawn from the library's generator (bptt.manual_seed) unless given.
+-- Consecutive batches then do not continue each other, so `reset` is true for
+-- every batch: the trainer starts each one from a zero hidden state.
+local Batches = util.class("bptt.data.Batches")
+data.Batches = Batches
+
+local MAXSEED = 2 ^ 53
+
+function Batches:__init(tokens, opts)
+  local fn = "bptt.data.Batches"
+  tokens = tokens_arg(fn, tokens, 3)
+  opts = util.options(fn, opts or {}, { batch = true, seq = true, shuffle = true, seed = true })
+  local B = util.count(fn, "batch", opts.batch, 1)
+  local T = util.count(fn, "seq", opts.seq, 1)
+  local N = tokens:size(1)
+  local K = N > 0 and math.floor((N - 1) / (B * T)) or 0
+  if K < 1 then
+    errorf(3, "%s: %d tokens are too few for one batch of %d streams x %d steps (need at least batch*seq + 1 = %d)",
+      fn, N, B, T, B * T + 1)
+  end
+  if K > 2 ^ 31 - 1 then errorf(3, "%s: %d batches per epoch are too many (at most 2^31 - 1)", fn, K) end
+  self._tokens, self._n, self._B, self._T, self._K, self._S = tokens, N, B, T, K, K * T
+  self._x, self._y = core.zeros(T, B, "int32"), core.zeros(T, B, "int32")
+  self._shuffle = opts.shuffle and true or false
+  self._seed = 0
+  if opts.seed ~= nil then
+    local s = opts.seed
+    if type(s) ~= "number" or s ~= math.floor(s) or s < 0 or s > MAXSEED then
+      errorf(3, "%s: seed must be a whole number in 0..2^53, got %s", fn, tostring(s))
+    end
+    self._seed = s
+  elseif self._shuffle then
+    self._seed = core.random(MAXSEED) - 1 -- one draw from the library's generator
+  end
+  if self._shuffle then self._perm = core.zeros(K, "int32") end
+  self:_goto(1, 0)
+end
+
+-- Position: `index` batches of epoch `epoch` have been served.
+function Batches:_goto(epoch, index)
+  self._epoch, self._index = epoch, index
+  if self._perm then core.text_permute(self._perm, self._seed, epoch) end
+end
+
+--- Batches per epoch (K).
+function Batches:count() return self._K end
+
+--- The next batch: x, y (T x B int32 tensors, the same two tensors at every
+-- call: copy them to keep them), reset, epoch, index.  `reset` is true when
+-- the hidden state carried over from the previous batch does not continue
+-- these streams: at the first batch of every epoch, and at every batch when
+-- shuffling.  `epoch` (1, 2, ...) and `index` (1..K) say which batch it is.
+function Batches:next()
+  if self._index == self._K then self:_goto(self._epoch + 1, 0) end
+  local i = self._index + 1
+  self._index = i
+  local k = self._perm and self._perm:get(i) or i
+  core.text_batch(self._tokens, self._x, self._y, self._S, (k - 1) * self._T)
+  return self._x, self._y, self._shuffle or i == 1, self._epoch, i
+end
+
+--- The epoch and index of the last batch served (epoch 1, index 0 at first).
+function Batches:position() return self._epoch, self._index end
+
+--- For shuffled batches, the order of this epoch: a list of batch numbers.
+function Batches:order()
+  if not self._perm then
+    local o = {}
+    for k = 1, self._K do o[k] = k end
+    return o
+  end
+  return self._perm:totable()
+end
+
+local STATE_FMT = "bptt.data.Batches/1 epoch=%d index=%d seed=%.0f shuffle=%d batches=%d batch=%d seq=%d tokens=%.0f"
+
+--- The position as a string (for a checkpoint's metadata); set_state resumes
+-- from it exactly: the same batches follow, in the same order.
+function Batches:state()
+  return string.format(STATE_FMT, self._epoch, self._index, self._seed, self._shuffle and 1 or 0, self._K, self._B,
+    self._T, self._n)
+end
+
+--- Resumes from a string of state().  The batches must have the same layout
+-- (batch, seq, shuffle and token count); the seed comes from the state.
+function Batches:set_state(s)
+  local fn = "bptt.data.Batches:set_state"
+  if type(s) ~= "string" then errorf(2, "%s: s must be a string from Batches:state(), got %s", fn, type(s)) end
+  local epoch, index, seed, shuffle, K, B, T, n = s:match(
+    "^bptt%.data%.Batches/1 epoch=(%d+) index=(%d+) seed=(%d+) shuffle=([01]) batches=(%d+) batch=(%d+) seq=(%d+) tokens=(%d+)$")
+  if not epoch then errorf(2, "%s: s is not a state from Batches:state(), got %q", fn, s:sub(1, 200)) end
+  epoch, index, seed, K, B, T, n = tonumber(epoch), tonumber(index), tonumber(seed), tonumber(K), tonumber(B),
+    tonumber(T), tonumber(n)
+  local mine = { batch = self._B, seq = self._T, tokens = self._n, shuffle = self._shuffle and 1 or 0 }
+  local theirs = { batch = B, seq = T, tokens = n, shuffle = tonumber(shuffle) }
+  for _, k in ipairs { "batch", "seq", "tokens", "shuffle" } do
+    if mine[k] ~= theirs[k] then
+      errorf(2, "%s: the state is of batches with %s = %.0f, these have %s = %.0f", fn, k, theirs[k], k, mine[k])
+    end
+  end
+  if K ~= self._K or epoch < 1 or index > K or seed > MAXSEED then
+    errorf(2, "%s: s is not a consistent state (epoch %.0f, index %.0f of %.0f batches)", fn, epoch, index, K)
+  end
+  self._seed = seed
+  self:_goto(epoch, index)
+end
+
+function Batches:__tostring()
+  return string.format("bptt.data.Batches(%d batches of %d x %d%s, epoch %d, index %d)", self._K, self._T, self._B,
+    self._shuffle and ", shuffled" or "", self._epoch, self._index)
+end
+
+return data
