@@ -33,7 +33,7 @@ The run, step by step as bptt does it (lua/bptt/data.lua, LanguageModel.lua, Tra
            steps only; tok_s = iters B T / train_seconds. train_loss_last = the mean
            training loss over the iterations since the previous evaluation.
 
-Thread fairness and the allocator: as in torch_rnn.py (whose wanted_env this script uses):
+Thread fairness and the allocator: as in torch_rnn.py (whose ensure_env this script uses):
 OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set to --threads and the script re-executes
 itself with that environment before torch is imported; --malloc keeps glibc's malloc as
 shipped (default) or tuned to keep freed memory (keep). Read the notes at its top.
@@ -47,7 +47,7 @@ import math
 import os
 import sys
 
-from torch_rnn import wanted_env  # same directory; it imports no torch at load time
+from torch_rnn import ensure_env, check_blas_threads  # same directory; it imports no torch at load time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data",
@@ -80,36 +80,6 @@ def parse_args(argv):
     if not a.clip >= 0:
         p.error("--clip must be >= 0, got %g" % a.clip)
     return a
-
-
-def ensure_env(threads, malloc):
-    """Re-exec this script once with torch_rnn.py's environment, before torch is loaded."""
-    want = wanted_env(threads, malloc)
-    cur = os.environ
-    if all(cur.get(k) == v for k, v in want.items()):
-        return
-    if cur.get("BPTT_BENCH_REEXEC") == "1":  # should not happen; never loop
-        sys.exit("torch_charlm.py: could not set the environment")
-    env = {k: v for k, v in cur.items() if k not in want}
-    env.update({k: v for k, v in want.items() if v is not None})
-    env["BPTT_BENCH_REEXEC"] = "1"
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
-
-
-def check_blas_threads(n):
-    """Best effort (Linux): warn on stderr if the loaded OpenBLAS does not use n threads."""
-    import ctypes
-    try:
-        with open("/proc/self/maps") as f:
-            libs = sorted({l.split()[-1] for l in f if "libopenblas" in l})
-        if libs:
-            got = ctypes.CDLL(libs[0]).openblas_get_num_threads()
-            if got != n:
-                print("torch_charlm.py: warning: OpenBLAS uses %d threads, not %d" % (got, n),
-                      file=sys.stderr)
-    except (OSError, AttributeError):
-        pass
 
 
 def load_tokens(path):

@@ -87,18 +87,19 @@ def wanted_env(threads, malloc):
 
 
 def ensure_env(threads, malloc):
-    """Re-exec this script once with the wanted environment, before torch is loaded."""
+    """Re-exec the running script (sys.argv[0]) once with the wanted environment, before torch
+    is loaded; torch_charlm.py uses it too."""
     want = wanted_env(threads, malloc)
     cur = os.environ
     if all(cur.get(k) == v for k, v in want.items()):
         return
     if cur.get("BPTT_BENCH_REEXEC") == "1":  # should not happen; never loop
-        sys.exit("torch_rnn.py: could not set the environment")
+        sys.exit("%s: could not set the environment" % os.path.basename(sys.argv[0]))
     env = {k: v for k, v in cur.items() if k not in want}
     env.update({k: v for k, v in want.items() if v is not None})
     env["BPTT_BENCH_REEXEC"] = "1"
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
+    os.execve(sys.executable, [sys.executable, os.path.abspath(sys.argv[0])] + sys.argv[1:], env)
 
 
 def check_blas_threads(n):
@@ -110,7 +111,7 @@ def check_blas_threads(n):
         if libs:
             got = ctypes.CDLL(libs[0]).openblas_get_num_threads()
             if got != n:
-                print("torch_rnn.py: warning: OpenBLAS uses %d threads, not %d" % (got, n),
+                print("%s: warning: OpenBLAS uses %d threads, not %d" % (os.path.basename(sys.argv[0]), got, n),
                       file=sys.stderr)
     except (OSError, AttributeError):
         pass

@@ -43,14 +43,7 @@ local optim = {}
 
 local INF = math.huge
 
--- The shortest decimal that reads back as exactly x.
-local function num17(x)
-  for digits = 15, 16 do
-    local s = string.format("%." .. digits .. "g", x)
-    if tonumber(s) == x then return s end
-  end
-  return string.format("%.17g", x)
-end
+local num17 = util.numstr
 
 local function describe(v)
   if type(v) == "number" then return num17(v) end

@@ -94,14 +94,7 @@ function Schedule:step()
   return self.opt.lr
 end
 
--- The shortest decimal that reads back as exactly x.
-local function numstr(x)
-  for digits = 15, 16 do
-    local s = string.format("%." .. digits .. "g", x)
-    if tonumber(s) == x then return s end
-  end
-  return string.format("%.17g", x)
-end
+local numstr = util.numstr
 
 function Schedule:state() return string.format("step=%d base_lr=%s", self.k, numstr(self.base_lr)) end
 

@@ -109,6 +109,15 @@ function util.dtype(fn, v)
   return v
 end
 
+--- The shortest decimal that reads back as exactly x (for metadata strings).
+function util.numstr(x)
+  for digits = 15, 16 do
+    local s = string.format("%." .. digits .. "g", x)
+    if tonumber(s) == x then return s end
+  end
+  return string.format("%.17g", x)
+end
+
 --- "[3][2]": the Lua indices of flat (1-based, row-major) position pos in shape.
 function util.index_str(shape, pos)
   local idx, rest = {}, pos - 1

@@ -146,17 +146,8 @@ function N.Outputs(m, keep)
   return w
 end
 
---- Calls f(...) expecting an error whose message contains every string in
--- needles (plain find); returns the message.
-function N.error_with(needles, f, ...)
-  local ok, err = pcall(f, ...)
-  assert(not ok, "expected an error containing \"" .. table.concat(needles, "\" and \"") .. "\", got success")
-  err = tostring(err)
-  for _, s in ipairs(needles) do
-    assert(err:find(s, 1, true), "error message\n  " .. err .. "\ndoes not contain\n  " .. s)
-  end
-  return err
-end
+--- error_with(needles, f, ...): see spec/helpers/tensor_util.lua
+N.error_with = require("helpers.tensor_util").error_with
 
 --- Has the (flat) tensor at least one NaN?  Are all its elements finite?
 function N.has_nan(t)
