@@ -10,6 +10,7 @@
 
 #include <cblas.h>
 
+#include "activations.h"
 #include "rnn.h"
 
 int bptt_cell_gates(bptt_cell cell) {
@@ -94,26 +95,37 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
 
 /* ---- the kernels, once per real type ----------------------------------- */
 
+/* float32: activations.h's inline sigmoid and tanh, a few ulp from the
+ * exact values, which the elementwise loops vectorize.  float64: libm. */
 #define REAL float
 #define FN(name) name##_f32
 #define GEMM cblas_sgemm
-#define EXP expf
-#define TANH tanhf
+#define SIGMOID bptt_sigmoidf
+#define TANH bptt_tanhf
 #include "rnn_impl.h"
 #undef REAL
 #undef FN
 #undef GEMM
-#undef EXP
+#undef SIGMOID
 #undef TANH
+
+/* sigmoid(a) = 1 / (1 + e^-a), taking exp of a non-positive number only, so
+ * a huge |a| gives 0 or 1 and never inf/inf; NaN stays NaN. */
+static double sigmoid_f64(double a) {
+  double e;
+  if (a >= 0) return 1 / (1 + exp(-a));
+  e = exp(a);
+  return e / (1 + e);
+}
 
 #define REAL double
 #define FN(name) name##_f64
 #define GEMM cblas_dgemm
-#define EXP exp
+#define SIGMOID sigmoid_f64
 #define TANH tanh
 #include "rnn_impl.h"
 #undef REAL
 #undef FN
 #undef GEMM
-#undef EXP
+#undef SIGMOID
 #undef TANH

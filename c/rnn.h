@@ -29,7 +29,7 @@
  *     lstm       : 5*T*B*H           gate activations (T, B, 4H) | c_t (T, B, H)
  *     gru        : 4*T*B*H + 3*B*H   gate activations (T, B, 3H) |
  *                                    W_hn h_{t-1} + b_hn (T, B, H) |
- *                                    one step's W_hh h_{t-1} (B, 3H)
+ *                                    one step's W_hh h_{t-1} + b_hh (B, 3H)
  *   scratch (backward only, free again after it returns)
  *     tanh, relu : T*B*H + B*H       dG (T, B, H) | running dh (B, H)
  *     lstm       : 4*T*B*H + 2*B*H   dG (T, B, 4H) | running dh, dc (B, H)

@@ -4,7 +4,8 @@
  *   REAL      float | double
  *   FN(name)  name##_f32 | name##_f64
  *   GEMM      cblas_sgemm | cblas_dgemm
- *   EXP, TANH expf, tanhf | exp, tanh
+ *   SIGMOID, TANH   bptt_sigmoidf, bptt_tanhf (activations.h: inline,
+ *             vectorizable) | rnn.c's sigmoid_f64 and tanh (libm's exp, tanh)
  * No include guard on purpose.
  *
  * Notation: TB = T*B rows (every (t, b) pair), GH = G*H gate columns.  Row
@@ -12,9 +13,10 @@
  * pre-activation, "dG" the loss gradient w.r.t. the gate pre-activations.
  *
  * The shape of the computation (cuDNN's, Appleyard et al. 2016, on the CPU):
- *   forward : ONE GEMM for the input projections of all T steps; per step
- *             ONE GEMM for all gates of the recurrence, then ONE fused
- *             elementwise pass (biases, activations, cell update, cache).
+ *   forward : ONE GEMM for the input projections of all T steps, onto rows
+ *             of biases; per step ONE GEMM for all gates of the recurrence,
+ *             then ONE fused elementwise pass (activations, cell update,
+ *             cache).
  *   backward: per step ONE fused elementwise pass giving dG_t, then ONE
  *             GEMM for dh_{t-1}; after the recursion the weight gradients,
  *             dx and the bias sums over all T*B rows at once.
@@ -31,19 +33,113 @@ static void FN(gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
        alpha, A, (int)lda, Bm, (int)ldb, beta, C, (int)ldc);
 }
 
-/* sigmoid(a) = 1 / (1 + e^-a), taking exp of a non-positive number only, so
- * a huge |a| gives 0 or 1 and never inf/inf; NaN stays NaN. */
-static REAL FN(sigmoid)(REAL a) {
-  REAL e;
-  if (a >= 0) return 1 / (1 + EXP(-a));
-  e = EXP(a);
-  return e / (1 + e);
+/* Bias rows: every row of dst (rows, n) = bi + bh (either may be NULL).
+ * Returns 0, writing nothing, if both are NULL, else 1: the beta of the GEMM
+ * that then adds onto dst.  Biases thus enter the pre-activations before
+ * the elementwise passes, which stay free of NULL tests. */
+static REAL FN(bias_rows)(REAL *dst, int64_t rows, int64_t n,
+                          const REAL *bi, const REAL *bh) {
+  int64_t r, j;
+  if (!bi && !bh) return 0;
+  for (j = 0; j < n; j++)
+    dst[j] = (bi ? bi[j] : (REAL)0) + (bh ? bh[j] : (REAL)0);
+  for (r = 1; r < rows; r++) memcpy(dst + r * n, dst, (size_t)n * sizeof(REAL));
+  return 1;
 }
 
-/* Bias j of the folded b_ih + b_hh (either may be NULL). */
-#define BIAS(bi, bh, j) (((bi) ? (bi)[j] : (REAL)0) + ((bh) ? (bh)[j] : (REAL)0))
-
 /* ---- forward ------------------------------------------------------------ */
+
+/* The per-step elementwise passes.  BPTT_CLONES (activations.h) compiles
+ * each for AVX-512, AVX2 and plain x86-64; the loops are written for the
+ * vectorizer: gate blocks as separate restrict pointers (rows of distinct
+ * buffers, or disjoint blocks of one row), unit stride, no calls (SIGMOID
+ * and TANH inline for float; libm for double), and an optional operand
+ * (c_{t-1}, h_{t-1}, dy_t may be NULL = zeros) tested once per pass, not
+ * per element. */
+
+/* tanh / relu, in place over the (B, H) block: h = f(a) */
+BPTT_CLONES
+static void FN(elman_step)(int64_t n, int relu, REAL *restrict h) {
+  int64_t e;
+  if (relu)  /* written so that NaN passes through, like PyTorch's */
+    for (e = 0; e < n; e++) h[e] = h[e] < 0 ? (REAL)0 : h[e];
+  else
+    for (e = 0; e < n; e++) h[e] = TANH(h[e]);
+}
+
+/* One row of lstm: a -> i, f, g, o in place; c = f cp + i g; h = o tanh c */
+BPTT_ROW void FN(lstm_row)(int64_t H, REAL *restrict gi,
+                           REAL *restrict gf, REAL *restrict gg,
+                           REAL *restrict go, const REAL *restrict cp,
+                           REAL *restrict c, REAL *restrict h) {
+  int64_t j;
+  for (j = 0; j < H; j++) {
+    REAL i = SIGMOID(gi[j]), f = SIGMOID(gf[j]);
+    REAL g = TANH(gg[j]), o = SIGMOID(go[j]);
+    REAL cv = (cp ? f * cp[j] : (REAL)0) + i * g;
+    gi[j] = i;
+    gf[j] = f;
+    gg[j] = g;
+    go[j] = o;
+    c[j] = cv;
+    h[j] = o * TANH(cv);
+  }
+}
+
+/* lstm, one step: gt (B, 4H) pre-activations -> activations; ct, ht (B, H);
+ * cp (B, H) = c_{t-1} or NULL */
+BPTT_CLONES
+static void FN(lstm_step)(int64_t B, int64_t H, REAL *gt, const REAL *cp,
+                          REAL *ct, REAL *ht) {
+  int64_t b;
+  for (b = 0; b < B; b++) {
+    REAL *g = gt + b * 4 * H;
+    if (cp)
+      FN(lstm_row)(H, g, g + H, g + 2 * H, g + 3 * H, cp + b * H, ct + b * H,
+                   ht + b * H);
+    else
+      FN(lstm_row)(H, g, g + H, g + 2 * H, g + 3 * H, NULL, ct + b * H,
+                   ht + b * H);
+  }
+}
+
+/* One row of gru: r, z, n in place, hn = hw_n kept, h = (1-z) n + z hp */
+BPTT_ROW void FN(gru_row)(int64_t H, REAL *restrict gr,
+                          REAL *restrict gz, REAL *restrict gn,
+                          const REAL *restrict wr,
+                          const REAL *restrict wz,
+                          const REAL *restrict wn,
+                          const REAL *restrict hp, REAL *restrict hn,
+                          REAL *restrict h) {
+  int64_t j;
+  for (j = 0; j < H; j++) {
+    REAL r = SIGMOID(gr[j] + wr[j]), z = SIGMOID(gz[j] + wz[j]);
+    REAL n = TANH(gn[j] + r * wn[j]);
+    gr[j] = r;
+    gz[j] = z;
+    gn[j] = n;
+    hn[j] = wn[j];
+    h[j] = (1 - z) * n + (hp ? z * hp[j] : (REAL)0);
+  }
+}
+
+/* gru, one step: gt (B, 3H) input side -> activations; hw (B, 3H) hidden
+ * side; hp (B, H) = h_{t-1} or NULL; hnt, ht (B, H) */
+BPTT_CLONES
+static void FN(gru_step)(int64_t B, int64_t H, REAL *gt, const REAL *hw,
+                         const REAL *hp, REAL *hnt, REAL *ht) {
+  int64_t b;
+  for (b = 0; b < B; b++) {
+    REAL *g = gt + b * 3 * H;
+    const REAL *w = hw + b * 3 * H;
+    if (hp)
+      FN(gru_row)(H, g, g + H, g + 2 * H, w, w + H, w + 2 * H, hp + b * H,
+                  hnt + b * H, ht + b * H);
+    else
+      FN(gru_row)(H, g, g + H, g + 2 * H, w, w + H, w + 2 * H, NULL,
+                  hnt + b * H, ht + b * H);
+  }
+}
 
 /* tanh / relu (the seed note):  h_t = f(a_t),
  *   a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh            (B, H)
@@ -54,22 +150,16 @@ static void FN(elman_forward)(const bptt_rnn_dims *d,
                               const REAL *x, const REAL *h0, REAL *y) {
   const int64_t T = d->T, B = d->B, D = d->D, H = d->H, BH = B * H;
   const int relu = d->cell == BPTT_CELL_RELU;
-  int64_t t, b, j;
-  /* y (TB, H) = x (TB, D) W_ih^T: the input projections of all steps */
-  FN(gemm)(0, 1, T * B, H, D, 1, x, D, w_ih, D, 0, y, H);
+  int64_t t;
+  /* y (TB, H) = b_ih + b_hh + x (TB, D) W_ih^T: all steps' input side */
+  REAL beta = FN(bias_rows)(y, T * B, H, b_ih, b_hh);
+  FN(gemm)(0, 1, T * B, H, D, 1, x, D, w_ih, D, beta, y, H);
   for (t = 0; t < T; t++) {
     REAL *yt = y + t * BH;
     const REAL *hp = t ? yt - BH : h0;          /* h_{t-1}; NULL = zeros */
     /* y_t (B, H) += h_{t-1} (B, H) W_hh^T */
     if (hp) FN(gemm)(0, 1, B, H, H, 1, hp, H, w_hh, H, 1, yt, H);
-    for (b = 0; b < B; b++) {
-      REAL *yb = yt + b * H;
-      for (j = 0; j < H; j++) {
-        REAL a = yb[j] + BIAS(b_ih, b_hh, j);
-        /* relu written so that NaN passes through, like PyTorch's */
-        yb[j] = relu ? (a < 0 ? (REAL)0 : a) : TANH(a);
-      }
-    }
+    FN(elman_step)(BH, relu, yt);
   }
 }
 
@@ -86,40 +176,27 @@ static void FN(lstm_forward)(const bptt_rnn_dims *d,
   const int64_t GH = 4 * H;
   REAL *gates = cache;                           /* (T, B, 4H) */
   REAL *cs = cache + T * B * GH;                 /* (T, B, H)  */
-  int64_t t, b, j;
-  /* gates (TB, 4H) = x (TB, D) W_ih^T */
-  FN(gemm)(0, 1, T * B, GH, D, 1, x, D, w_ih, D, 0, gates, GH);
+  int64_t t;
+  /* gates (TB, 4H) = b_ih + b_hh + x (TB, D) W_ih^T */
+  REAL beta = FN(bias_rows)(gates, T * B, GH, b_ih, b_hh);
+  FN(gemm)(0, 1, T * B, GH, D, 1, x, D, w_ih, D, beta, gates, GH);
   for (t = 0; t < T; t++) {
     REAL *gt = gates + t * B * GH, *ct = cs + t * BH, *yt = y + t * BH;
     const REAL *hp = t ? yt - BH : h0;           /* NULL = zeros */
     const REAL *cp = t ? ct - BH : c0;
     /* gates_t (B, 4H) += h_{t-1} (B, H) W_hh^T */
     if (hp) FN(gemm)(0, 1, B, GH, H, 1, hp, H, w_hh, H, 1, gt, GH);
-    for (b = 0; b < B; b++) {
-      REAL *g = gt + b * GH, *cb = ct + b * H, *yb = yt + b * H;
-      const REAL *cpb = cp ? cp + b * H : NULL;
-      for (j = 0; j < H; j++) {
-        REAL i = FN(sigmoid)(g[j] + BIAS(b_ih, b_hh, j));
-        REAL f = FN(sigmoid)(g[H + j] + BIAS(b_ih, b_hh, H + j));
-        REAL gg = TANH(g[2 * H + j] + BIAS(b_ih, b_hh, 2 * H + j));
-        REAL o = FN(sigmoid)(g[3 * H + j] + BIAS(b_ih, b_hh, 3 * H + j));
-        REAL c = (cpb ? f * cpb[j] : (REAL)0) + i * gg;
-        g[j] = i;
-        g[H + j] = f;
-        g[2 * H + j] = gg;
-        g[3 * H + j] = o;
-        cb[j] = c;
-        yb[j] = o * TANH(c);
-      }
-    }
+    FN(lstm_step)(B, H, gt, cp, ct, yt);
   }
 }
 
 /* gru.  Cache: gates (T, B, 3H) = r, z, n after activation |
- * hn (T, B, H) = W_hn h_{t-1} + b_hn | hw (B, 3H) one step's W_hh h_{t-1}.
+ * hn (T, B, H) = W_hn h_{t-1} + b_hn | hw (B, 3H) one step's W_hh h_{t-1}
+ * + b_hh.
  *   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)   z likewise
  *   n = tanh(W_in x + b_in + r * hn)             h_t = (1 - z) n + z h_{t-1}
- * b_hn stays inside r * (.), so only b_ir+b_hr and b_iz+b_hz fold. */
+ * so gates start as b_ih + W_ih x, hw as b_hh + W_hh h_{t-1}: b_hn stays
+ * inside r * (.). */
 static void FN(gru_forward)(const bptt_rnn_dims *d,
                             const REAL *w_ih, const REAL *w_hh,
                             const REAL *b_ih, const REAL *b_hh,
@@ -130,31 +207,18 @@ static void FN(gru_forward)(const bptt_rnn_dims *d,
   REAL *gates = cache;                           /* (T, B, 3H) */
   REAL *hn = gates + T * B * GH;                 /* (T, B, H)  */
   REAL *hw = hn + T * BH;                        /* (B, 3H)    */
-  int64_t t, b, j;
-  /* gates (TB, 3H) = x (TB, D) W_ih^T */
-  FN(gemm)(0, 1, T * B, GH, D, 1, x, D, w_ih, D, 0, gates, GH);
+  int64_t t;
+  /* gates (TB, 3H) = b_ih + x (TB, D) W_ih^T */
+  REAL beta = FN(bias_rows)(gates, T * B, GH, b_ih, NULL);
+  FN(gemm)(0, 1, T * B, GH, D, 1, x, D, w_ih, D, beta, gates, GH);
   for (t = 0; t < T; t++) {
     REAL *gt = gates + t * B * GH, *hnt = hn + t * BH, *yt = y + t * BH;
     const REAL *hp = t ? yt - BH : h0;           /* NULL = zeros */
-    /* hw (B, 3H) = h_{t-1} (B, H) W_hh^T */
-    if (hp) FN(gemm)(0, 1, B, GH, H, 1, hp, H, w_hh, H, 0, hw, GH);
-    else memset(hw, 0, (size_t)(B * GH) * sizeof(REAL));
-    for (b = 0; b < B; b++) {
-      REAL *g = gt + b * GH, *hnb = hnt + b * H, *yb = yt + b * H;
-      const REAL *hwb = hw + b * GH, *hpb = hp ? hp + b * H : NULL;
-      for (j = 0; j < H; j++) {
-        REAL r = FN(sigmoid)(g[j] + hwb[j] + BIAS(b_ih, b_hh, j));
-        REAL z = FN(sigmoid)(g[H + j] + hwb[H + j] + BIAS(b_ih, b_hh, H + j));
-        REAL hnv = hwb[2 * H + j] + (b_hh ? b_hh[2 * H + j] : (REAL)0);
-        REAL n = TANH(g[2 * H + j] + (b_ih ? b_ih[2 * H + j] : (REAL)0) +
-                      r * hnv);
-        g[j] = r;
-        g[H + j] = z;
-        g[2 * H + j] = n;
-        hnb[j] = hnv;
-        yb[j] = (1 - z) * n + (hpb ? z * hpb[j] : (REAL)0);
-      }
-    }
+    /* hw (B, 3H) = b_hh + h_{t-1} (B, H) W_hh^T */
+    beta = FN(bias_rows)(hw, B, GH, NULL, b_hh);
+    if (hp) FN(gemm)(0, 1, B, GH, H, 1, hp, H, w_hh, H, beta, hw, GH);
+    else if (beta == 0) memset(hw, 0, (size_t)(B * GH) * sizeof(REAL));
+    FN(gru_step)(B, H, gt, hw, hp, hnt, yt);
   }
 }
 
@@ -244,6 +308,31 @@ static void FN(param_grads)(const bptt_rnn_dims *d, int64_t GH,
   }
 }
 
+/* The per-step elementwise passes of backward, written like forward's. */
+
+/* tanh / relu: dG = (dh + dy) * f'(a), read off h; dy may be NULL */
+BPTT_ROW void FN(elman_dgate)(int64_t n, int relu, const REAL *restrict h,
+                              const REAL *restrict dy,
+                              const REAL *restrict dh,
+                              REAL *restrict dG) {
+  int64_t e;
+  for (e = 0; e < n; e++) {
+    REAL g = dh[e] + (dy ? dy[e] : (REAL)0), hv = h[e];
+    /* relu' as PyTorch: 0 where h <= 0, so a NaN h passes g through */
+    dG[e] = relu ? (hv <= 0 ? (REAL)0 : g) : g * (1 - hv * hv);
+  }
+}
+
+/* tanh / relu backward, one step over the (B, H) block; dy may be NULL */
+BPTT_CLONES
+static void FN(elman_bstep)(int64_t n, int relu, const REAL *h,
+                            const REAL *dy, const REAL *dh, REAL *dG) {
+  if (relu && dy) FN(elman_dgate)(n, 1, h, dy, dh, dG);
+  else if (relu) FN(elman_dgate)(n, 1, h, NULL, dh, dG);
+  else if (dy) FN(elman_dgate)(n, 0, h, dy, dh, dG);
+  else FN(elman_dgate)(n, 0, h, NULL, dh, dG);
+}
+
 /* tanh / relu.  Scratch: dG (T, B, H) | dh (B, H).
  *   dG_t = (dy_t + dh) * f'(a_t),  tanh' = 1 - h_t^2,  relu' = [h_t > 0]
  *   dh   = dG_t W_hh                                   (B, H) x (H, H) */
@@ -253,22 +342,67 @@ static void FN(elman_backward)(const bptt_rnn_dims *d, const REAL *w_hh,
   const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
   const int relu = d->cell == BPTT_CELL_RELU;
   REAL *dG = scratch, *dh = scratch + T * BH;
-  int64_t t, e;
+  int64_t t;
   /* BPTT, t = T..1, carrying dh = dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t:
    * the note's sum over products of Jacobians by Horner's rule, no product
    * of Jacobians ever formed (see above). */
   for (t = T - 1; t >= 0; t--) {
-    const REAL *yt = y + t * BH, *dyt = dy ? dy + t * BH : NULL;
     REAL *dGt = dG + t * BH;
-    for (e = 0; e < BH; e++) {
-      REAL g = dh[e] + (dyt ? dyt[e] : (REAL)0), h = yt[e];
-      /* relu' as PyTorch: 0 where h <= 0, so a NaN h passes g through */
-      dGt[e] = relu ? (h <= 0 ? (REAL)0 : g) : g * (1 - h * h);
-    }
+    FN(elman_bstep)(BH, relu, y + t * BH, dy ? dy + t * BH : NULL, dh, dGt);
     /* dh <- dL/dh_{t-1} = dG_t (B, H) W_hh (H, H); dh is free: consumed above */
     if (t > 0 || dh0) FN(gemm)(0, 0, B, H, H, 1, dGt, H, w_hh, H, 0, dh, H);
   }
   if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
+}
+
+/* One row of lstm backward (formulas below); cp, dy may be NULL */
+BPTT_ROW void FN(lstm_drow)(int64_t H, const REAL *restrict gi,
+                            const REAL *restrict gf,
+                            const REAL *restrict gg,
+                            const REAL *restrict go,
+                            const REAL *restrict c,
+                            const REAL *restrict cp,
+                            const REAL *restrict dy,
+                            const REAL *restrict dh, REAL *restrict dc,
+                            REAL *restrict dai, REAL *restrict daf,
+                            REAL *restrict dag, REAL *restrict dao) {
+  int64_t j;
+  for (j = 0; j < H; j++) {
+    REAL i = gi[j], f = gf[j], g = gg[j], o = go[j];
+    REAL tc = TANH(c[j]);
+    REAL dhv = dh[j] + (dy ? dy[j] : (REAL)0);
+    REAL dcv = dc[j] + dhv * o * (1 - tc * tc);
+    dai[j] = dcv * g * i * (1 - i);
+    daf[j] = cp ? dcv * cp[j] * f * (1 - f) : (REAL)0;
+    dag[j] = dcv * i * (1 - g * g);
+    dao[j] = dhv * tc * o * (1 - o);
+    dc[j] = dcv * f;
+  }
+}
+
+/* lstm backward, one step: gt (B, 4H) activations, ct (B, H), cp (B, H) or
+ * NULL, dyt (B, H) or NULL, dh (B, H) read, dc (B, H) updated, dGt (B, 4H) */
+BPTT_CLONES
+static void FN(lstm_bstep)(int64_t B, int64_t H, const REAL *gt,
+                           const REAL *ct, const REAL *cp, const REAL *dyt,
+                           const REAL *dh, REAL *dc, REAL *dGt) {
+  int64_t b;
+  for (b = 0; b < B; b++) {
+    const REAL *g = gt + b * 4 * H, *cb = ct + b * H, *dhb = dh + b * H;
+    REAL *dg = dGt + b * 4 * H, *dcb = dc + b * H;
+    if (cp && dyt)
+      FN(lstm_drow)(H, g, g + H, g + 2 * H, g + 3 * H, cb, cp + b * H,
+                    dyt + b * H, dhb, dcb, dg, dg + H, dg + 2 * H, dg + 3 * H);
+    else if (cp)
+      FN(lstm_drow)(H, g, g + H, g + 2 * H, g + 3 * H, cb, cp + b * H,
+                    NULL, dhb, dcb, dg, dg + H, dg + 2 * H, dg + 3 * H);
+    else if (dyt)
+      FN(lstm_drow)(H, g, g + H, g + 2 * H, g + 3 * H, cb, NULL,
+                    dyt + b * H, dhb, dcb, dg, dg + H, dg + 2 * H, dg + 3 * H);
+    else
+      FN(lstm_drow)(H, g, g + H, g + 2 * H, g + 3 * H, cb, NULL,
+                    NULL, dhb, dcb, dg, dg + H, dg + 2 * H, dg + 3 * H);
+  }
 }
 
 /* lstm.  Scratch: dG (T, B, 4H) | dh (B, H) | dc (B, H).  Per step, with
@@ -284,35 +418,68 @@ static void FN(lstm_backward)(const bptt_rnn_dims *d, const REAL *w_hh,
   const int64_t T = d->T, B = d->B, H = d->H, BH = B * H, GH = 4 * H;
   const REAL *gates = cache, *cs = cache + T * B * GH;
   REAL *dG = scratch, *dh = scratch + T * B * GH, *dc = dh + BH;
-  int64_t t, b, j;
+  int64_t t;
   /* BPTT, t = T..1, carrying dh = dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t:
    * the note's sum over products of Jacobians by Horner's rule, no product
    * of Jacobians ever formed (see above). */
   for (t = T - 1; t >= 0; t--) {
-    const REAL *gt = gates + t * B * GH, *ct = cs + t * BH;
+    const REAL *ct = cs + t * BH;
     const REAL *cp = t ? ct - BH : c0;            /* c_{t-1}; NULL = zeros */
-    const REAL *dyt = dy ? dy + t * BH : NULL;
     REAL *dGt = dG + t * B * GH;
-    for (b = 0; b < B; b++) {
-      const REAL *g = gt + b * GH, *cb = ct + b * H;
-      const REAL *cpb = cp ? cp + b * H : NULL, *dyb = dyt ? dyt + b * H : NULL;
-      REAL *dg = dGt + b * GH, *dhb = dh + b * H, *dcb = dc + b * H;
-      for (j = 0; j < H; j++) {
-        REAL i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
-        REAL tc = TANH(cb[j]);
-        REAL dhv = dhb[j] + (dyb ? dyb[j] : (REAL)0);
-        REAL dcv = dcb[j] + dhv * o * (1 - tc * tc);
-        dg[j] = dcv * gg * i * (1 - i);
-        dg[H + j] = cpb ? dcv * cpb[j] * f * (1 - f) : (REAL)0;
-        dg[2 * H + j] = dcv * i * (1 - gg * gg);
-        dg[3 * H + j] = dhv * tc * o * (1 - o);
-        dcb[j] = dcv * f;
-      }
-    }
+    FN(lstm_bstep)(B, H, gates + t * B * GH, ct, cp, dy ? dy + t * BH : NULL,
+                   dh, dc, dGt);
     /* dh <- dL/dh_{t-1} = dG_t (B, 4H) W_hh (4H, H) */
     if (t > 0 || dh0) FN(gemm)(0, 0, B, H, GH, 1, dGt, GH, w_hh, H, 0, dh, H);
   }
   if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
+}
+
+/* One row of gru backward (formulas below); hp, dy may be NULL */
+BPTT_ROW void FN(gru_drow)(int64_t H, const REAL *restrict gr,
+                           const REAL *restrict gz,
+                           const REAL *restrict gn,
+                           const REAL *restrict hn,
+                           const REAL *restrict hp,
+                           const REAL *restrict dy, REAL *restrict dh,
+                           REAL *restrict dar, REAL *restrict daz,
+                           REAL *restrict dhn, REAL *restrict dan) {
+  int64_t j;
+  for (j = 0; j < H; j++) {
+    REAL r = gr[j], z = gz[j], n = gn[j];
+    REAL dhv = dh[j] + (dy ? dy[j] : (REAL)0);
+    REAL dzv = dhv * ((hp ? hp[j] : (REAL)0) - n);
+    REAL danv = dhv * (1 - z) * (1 - n * n);
+    dar[j] = danv * hn[j] * r * (1 - r);
+    daz[j] = dzv * z * (1 - z);
+    dhn[j] = danv * r;
+    dan[j] = danv;
+    dh[j] = dhv * z;                      /* direct path h_{t-1} -> h_t */
+  }
+}
+
+/* gru backward, one step: gt (B, 3H) activations, hnt (B, H), hp (B, H) or
+ * NULL, dyt (B, H) or NULL, dh (B, H) updated, dGht (B, 3H), dGnt (B, H) */
+BPTT_CLONES
+static void FN(gru_bstep)(int64_t B, int64_t H, const REAL *gt,
+                          const REAL *hnt, const REAL *hp, const REAL *dyt,
+                          REAL *dh, REAL *dGht, REAL *dGnt) {
+  int64_t b;
+  for (b = 0; b < B; b++) {
+    const REAL *g = gt + b * 3 * H, *hnb = hnt + b * H;
+    REAL *dg = dGht + b * 3 * H, *dgn = dGnt + b * H, *dhb = dh + b * H;
+    if (hp && dyt)
+      FN(gru_drow)(H, g, g + H, g + 2 * H, hnb, hp + b * H, dyt + b * H, dhb,
+                   dg, dg + H, dg + 2 * H, dgn);
+    else if (hp)
+      FN(gru_drow)(H, g, g + H, g + 2 * H, hnb, hp + b * H, NULL, dhb,
+                   dg, dg + H, dg + 2 * H, dgn);
+    else if (dyt)
+      FN(gru_drow)(H, g, g + H, g + 2 * H, hnb, NULL, dyt + b * H, dhb,
+                   dg, dg + H, dg + 2 * H, dgn);
+    else
+      FN(gru_drow)(H, g, g + H, g + 2 * H, hnb, NULL, NULL, dhb,
+                   dg, dg + H, dg + 2 * H, dgn);
+  }
 }
 
 /* gru.  Scratch: dGh (T, B, 3H) | dGn (T, B, H) | dh (B, H).  Per step,
@@ -328,31 +495,15 @@ static void FN(gru_backward)(const bptt_rnn_dims *d, const REAL *w_hh,
   const int64_t T = d->T, B = d->B, H = d->H, BH = B * H, GH = 3 * H;
   const REAL *gates = cache, *hn = cache + T * B * GH;
   REAL *dGh = scratch, *dGn = scratch + T * B * GH, *dh = dGn + T * BH;
-  int64_t t, b, j;
+  int64_t t;
   /* BPTT, t = T..1, carrying dh = dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t:
    * the note's sum over products of Jacobians by Horner's rule, no product
    * of Jacobians ever formed (see above). */
   for (t = T - 1; t >= 0; t--) {
-    const REAL *gt = gates + t * B * GH, *hnt = hn + t * BH;
     const REAL *hp = t ? y + (t - 1) * BH : h0;   /* h_{t-1}; NULL = zeros */
-    const REAL *dyt = dy ? dy + t * BH : NULL;
-    REAL *dGht = dGh + t * B * GH, *dGnt = dGn + t * BH;
-    for (b = 0; b < B; b++) {
-      const REAL *g = gt + b * GH, *hnb = hnt + b * H;
-      const REAL *hpb = hp ? hp + b * H : NULL, *dyb = dyt ? dyt + b * H : NULL;
-      REAL *dg = dGht + b * GH, *dgn = dGnt + b * H, *dhb = dh + b * H;
-      for (j = 0; j < H; j++) {
-        REAL r = g[j], z = g[H + j], n = g[2 * H + j];
-        REAL dhv = dhb[j] + (dyb ? dyb[j] : (REAL)0);
-        REAL dz = dhv * ((hpb ? hpb[j] : (REAL)0) - n);
-        REAL dan = dhv * (1 - z) * (1 - n * n);
-        dg[j] = dan * hnb[j] * r * (1 - r);
-        dg[H + j] = dz * z * (1 - z);
-        dg[2 * H + j] = dan * r;
-        dgn[j] = dan;
-        dhb[j] = dhv * z;                         /* direct path h_{t-1} -> h_t */
-      }
-    }
+    REAL *dGht = dGh + t * B * GH;
+    FN(gru_bstep)(B, H, gates + t * B * GH, hn + t * BH, hp,
+                  dy ? dy + t * BH : NULL, dh, dGht, dGn + t * BH);
     /* dh <- dL/dh_{t-1} = dh * z + dGh_t (B, 3H) W_hh (3H, H) */
     if (t > 0 || dh0) FN(gemm)(0, 0, B, H, GH, 1, dGht, GH, w_hh, H, 1, dh, H);
   }
@@ -405,4 +556,3 @@ int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
   return BPTT_OK;
 }
 
-#undef BIAS
