@@ -3,6 +3,7 @@
 #   make            build build/bptt/core.so (the C core and its Lua binding)
 #   make test       install missing Debian packages, build, run every spec
 #   make sanitize   the specs against an ASan+UBSan build, then valgrind memcheck
+#   make fuzz       the safetensors reader under libFuzzer for FUZZ_SECONDS (60) over spec/fuzz/corpus (clang)
 #   make rock       install the rock into a temporary tree and require it from a bare luajit
 #   make demo       train a small LSTM on built-in text for about a minute, then sample (DATA=file.txt for yours)
 #   make bench      benchmarks against PyTorch when python3-torch is installed (examples/bench/)
@@ -12,7 +13,8 @@ CC      ?= cc
 LUAJIT  ?= luajit
 PKGS    := luajit openblas
 BUILD   ?= build
-DEBS    := luajit libluajit-5.1-dev liblua5.1-0-dev libopenblas-dev lua-busted luarocks lua-argparse pkg-config gcc make valgrind
+DEBS    := luajit libluajit-5.1-dev liblua5.1-0-dev libopenblas-dev lua-busted luarocks lua-argparse pkg-config gcc make valgrind \
+           clang-14 libclang-rt-14-dev
 
 WARN    := -std=c99 -Wall -Wextra -Wpedantic -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wcast-qual -Wformat=2 -Wvla
@@ -30,7 +32,7 @@ MODULE  := $(BUILD)/bptt/core.so
 # --cpath wins over .busted's build/?.so, so that `make sanitize` loads build-san
 BUSTED  = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUAJIT) /usr/bin/busted --cpath='$(BUILD)/?.so'
 
-.PHONY: all deps test sanitize valgrind rock demo bench clean
+.PHONY: all deps test sanitize valgrind fuzz rock demo bench clean
 
 all: $(MODULE)
 
@@ -72,6 +74,22 @@ valgrind: all
 	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  $(LUAJIT) /usr/bin/busted --cpath='$(BUILD)/?.so' $(VALGRIND_SPECS)
 
+# libFuzzer (clang, with ASan+UBSan) on the safetensors reader, from a copy of the
+# seed corpus in build-fuzz/ (new inputs and crash reproducers land there, never
+# in spec/); any crash, leak or sanitizer report fails the target.
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_SRC     := spec/fuzz/safetensors_fuzz.c c/safetensors.c c/crc32.c c/tensor.c c/core.c
+fuzz: deps
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(WARN) -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=all -Ic $(shell pkg-config --cflags openblas 2>/dev/null) \
+	  -o $(FUZZ_BUILD)/safetensors_fuzz $(FUZZ_SRC) $(LIBS_ALL)
+	rm -rf $(FUZZ_BUILD)/corpus && mkdir -p $(FUZZ_BUILD)/corpus && cp spec/fuzz/corpus/* $(FUZZ_BUILD)/corpus/
+	cd $(FUZZ_BUILD) && ./safetensors_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	  -max_len=65536 -print_final_stats=1 corpus
+
 DATA       ?=
 DEMO_ITERS ?= 600
 DEMO_OUT   := $(BUILD)/demo
@@ -98,4 +116,4 @@ rock: deps
 	.ci/rock-check
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

@@ -4,6 +4,11 @@
  *   bptt.save(path, tensors [, metadata]) -> true | nil, message
  *   bptt.load(path) -> tensors, metadata | nil, message
  *
+ * save adds a checksum of the file under the metadata key "bptt.checksum"
+ * (reserved: passing it is an error); load verifies it when the file has one
+ * ("checksum mismatch (file corrupt)" otherwise) and leaves it out of the
+ * metadata it returns.  Files without one (from other writers) load as ever.
+ *
  * As LuaFileSystem: programming mistakes (a non-tensor value, a non-string
  * name) raise errors; failures of the outside world (a directory that is not
  * there, a missing or corrupt file) return nil and a message.
@@ -72,6 +77,8 @@ static size_t meta_pairs(lua_State *L, const char *fn, bptt_st_pair *fill) {
     v = lua_tolstring(L, -1, &vlen);
     if (!bptt_st_utf8_valid(k, klen)) luaL_error(L, "%s: metadata key \"%s\" is not valid UTF-8", fn, k);
     if (!bptt_st_utf8_valid(v, vlen)) luaL_error(L, "%s: metadata[\"%s\"] is not valid UTF-8", fn, k);
+    if (klen == sizeof BPTT_ST_CHECKSUM_KEY - 1 && memcmp(k, BPTT_ST_CHECKSUM_KEY, klen) == 0)
+      luaL_error(L, "%s: metadata key \"%s\" is reserved (save writes the checksum there)", fn, k);
     if (fill) fill[n].key = k, fill[n].key_len = klen, fill[n].value = v, fill[n].value_len = vlen;
     n++;
     lua_pop(L, 1);
@@ -130,6 +137,7 @@ static int l_load(lua_State *L) {
   luaL_getmetatable(L, READER_MT);
   lua_setmetatable(L, -2);
   err = bptt_st_open(r, path, msg, sizeof msg);
+  if (!err) err = bptt_st_verify(r, msg, sizeof msg);
   if (err) goto failed;
   lua_createtable(L, 0, (int)(r->ntensors < 1000000 ? r->ntensors : 1000000)); /* 3: tensors */
   for (i = 0; i < r->ntensors; i++) {

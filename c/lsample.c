@@ -21,7 +21,7 @@ static int l_sample(lua_State *L) {
   }
   o.temperature = 1, o.top_k = 0, o.top_p = 1, o.greedy = 0;
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_istable(L, 2)) luaL_error(L, "%s: opts must be a table, got %s", fn, luaL_typename(L, 2));
     lua_getfield(L, 2, "temperature");
     if (!lua_isnil(L, -1)) {
       o.temperature = lua_tonumber(L, -1);

@@ -369,9 +369,21 @@ static void push_table(lua_State *L, const bptt_tensor *t, int depth, int64_t of
 
 static int m_totable(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:totable");
+  int64_t tables = 0, outer = 1; /* Lua tables made: 1 + size[0] + size[0] size[1] + ... */
   int d;
   for (d = 0; d < t->ndim; d++)
     if (t->size[d] > INT32_MAX) luaL_error(L, "bptt.Tensor:totable: dimension %d is too long for a Lua table", d + 1);
+  /* An empty tensor of 1e9 x 0 would still make 1e9 empty tables (gigabytes
+   * of Lua heap); a non-empty one makes at most ndim tables per element. */
+  for (d = 0; d < t->ndim && outer > 0; d++) {
+    tables += outer;
+    if (tables > (INT64_C(1) << 24) && bptt_tensor_numel(t) == 0) {
+      char buf[96];
+      luaL_error(L, "bptt.Tensor:totable: an empty %s tensor would make more than 2^24 empty Lua tables",
+                 bptt_shapestr(t, buf, sizeof buf));
+    }
+    if (bptt_mul_overflow(outer, t->size[d], &outer)) outer = INT64_C(1) << 62; /* numel 0: fails next round */
+  }
   luaL_checkstack(L, t->ndim + 4, "bptt.Tensor:totable");
   push_table(L, t, 0, t->offset);
   return 1;
@@ -465,7 +477,8 @@ static int m_normal(lua_State *L) {
 }
 
 static int m_free(lua_State *L) {
-  bptt_tensor *t = luaL_checkudata(L, 1, BPTT_TENSOR_MT);
+  bptt_tensor *t = bptt_totensor(L, 1);
+  if (t == NULL) luaL_error(L, "bptt.Tensor:free: self must be a tensor, got %s", luaL_typename(L, 1));
   bptt_tensor_release(t); /* safe twice; also __gc */
   return 0;
 }
@@ -870,19 +883,21 @@ static void add_slices(luaL_Buffer *b, const bptt_tensor *t, const print_ctx *pc
 }
 
 static int mm_tostring(lua_State *L) {
-  bptt_tensor *t = luaL_checkudata(L, 1, BPTT_TENSOR_MT);
+  bptt_tensor *t = bptt_totensor(L, 1);
   luaL_Buffer b;
   print_ctx pc;
   char shape[128], line[192];
   double amax = 0, amin = INFINITY;
   int whole = 1, nonfinite = 0;
   int64_t idx[BPTT_MAXDIM];
+  if (t == NULL) luaL_error(L, "bptt.Tensor.__tostring: self must be a tensor, got %s", luaL_typename(L, 1));
   if (t->storage == NULL) {
     lua_pushstring(L, "[bptt.Tensor (freed)]");
     return 1;
   }
   pc.summarize = bptt_tensor_numel(t) > 1000;
-  scan_values(t, &pc, 0, t->offset, &amax, &amin, &whole, &nonfinite);
+  /* (not for an empty tensor: 1e12 x 0 would visit 1e12 empty rows) */
+  if (bptt_tensor_numel(t) > 0) scan_values(t, &pc, 0, t->offset, &amax, &amin, &whole, &nonfinite);
   if (whole && (amax < 1e9 || t->dtype == BPTT_INT32)) { /* int32 prints exactly, however large */
     pc.mode = 0;
     pc.width = (int)snprintf(NULL, 0, "%.0f", amax) + 1;

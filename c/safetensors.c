@@ -9,16 +9,22 @@
  * values of unknown fields are checked as JSON (nested at most
  * BPTT_ST_MAX_DEPTH deep) and ignored.  Then every tensor is checked against
  * the data buffer: size = numel * element size, inside the buffer, and the
- * regions tile it.  Only then may the caller allocate tensors.
+ * regions tile it.  Only then may the caller allocate tensors.  The file is
+ * read through read_at(), from a file descriptor or from memory alike.
+ * The checksum is kept apart from the metadata; bptt_st_verify checks it.
  *
  * Writing: the header is built in memory (names sorted, 8-byte alignment by
  * space padding, tensors ordered by element size so that each starts aligned
  * to its element size), then written with the data to a temporary file next
- * to the target, synced and renamed over it.
+ * to the target, synced and renamed over it.  The CRC of what is written is
+ * taken on the way (leaving out the checksum's digits, written as zeros) and
+ * the digits are filled in before the sync.
  */
 #define _POSIX_C_SOURCE 200809L
 #define _FILE_OFFSET_BITS 64
 #include "safetensors.h"
+
+#include "crc32.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -126,6 +132,9 @@ typedef struct {
   size_t ntensors, captensors;
   bptt_st_pair *meta;
   size_t nmeta, capmeta;
+  const char *sum;     /* the checksum's decoded value (NULL: none) */
+  size_t sum_len;
+  size_t sum_at, sum_raw; /* where its raw text starts, its length */
   char *msg;
   size_t msglen;
 } jparser;
@@ -480,6 +489,13 @@ static int meta_member(jparser *p, const char *key, size_t len, int depth) {
   (void)depth;
   if (peek(p) != '"')
     return JFAIL(p, "__metadata__ values must be strings, but " NAMEFMT " is not", NAMEARG(key, len));
+  if (len == sizeof BPTT_ST_CHECKSUM_KEY - 1 && memcmp(key, BPTT_ST_CHECKSUM_KEY, len) == 0) {
+    /* kept apart (twice is caught by parse_object) */
+    p->sum_at = p->pos + 1;
+    if ((err = parse_string(p, &p->sum, &p->sum_len))) return err;
+    p->sum_raw = p->pos - 1 - p->sum_at;
+    return BPTT_OK;
+  }
   if (p->nmeta == p->capmeta) {
     bptt_st_pair *m2 = realloc(p->meta, (p->capmeta = p->capmeta ? 2 * p->capmeta : 8) * sizeof *m2);
     if (m2 == NULL) return fail(BPTT_ENOMEM, p->msg, p->msglen, "out of memory reading the header");
@@ -583,12 +599,17 @@ void bptt_st_close(bptt_st_reader *r) {
   bptt_st_reader_init(r);
 }
 
-/* Reads exactly len bytes at off; 0 ok, else -1 with errno (0: end of file). */
-static int read_at(int fd, void *buf, int64_t len, int64_t off) {
+/* Reads exactly len bytes at off of the open file (or its bytes in memory);
+ * 0 ok, else -1 with errno (0: end of file). */
+static int read_at(const bptt_st_reader *r, void *buf, int64_t len, int64_t off) {
   char *p = buf;
+  if (r->mem != NULL) { /* bounds checked by the caller, as pread's are */
+    memcpy(buf, r->mem + off, (size_t)len);
+    return 0;
+  }
   while (len > 0) {
     size_t chunk = len > (1 << 30) ? (size_t)1 << 30 : (size_t)len;
-    ssize_t k = pread(fd, p, chunk, (off_t)off);
+    ssize_t k = pread(r->fd, p, chunk, (off_t)off);
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) {
       if (k == 0) errno = 0;
@@ -597,6 +618,31 @@ static int read_at(int fd, void *buf, int64_t len, int64_t off) {
     p += k, off += k, len -= k;
   }
   return 0;
+}
+
+static int hexval(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* "crc32:" and 8 lowercase hex digits, written as such (no escapes: the
+ * digits' place in the file is what the sum leaves out). */
+static int parse_checksum(bptt_st_reader *r, const jparser *p) {
+  uint32_t v = 0;
+  int i, ok = p->sum_len == BPTT_ST_CHECKSUM_LEN && p->sum_raw == p->sum_len && memcmp(p->sum, "crc32:", 6) == 0;
+  for (i = 6; ok && i < BPTT_ST_CHECKSUM_LEN; i++) {
+    int h = hexval(p->sum[i]);
+    if (h < 0) ok = 0;
+    v = v << 4 | (uint32_t)(h & 15);
+  }
+  if (!ok)
+    return JFAIL(p,
+                 "metadata %s " NAMEFMT " is not a checksum this version knows (crc32:<8 lowercase hex digits>, "
+                 "no escapes)",
+                 BPTT_ST_CHECKSUM_KEY, NAMEARG(p->sum, p->sum_len));
+  r->has_checksum = 1;
+  r->checksum = v;
+  r->checksum_at = 8 + (int64_t)p->sum_at + 6;
+  return BPTT_OK;
 }
 
 static int parse_header(bptt_st_reader *r, const char *text, size_t n, char *msg, size_t msglen) {
@@ -615,79 +661,124 @@ static int parse_header(bptt_st_reader *r, const char *text, size_t n, char *msg
   }
   r->tensors = p.tensors, r->ntensors = p.ntensors;
   r->meta = p.meta, r->nmeta = p.nmeta;
+  if (!err && p.sum != NULL) err = parse_checksum(r, &p);
+  return err;
+}
+
+/* The header of a source of size bytes (r->fd or r->mem set): its size,
+ * its text, parsed, then the layout.  On failure the caller closes r. */
+static int open_source(bptt_st_reader *r, int64_t size, char *msg, size_t msglen) {
+  unsigned char b8[8];
+  uint64_t n = 0;
+  char *text;
+  int i, err;
+  if (size < 8)
+    return fail(BPTT_EFORMAT, msg, msglen,
+                size == 0 ? "file is empty" : "file is %lld bytes, too short for the 8-byte header size",
+                (long long)size);
+  if (read_at(r, b8, 8, 0) != 0)
+    return fail(BPTT_EIO, msg, msglen, "cannot read: %s", errno ? strerror(errno) : "file shrank");
+  for (i = 7; i >= 0; i--) n = (n << 8) | b8[i];
+  if (n > (uint64_t)size - 8)
+    return fail(BPTT_EFORMAT, msg, msglen, "header size %llu exceeds file size %lld", (unsigned long long)n,
+                (long long)size);
+  if (n > BPTT_ST_MAX_HEADER)
+    return fail(BPTT_EFORMAT, msg, msglen, "header size %llu exceeds the limit of %d bytes", (unsigned long long)n,
+                BPTT_ST_MAX_HEADER);
+  /* n <= the file size and <= 100 MB: these two are safe to allocate */
+  text = malloc(n ? (size_t)n : 1);
+  r->strings = malloc((size_t)n + 1);
+  if (text == NULL || r->strings == NULL)
+    err = fail(BPTT_ENOMEM, msg, msglen, "out of memory for a header of %llu bytes", (unsigned long long)n);
+  else if (read_at(r, text, (int64_t)n, 8) != 0)
+    err = fail(BPTT_EIO, msg, msglen, "cannot read the header: %s", errno ? strerror(errno) : "file shrank");
+  else {
+    r->data_start = 8 + (int64_t)n;
+    r->data_len = size - r->data_start;
+    err = parse_header(r, text, (size_t)n, msg, msglen);
+    if (!err) err = check_layout(r, msg, msglen);
+  }
+  free(text);
   return err;
 }
 
 int bptt_st_open(bptt_st_reader *r, const char *path, char *msg, size_t msglen) {
   struct stat st;
-  unsigned char b8[8];
-  uint64_t n = 0;
-  char *text = NULL;
-  int i, err;
+  int err;
   bptt_st_reader_init(r);
   r->fd = open(path, O_RDONLY | O_CLOEXEC);
   if (r->fd < 0) return fail(BPTT_EIO, msg, msglen, "cannot open: %s", strerror(errno));
-  if (fstat(r->fd, &st) != 0) {
-    err = fail(BPTT_EIO, msg, msglen, "cannot stat: %s", strerror(errno));
-    goto failed;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    err = fail(BPTT_EIO, msg, msglen, "not a regular file");
-    goto failed;
-  }
-  if (st.st_size < 8) {
-    err = fail(BPTT_EFORMAT, msg, msglen,
-               st.st_size == 0 ? "file is empty" : "file is %lld bytes, too short for the 8-byte header size",
-               (long long)st.st_size);
-    goto failed;
-  }
-  if (read_at(r->fd, b8, 8, 0) != 0) {
-    err = fail(BPTT_EIO, msg, msglen, "cannot read: %s", errno ? strerror(errno) : "file shrank");
-    goto failed;
-  }
-  for (i = 7; i >= 0; i--) n = (n << 8) | b8[i];
-  if (n > (uint64_t)st.st_size - 8) {
-    err = fail(BPTT_EFORMAT, msg, msglen, "header size %llu exceeds file size %lld", (unsigned long long)n,
-               (long long)st.st_size);
-    goto failed;
-  }
-  if (n > BPTT_ST_MAX_HEADER) {
-    err = fail(BPTT_EFORMAT, msg, msglen, "header size %llu exceeds the limit of %d bytes", (unsigned long long)n,
-               BPTT_ST_MAX_HEADER);
-    goto failed;
-  }
-  /* n <= the file size and <= 100 MB: these two are safe to allocate */
-  text = malloc(n ? (size_t)n : 1);
-  r->strings = malloc((size_t)n + 1);
-  if (text == NULL || r->strings == NULL) {
-    err = fail(BPTT_ENOMEM, msg, msglen, "out of memory for a header of %llu bytes", (unsigned long long)n);
-    goto failed;
-  }
-  if (read_at(r->fd, text, (int64_t)n, 8) != 0) {
-    err = fail(BPTT_EIO, msg, msglen, "cannot read the header: %s", errno ? strerror(errno) : "file shrank");
-    goto failed;
-  }
-  r->data_start = 8 + (int64_t)n;
-  r->data_len = (int64_t)st.st_size - r->data_start;
-  err = parse_header(r, text, (size_t)n, msg, msglen);
-  if (!err) err = check_layout(r, msg, msglen);
-
-failed:
-  free(text);
+  if (fstat(r->fd, &st) != 0) err = fail(BPTT_EIO, msg, msglen, "cannot stat: %s", strerror(errno));
+  else if (!S_ISREG(st.st_mode)) err = fail(BPTT_EIO, msg, msglen, "not a regular file");
+  else err = open_source(r, (int64_t)st.st_size, msg, msglen);
   if (err) bptt_st_close(r);
+  return err;
+}
+
+int bptt_st_open_mem(bptt_st_reader *r, const void *buf, size_t len, char *msg, size_t msglen) {
+  static const unsigned char none[1] = {0};
+  int err;
+  bptt_st_reader_init(r);
+  if (len > (uint64_t)INT64_MAX) return fail(BPTT_EARG, msg, msglen, "buffer larger than 2^63 bytes");
+  r->mem = buf != NULL ? buf : none; /* non-NULL marks the reader open */
+  if ((err = open_source(r, (int64_t)len, msg, msglen))) bptt_st_close(r);
+  return err;
+}
+
+/* The CRC of bytes [from, to) of the file into *crc, in chunks through buf. */
+static int crc_range(const bptt_st_reader *r, const bptt_crc32_table *tab, uint32_t *crc, int64_t from, int64_t to,
+                     unsigned char *buf, size_t cap) {
+  while (from < to) {
+    size_t k = to - from < (int64_t)cap ? (size_t)(to - from) : cap;
+    if (r->mem != NULL) *crc = bptt_crc32_update(tab, *crc, r->mem + from, k);
+    else if (read_at(r, buf, (int64_t)k, from) != 0) return -1;
+    else *crc = bptt_crc32_update(tab, *crc, buf, k);
+    from += (int64_t)k;
+  }
+  return 0;
+}
+
+int bptt_st_verify(const bptt_st_reader *r, char *msg, size_t msglen) {
+  bptt_crc32_table *tab;
+  unsigned char *buf = NULL;
+  const size_t cap = 1 << 20;
+  int64_t end = r->data_start + r->data_len, at = r->checksum_at;
+  uint32_t crc = 0;
+  int err = BPTT_OK;
+  if (r->fd < 0 && r->mem == NULL) return fail(BPTT_EARG, msg, msglen, "reader is closed");
+  if (!r->has_checksum) return BPTT_OK;
+  tab = malloc(sizeof *tab);
+  if (r->mem == NULL) buf = malloc(cap);
+  if (tab == NULL || (r->mem == NULL && buf == NULL)) {
+    err = fail(BPTT_ENOMEM, msg, msglen, "out of memory checking the checksum");
+    goto done;
+  }
+  bptt_crc32_init(tab);
+  /* everything but the 8 digits at [at, at + 8) */
+  if (crc_range(r, tab, &crc, 0, at, buf, cap) != 0 || crc_range(r, tab, &crc, at + 8, end, buf, cap) != 0) {
+    err = fail(BPTT_EIO, msg, msglen, "cannot read: %s", errno ? strerror(errno) : "file shrank");
+    goto done;
+  }
+  if (crc != r->checksum)
+    err = fail(BPTT_EFORMAT, msg, msglen, "checksum mismatch (file corrupt): the file says crc32:%08lx, its bytes "
+               "give crc32:%08lx", (unsigned long)r->checksum, (unsigned long)crc);
+done:
+  free(buf);
+  free(tab);
   return err;
 }
 
 int bptt_st_read(const bptt_st_reader *r, size_t i, const bptt_tensor *t, char *msg, size_t msglen) {
   const bptt_st_info *e;
   int d, ok;
-  if (r->fd < 0 || i >= r->ntensors) return fail(BPTT_EARG, msg, msglen, "reader is closed or index out of range");
+  if ((r->fd < 0 && r->mem == NULL) || i >= r->ntensors)
+    return fail(BPTT_EARG, msg, msglen, "reader is closed or index out of range");
   e = &r->tensors[i];
   ok = t->storage != NULL && t->dtype == e->dtype && t->ndim == e->ndim && bptt_tensor_is_contiguous(t);
   for (d = 0; ok && d < e->ndim; d++) ok = t->size[d] == e->size[d];
   if (!ok) return fail(BPTT_EARG, msg, msglen, "tensor " NAMEFMT ": wrong destination", NAMEARG(e->name, e->name_len));
   if (e->end == e->begin) return BPTT_OK;
-  if (read_at(r->fd, bptt_tensor_data(t), e->end - e->begin, r->data_start + e->begin) != 0)
+  if (read_at(r, bptt_tensor_data(t), e->end - e->begin, r->data_start + e->begin) != 0)
     return fail(BPTT_EIO, msg, msglen, "cannot read tensor " NAMEFMT ": %s", NAMEARG(e->name, e->name_len),
                 errno ? strerror(errno) : "file shrank while loading");
   if (!little_endian())
@@ -780,33 +871,31 @@ static int cmp_pairs(const void *a, const void *b) {
   return cmp_bytes(x->key, x->key_len, y->key, y->key_len);
 }
 
-/* The header JSON, space-padded so that 8 + its length is a multiple of 8.
- * items and meta are sorted already. */
+/* The header JSON, space-padded so that 8 + its length is a multiple of 8,
+ * the checksum's digits as zeros at *sum_at.  items and meta are sorted
+ * already. */
 static int build_header(sbuf *b, const bptt_st_item *items, size_t n, const bptt_st_pair *meta, size_t nmeta,
-                        char *msg, size_t msglen) {
+                        size_t *sum_at, char *msg, size_t msglen) {
   size_t i;
   int64_t at = 0;
-  int first = 1, d;
-  sb_put(b, "{", 1);
-  if (nmeta > 0) {
-    sb_str(b, "\"__metadata__\":{");
-    for (i = 0; i < nmeta; i++) {
-      if (i) sb_put(b, ",", 1);
-      sb_json(b, meta[i].key, meta[i].key_len);
-      sb_put(b, ":", 1);
-      sb_json(b, meta[i].value, meta[i].value_len);
-    }
-    sb_put(b, "}", 1);
-    first = 0;
+  int d;
+  sb_str(b, "{\"__metadata__\":{");
+  for (i = 0; i < nmeta; i++) {
+    sb_json(b, meta[i].key, meta[i].key_len);
+    sb_put(b, ":", 1);
+    sb_json(b, meta[i].value, meta[i].value_len);
+    sb_put(b, ",", 1);
   }
+  sb_str(b, "\"" BPTT_ST_CHECKSUM_KEY "\":\"crc32:");
+  *sum_at = b->n;
+  sb_str(b, "00000000\"}");
   for (i = 0; i < n; i++) {
     const bptt_tensor *t = items[i].t;
     int64_t nbytes, end;
     if (bptt_mul_overflow(bptt_tensor_numel(t), (int64_t)bptt_dtype_size((bptt_dtype)t->dtype), &nbytes) ||
         bptt_add_overflow(at, nbytes, &end))
       return fail(BPTT_EOVERFLOW, msg, msglen, "the tensors add up to more than 2^63 bytes");
-    if (!first) sb_put(b, ",", 1);
-    first = 0;
+    sb_put(b, ",", 1);
     sb_json(b, items[i].name, items[i].name_len);
     sb_str(b, ":{\"dtype\":\"");
     sb_str(b, st_names[t->dtype]);
@@ -828,16 +917,26 @@ static int build_header(sbuf *b, const bptt_st_item *items, size_t n, const bptt
   return BPTT_OK;
 }
 
-/* Buffered output to a file descriptor; the first error sticks in err. */
+/* Buffered output to a file descriptor; the first error sticks in err.  The
+ * CRC of all bytes written but those at [skip, skip + 8) goes into crc. */
 typedef struct {
   int fd;
   unsigned char *buf;
   size_t n, cap;
   int err; /* errno of the first failure, 0 if none */
+  int64_t pos, skip;
+  uint32_t crc;
+  const bptt_crc32_table *tab;
 } wfile;
 
 static void write_all(wfile *w, const void *p, size_t len) {
   const char *s = p;
+  int64_t a = w->pos, b = w->pos + (int64_t)len, cut;
+  if (w->err) return;
+  if ((cut = b < w->skip ? b : w->skip) > a) w->crc = bptt_crc32_update(w->tab, w->crc, s, (size_t)(cut - a));
+  if ((cut = a > w->skip + 8 ? a : w->skip + 8) < b)
+    w->crc = bptt_crc32_update(w->tab, w->crc, s + (cut - a), (size_t)(b - cut));
+  w->pos = b;
   while (!w->err && len > 0) {
     size_t chunk = len > (1 << 30) ? (size_t)1 << 30 : len;
     ssize_t k = write(w->fd, s, chunk);
@@ -930,9 +1029,10 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
   bptt_st_item *its = NULL;
   bptt_st_pair *mts = NULL;
   sbuf hdr = {NULL, 0, 0, 0};
-  wfile w = {-1, NULL, 0, 1 << 20, 0};
+  wfile w = {-1, NULL, 0, 1 << 20, 0, 0, 0, 0, NULL};
+  bptt_crc32_table *tab = NULL;
   char *tmp = NULL;
-  size_t i, tlen;
+  size_t i, tlen, sum_at = 0;
   int err = BPTT_OK, k, created = 0;
   unsigned char b8[8];
   struct stat st;
@@ -948,17 +1048,23 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
     if (it->name_len == 12 && memcmp(it->name, "__metadata__", 12) == 0)
       return fail(BPTT_EARG, msg, msglen, "\"__metadata__\" cannot name a tensor");
   }
-  for (i = 0; i < nmeta; i++)
+  for (i = 0; i < nmeta; i++) {
     if (!bptt_st_utf8_valid(meta[i].key, meta[i].key_len) || !bptt_st_utf8_valid(meta[i].value, meta[i].value_len))
       return fail(BPTT_EARG, msg, msglen, "metadata " NAMEFMT " is not valid UTF-8",
                   NAMEARG(meta[i].key, meta[i].key_len));
+    if (meta[i].key_len == sizeof BPTT_ST_CHECKSUM_KEY - 1 &&
+        memcmp(meta[i].key, BPTT_ST_CHECKSUM_KEY, meta[i].key_len) == 0)
+      return fail(BPTT_EARG, msg, msglen, "metadata key \"%s\" is reserved (the checksum is written by the writer)",
+                  BPTT_ST_CHECKSUM_KEY);
+  }
 
   /* sorted copies (the caller's arrays stay as they are), then the header */
   its = malloc((nitems ? nitems : 1) * sizeof *its);
   mts = malloc((nmeta ? nmeta : 1) * sizeof *mts);
   w.buf = malloc(w.cap);
+  w.tab = tab = malloc(sizeof *tab);
   tmp = malloc(tlen = strlen(path) + 48);
-  if (its == NULL || mts == NULL || w.buf == NULL || tmp == NULL) {
+  if (its == NULL || mts == NULL || w.buf == NULL || tab == NULL || tmp == NULL) {
     err = fail(BPTT_ENOMEM, msg, msglen, "out of memory");
     goto done;
   }
@@ -973,7 +1079,9 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
   for (i = 1; i < nmeta && !err; i++)
     if (cmp_pairs(&mts[i], &mts[i - 1]) == 0)
       err = fail(BPTT_EARG, msg, msglen, "metadata key " NAMEFMT " is used twice", NAMEARG(mts[i].key, mts[i].key_len));
-  if (err || (err = build_header(&hdr, its, nitems, mts, nmeta, msg, msglen))) goto done;
+  if (err || (err = build_header(&hdr, its, nitems, mts, nmeta, &sum_at, msg, msglen))) goto done;
+  bptt_crc32_init(tab);
+  w.skip = 8 + (int64_t)sum_at;
 
   /* a fresh temporary next to the target (O_EXCL: never someone else's) */
   for (k = 0; k < 100; k++) {
@@ -994,6 +1102,13 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
   wf_put(&w, hdr.p, hdr.n);
   for (i = 0; i < nitems && !w.err; i++) write_tensor(&w, its[i].t);
   wf_flush(&w);
+  if (!w.err) { /* the checksum's digits, now that every other byte is out */
+    char digits[9];
+    ssize_t put;
+    snprintf(digits, sizeof digits, "%08lx", (unsigned long)w.crc);
+    while ((put = pwrite(w.fd, digits, 8, (off_t)w.skip)) < 0 && errno == EINTR) {}
+    if (put != 8) w.err = put < 0 ? errno : EIO;
+  }
   if (!w.err && fsync(w.fd) != 0) w.err = errno;
   k = close(w.fd);
   w.fd = -1;
@@ -1013,6 +1128,7 @@ done:
   if (err && created) (void)unlink(tmp); /* what was at path is untouched */
   free(tmp);
   free(w.buf);
+  free(tab);
   free(hdr.p);
   free(its);
   free(mts);

@@ -5,6 +5,10 @@
 -- files written by bptt decoded here in plain Lua (so the format is not only checked
 -- against ourselves), the atomic write, argument errors, and corrupt files, each of which
 -- must give nil and a message naming the problem, never a crash or a partial result.
+-- The checksum bptt.save writes (c/safetensors.h: CRC-32 of the file but its own 8
+-- digits, under "bptt.checksum"): recomputed here in plain Lua, any flipped bit caught,
+-- files without one (Python's) still read, and the key never shown in the metadata.
+-- spec/fuzz/ has the fuzzer of the reader.
 local bptt = require "bptt"
 local U = require "helpers.tensor_util"
 
@@ -108,6 +112,28 @@ local function i32at(s, i)
 end
 
 local READ = { F32 = f32at, F64 = f64at, I32 = i32at }
+
+-- CRC-32 (zlib's: reflected 0xEDB88320), bit by bit, as a check of c/crc32.c
+local bit = require "bit"
+local function crc32(s)
+  local crc = 0xFFFFFFFF
+  for i = 1, #s do
+    crc = bit.bxor(crc, s:byte(i))
+    for _ = 1, 8 do
+      crc = bit.band(crc, 1) ~= 0 and bit.bxor(bit.rshift(crc, 1), 0xEDB88320) or bit.rshift(crc, 1)
+    end
+  end
+  return bit.tohex(bit.bnot(crc))
+end
+
+-- The checksum of a file by the format's definition: the 8 digits after
+-- "crc32:" left out of the sum.  Returns the digits written and the sum, or nil.
+local function file_checksum(bytes)
+  local at = bytes:find('"bptt.checksum":"crc32:', 1, true)
+  if not at then return nil end
+  at = at + #'"bptt.checksum":"crc32:'
+  return bytes:sub(at, at + 7), crc32(bytes:sub(1, at - 1) .. bytes:sub(at + 8))
+end
 
 local function utf8char(cp)
   if cp < 0x80 then return string.char(cp) end
@@ -215,7 +241,8 @@ local function json_decode(s)
 end
 
 -- Decodes a safetensors file in plain Lua: header (checked for layout), and
--- every tensor as {dtype =, shape =, data = flat list}.
+-- every tensor as {dtype =, shape =, data = flat list}; a checksum in the
+-- metadata is checked and taken out of it (returned fourth).
 local function decode_file(bytes)
   assert(#bytes >= 8, "shorter than 8 bytes")
   local n = u64at(bytes, 1)
@@ -244,7 +271,15 @@ local function decode_file(bytes)
     at = r[2]
   end
   assert(at == #buf, "buffer size is not the sum of the regions")
-  return out, header.__metadata__ or {}, text
+  local meta = header.__metadata__ or {}
+  local sum = meta["bptt.checksum"]
+  if sum then
+    local written, want = file_checksum(bytes)
+    assert(sum == "crc32:" .. written, "the checksum is not where it should be")
+    assert(written == want, "checksum " .. written .. ", the bytes give " .. want)
+    meta["bptt.checksum"] = nil
+  end
+  return out, meta, text, sum
 end
 
 -- ------------------------------------------------------------ values
@@ -504,7 +539,8 @@ describe("files written by bptt.save, decoded in plain Lua", function()
     local n = u64at(bytes, 1)
     assert.are.equal(0, (8 + n) % 8, "data must start at a multiple of 8")
     assert.are.equal("{", bytes:sub(9, 9))
-    local dec, meta, text = decode_file(bytes)
+    local dec, meta, text, sum = decode_file(bytes)
+    assert.is_truthy(sum and sum:match("^crc32:%x%x%x%x%x%x%x%x$"), "a checksum in the metadata")
     assert.is_truthy(text:match("}( *)$"), "only spaces may follow the JSON")
     assert.are.same({ who = "bptt", ["\226\156\147"] = "ok" }, meta)
     assert.are.equal(count(tensors), count(dec))
@@ -517,6 +553,121 @@ describe("files written by bptt.save, decoded in plain Lua", function()
       assert.are.equal(0, d.begin % ELSIZE[d.dtype], name .. " is aligned to its element size")
     end
     cleanup()
+  end)
+end)
+
+describe("the checksum (bptt.checksum in the metadata)", function()
+  local dir, cleanup
+  setup(function() dir, cleanup = tempdir() end)
+  teardown(function() cleanup() end)
+
+  local function small(path)
+    local g = U.gen(31)
+    local tensors = { a = random_tensor(g, { 2, 3 }, "float32"), b = random_tensor(g, { 2 }, "float64"),
+      c = random_tensor(g, { 3 }, "int32") }
+    assert.is_true(bptt.save(path, tensors, { k = "v" }))
+    return tensors, readfile(path)
+  end
+
+  local function mismatch(path, bytes, what)
+    writefile(path, bytes)
+    local t, msg = bptt.load(path)
+    assert(t == nil, what .. " was not caught")
+    assert(msg:find("bptt.load: " .. path .. ": checksum mismatch (file corrupt)", 1, true), msg)
+  end
+
+  local function flip(s, i, b) -- s with bit b (0..7) of byte i flipped
+    return s:sub(1, i - 1) .. string.char(bit.bxor(s:byte(i), bit.lshift(1, b))) .. s:sub(i + 1)
+  end
+
+  it("is written by every save, recomputed the same in plain Lua, and not shown by load", function()
+    local path = dir .. "/sum.safetensors"
+    local tensors, bytes = small(path)
+    local written, want = file_checksum(bytes)
+    assert.are.equal(want, written)
+    local got, meta = bptt.load(path)
+    assert.are.same({ k = "v" }, meta)
+    for name, t in pairs(tensors) do assert_same_tensor(got[name], t, name) end
+    -- saving what was loaded gives the same file again
+    os.remove(path)
+    assert.is_true(bptt.save(path, got, meta))
+    assert.are.equal(bytes, readfile(path))
+  end)
+
+  it("catches any flipped bit in the data region", function()
+    local path = dir .. "/flip.safetensors"
+    local _, bytes = small(path)
+    local start = 8 + u64at(bytes, 1)
+    local bad = dir .. "/bad.safetensors"
+    for i = start + 1, #bytes do
+      for b = 0, 7 do mismatch(bad, flip(bytes, i, b), "bit " .. b .. " of byte " .. i) end
+    end
+  end)
+
+  it("catches changes to the header that leave it a valid file", function()
+    local path = dir .. "/hdr.safetensors"
+    local _, bytes = small(path)
+    local bad = dir .. "/bad.safetensors"
+    local function swap(from, to)
+      local i = assert(bytes:find(from, 1, true), from)
+      assert.are.equal(#from, #to)
+      return bytes:sub(1, i - 1) .. to .. bytes:sub(i + #from)
+    end
+    mismatch(bad, swap('"shape":[2,3]', '"shape":[3,2]'), "a transposed shape")
+    mismatch(bad, swap('"c":{"dtype":"I32"', '"c":{"dtype":"F32"'), "another dtype")
+    mismatch(bad, swap('"a":{', '"x":{'), "another name")
+    mismatch(bad, swap('"k":"v"', '"k":"w"'), "another metadata value")
+    local written = file_checksum(bytes)
+    local other = (written:sub(1, 1) == "0" and "1" or "0") .. written:sub(2)
+    mismatch(bad, swap("crc32:" .. written, "crc32:" .. other), "another checksum")
+  end)
+
+  it("is not required: files from Python (without one) load", function()
+    for _, file in ipairs({ "python.safetensors", "python_ascii.safetensors" }) do
+      local bytes = readfile("spec/fixtures/" .. file)
+      assert.is_nil(bytes:find("bptt.checksum", 1, true))
+      local t, meta = bptt.load("spec/fixtures/" .. file)
+      assert(t, meta)
+      assert.are.equal(6, count(t))
+      assert.are.equal("pt", meta.format)
+    end
+  end)
+
+  it("must be one this version knows", function()
+    local path = dir .. "/form.safetensors"
+    local _, bytes = small(path)
+    local written = file_checksum(bytes)
+    local bad = dir .. "/bad.safetensors"
+    for _, v in ipairs({ "crc32:" .. written:upper(), "crc64:" .. written, "xxh:000" .. written }) do
+      writefile(bad, (bytes:gsub("crc32:" .. written, v)))
+      local t, msg = bptt.load(bad)
+      assert.is_nil(t)
+      assert.is_truthy(msg:find("metadata bptt.checksum '" .. v .. "' is not a checksum this version knows", 1, true),
+        msg)
+    end
+  end)
+
+  it("covers training checkpoints (bptt.Trainer:save)", function()
+    bptt.manual_seed(3)
+    local lm = bptt.LanguageModel{ vocab = 4, embed = 2, cell = "gru", hidden = 3, layers = 1 }
+    local ids = bptt.tensor({ 1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4, 1 }, "int32")
+    local trainer = bptt.Trainer{ model = lm, optimizer = bptt.optim.adam(lm, { lr = 1e-2 }),
+      train = bptt.data.Batches(ids, { batch = 2, seq = 3 }) }
+    trainer:step()
+    local path = dir .. "/ckpt.safetensors"
+    assert.is_true(trainer:save(path, { vocab = "abcd" }))
+    local bytes = readfile(path)
+    local _, meta = decode_file(bytes) -- checks the sum
+    assert.are.equal("abcd", meta.vocab)
+    local config, lmeta = bptt.Trainer.read_config(path)
+    assert.are.equal(3, config.hidden)
+    assert.is_nil(lmeta["bptt.checksum"])
+    local before = lm:flat_parameters():clone()
+    writefile(path, flip(bytes, #bytes - 5, 3)) -- a bit of the last tensor
+    local ok, msg = trainer:load(path)
+    assert.is_nil(ok)
+    assert.is_truthy(msg:find("checksum mismatch (file corrupt)", 1, true), msg)
+    assert.are.equal(0, (lm:flat_parameters() - before):norm())
   end)
 end)
 
@@ -634,6 +785,8 @@ describe("bptt.save and bptt.load argument errors", function()
     U.error_with({ "bptt.save: metadata must map strings to strings, got a number key" }, bptt.save, "p",
       { x = x }, { "a" })
     U.error_with({ 'bptt.save: metadata["k"] is not valid UTF-8' }, bptt.save, "p", { x = x }, { k = "\192\128" })
+    U.error_with({ 'bptt.save: metadata key "bptt.checksum" is reserved' }, bptt.save, "p", { x = x },
+      { ["bptt.checksum"] = "crc32:00000000" })
     local freed = bptt.ones(2)
     freed:free()
     U.error_with({ 'bptt.save: tensors["f"] was freed' }, bptt.save, "p", { f = freed })
@@ -833,8 +986,12 @@ describe("bptt.load of missing, truncated or corrupt files", function()
       if t == nil then
         assert(type(m) == "string" and m:find("bptt.load: ", 1, true), tostring(m))
       else
+        -- with the checksum, only damage to its key goes unnoticed, and then the
+        -- key shows (or the byte was changed to itself)
         accepted = accepted + 1
         assert(type(t) == "table" and type(m) == "table")
+        assert(s == whole or count(m) ~= 2 or m.k ~= "v\226\156\147" or m["\\"] ~= '"',
+          "damage was not noticed")
       end
     end
     assert(accepted < rounds, "damage was never noticed")

@@ -97,6 +97,22 @@ end
 
 os.execute("mkdir -p '" .. args.out:gsub("'", "'\\''") .. "'")
 local ckpt = args.out .. "/checkpoint.safetensors"
+
+-- A run killed while saving leaves its temporary behind
+-- (checkpoint.safetensors.tmp.<pid>[.<k>], never taken for the checkpoint);
+-- remove those of processes that are gone, or crash after crash fills the disk.
+do
+  local quoted = "'" .. args.out:gsub("'", "'\\''") .. "'"
+  local ls = io.popen("ls -A " .. quoted .. " 2>/dev/null")
+  for name in ls:lines() do
+    local pid = name:match("^checkpoint%.safetensors%.tmp%.(%d+)$") or name:match("^checkpoint%.safetensors%.tmp%.(%d+)%.%d+$")
+    local r = pid and os.execute("kill -0 " .. pid .. " 2>/dev/null")
+    if pid and r ~= 0 and r ~= true then os.remove(args.out .. "/" .. name) end
+  end
+  ls:close()
+end
+-- the newest checkpoint known to be complete: what to resume from after a failure
+local last_good = args.resume and { path = args.resume, iteration = trainer.iteration }
 local csv_path, svg_path = args.out .. "/log.csv", args.out .. "/loss.svg"
 
 -- the log: kept across resumes (rows past the resumed iteration are dropped)
@@ -145,13 +161,17 @@ local extra = { vocab = vocab:serialize() }
 for _, k in ipairs(TRAIN_KEYS) do extra["train." .. k] = tostring(args[k]) end
 
 while trainer.iteration < args.max_iters do
+  local skipped = trainer.skipped
   local sok, loss = pcall(trainer.step, trainer)
   if not sok then
     bar:finish()
-    fail(tostring(loss) .. "\nthe last good checkpoint is " .. ckpt)
+    fail(tostring(loss) .. "\n" .. (last_good and string.format("the last good checkpoint is %s (iteration %d)",
+      last_good.path, last_good.iteration) or "no checkpoint was written by this run"))
   end
   local i = trainer.iteration
-  window, window_n = window + loss, window_n + 1
+  if trainer.skipped == skipped then -- a dropped step's NaN stays out of the mean
+    window, window_n = window + loss, window_n + 1
+  end
   local tok_s = bar:update(i, loss)
   if args.sample_every > 0 and i % args.sample_every == 0 and not args.quiet then
     local ids = lm:sample{ n = args.sample_length, temperature = 0.8 }
@@ -163,6 +183,7 @@ while trainer.iteration < args.max_iters do
     window, window_n = 0, 0
     write_log()
     local saved, serr = trainer:save(ckpt, extra)
+    if saved then last_good = { path = ckpt, iteration = i } end
     bar:message(string.format("iter %d: train loss %.4f, val loss %s, lr %.3g, %.0f tok/s%s", i, rows[#rows][2],
       vl and string.format("%.4f", vl) or "-", opt.lr, tok_s, saved and "" or ("; checkpoint NOT saved: " .. tostring(serr))))
   end

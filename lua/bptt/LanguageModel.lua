@@ -48,8 +48,10 @@ end
 function LanguageModel:_state(B)
   local c = self.config
   if self._h == nil or self._h:size(2) ~= B then
-    self._h = core.zeros(c.layers, B, c.hidden, c.dtype)
-    self._c = c.cell == "lstm" and core.zeros(c.layers, B, c.hidden, c.dtype) or nil
+    -- both or neither: a failed allocation leaves the old pair
+    local h = core.zeros(c.layers, B, c.hidden, c.dtype)
+    local cc = c.cell == "lstm" and core.zeros(c.layers, B, c.hidden, c.dtype) or nil
+    self._h, self._c = h, cc
   end
   return self._h, self._c
 end
@@ -72,6 +74,10 @@ end
 
 --- lm:backward(dlogits): dlogits T x B x vocab; adds into every gradient.
 function LanguageModel:backward(dlogits)
+  local fn = "bptt.LanguageModel:backward"
+  if self.decoder._x2 == nil then error(fn .. ": call forward first", 2) end
+  util.tensor(fn, "dlogits", dlogits, self.config.dtype, "the model")
+  util.shape(fn, "dlogits", dlogits, self.decoder._out_shape)
   local dy = self.decoder:backward(dlogits)
   local dx = self.rnn:backward(dy)
   self.embed:backward(dx)
@@ -107,6 +113,7 @@ function LanguageModel:set_state(s)
     return self
   end
   local c = self.config
+  if type(s) ~= "table" then error(fn .. ": s must be a table {h =, c =} from get_state() or nil, got " .. type(s), 2) end
   util.tensor(fn, "s.h", s.h, c.dtype)
   util.shape(fn, "s.h", s.h, { c.layers, "B", c.hidden })
   if c.cell == "lstm" then

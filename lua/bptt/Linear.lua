@@ -42,8 +42,9 @@ function Linear:forward(x)
   local N = x:numel() / self.input
   local x2 = x:contiguous():view(N, self.input)
   if self._y == nil or self._y:size(1) ~= N then
-    self._y = core.zeros(N, self.output, self.dtype)
-    self._dx = core.zeros(N, self.input, self.dtype)
+    -- both or neither: a failed allocation leaves the old pair
+    local y, dx = core.zeros(N, self.output, self.dtype), core.zeros(N, self.input, self.dtype)
+    self._y, self._dx = y, dx
   end
   core.linear_forward(x2, self.params.weight, self.params.bias, self._y)
   self._x2, self._shape = x2, shape

@@ -75,35 +75,39 @@ function RNN:reset()
 end
 
 -- (Re)allocates the per-layer buffers for T steps of batch B, growing to the
--- largest T seen; returns views narrowed to T.
-function RNN:_buffers(T, B)
+-- largest T seen; returns views narrowed to T.  All or nothing: when an
+-- allocation fails (an error naming fn) the layer keeps its old buffers.
+function RNN:_buffers(T, B, fn)
   local L, H, dt = self.layers, self.hidden, self.dtype
   if T > self._capT or B ~= self._B then
     local capT = math.max(T, B == self._B and self._capT or 0)
-    local cache_n, scratch_n = core.rnn_sizes(self.cell, capT, B, self.input, H)
-    local st = {}
-    for k = 1, L do
-      local I = k == 1 and self.input or H
-      local s = {
-        y = core.zeros(capT, B, H, dt),
-        dx = core.zeros(capT, B, I, dt),
-        cache = cache_n > 0 and core.zeros(cache_n, dt) or nil,
-      }
-      if self.dropout > 0 and k < L then
-        s.mask = core.zeros(capT, B, H, dt)
-        s.drop = core.zeros(capT, B, H, dt)
-      end
-      st[k] = s
-    end
-    self._st, self._capT, self._B = st, capT, B
-    self._scratch = core.zeros(scratch_n, dt)
     local lstm = self.cell == "lstm"
-    self._h0 = core.zeros(L, B, H, dt)
-    self._hT = core.zeros(L, B, H, dt)
-    self._dh0 = core.zeros(L, B, H, dt)
-    self._c0 = lstm and core.zeros(L, B, H, dt) or nil
-    self._cT = lstm and core.zeros(L, B, H, dt) or nil
-    self._dc0 = lstm and core.zeros(L, B, H, dt) or nil
+    local ok, new = pcall(function()
+      local cache_n, scratch_n = core.rnn_sizes(self.cell, capT, B, self.input, H)
+      local st = {}
+      for k = 1, L do
+        local I = k == 1 and self.input or H
+        local s = {
+          y = core.zeros(capT, B, H, dt),
+          dx = core.zeros(capT, B, I, dt),
+          cache = cache_n > 0 and core.zeros(cache_n, dt) or nil,
+        }
+        if self.dropout > 0 and k < L then
+          s.mask = core.zeros(capT, B, H, dt)
+          s.drop = core.zeros(capT, B, H, dt)
+        end
+        st[k] = s
+      end
+      return { _st = st, _capT = capT, _B = B, _scratch = core.zeros(scratch_n, dt),
+        _h0 = core.zeros(L, B, H, dt), _hT = core.zeros(L, B, H, dt), _dh0 = core.zeros(L, B, H, dt),
+        _c0 = lstm and core.zeros(L, B, H, dt) or nil, _cT = lstm and core.zeros(L, B, H, dt) or nil,
+        _dc0 = lstm and core.zeros(L, B, H, dt) or nil }
+    end)
+    if not ok then
+      local why = tostring(new):gsub("^[^:]*:%d+: ", "") -- the position inside this file
+      util.raise(string.format("%s: cannot allocate the buffers for T = %d, B = %d (%s)", fn, T, B, why))
+    end
+    for k, v in pairs(new) do self[k] = v end
   end
   -- the kernels take cache and scratch of exactly the size for T steps
   local cache_n, scratch_n = core.rnn_sizes(self.cell, T, B, self.input, H)
@@ -141,7 +145,7 @@ function RNN:forward(x, h0, c0)
   state_arg(fn, "h0", h0, self, B)
   if c0 ~= nil and not lstm then error(fn .. ": c0 is only for cell \"lstm\", this is \"" .. self.cell .. "\"", 2) end
   state_arg(fn, "c0", c0, self, B)
-  local buf = self:_buffers(T, B)
+  local buf = self:_buffers(T, B, fn)
   -- h0 and c0 are copied: the caller may pass the hT of the previous call
   -- (truncated BPTT), which this call overwrites and backward needs.
   if h0 then self._h0:copy(h0) end

@@ -55,8 +55,8 @@ end
 
 local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
 
---- One iteration; returns the batch's loss and the gradient norm (before
--- clipping).
+--- One iteration; returns the batch's loss and the global gradient norm
+-- (before clipping; computed with or without clip).
 function Trainer:step()
   local m, opt = self.model, self.optimizer
   local x, y, reset = self.train_batches:next()
@@ -66,8 +66,9 @@ function Trainer:step()
   local logits = m:forward(x)
   local loss = self.criterion:forward(logits, y)
   m:backward(self.criterion:backward())
-  local norm
-  if self.clip then norm = clip.clip_grad_norm(m, self.clip) end
+  -- the norm is taken without clipping too: an Inf or NaN gradient must be
+  -- seen even when the loss is finite
+  local norm = clip.clip_grad_norm(m, self.clip or math.huge)
   self.iteration = self.iteration + 1
   if not finite(loss) or (norm and not finite(norm)) then
     local what = string.format("loss %s, gradient norm %s", tostring(loss), tostring(norm))
@@ -91,6 +92,7 @@ end
 function Trainer:evaluate(max_batches)
   local val = self.val_batches
   if val == nil then error("bptt.Trainer:evaluate: no val batches were given", 2) end
+  if max_batches ~= nil then util.count("bptt.Trainer:evaluate", "max_batches", max_batches, 1) end
   local m = self.model
   local saved_state = m.get_state and m:get_state()
   local saved_pos = val:state()
@@ -119,6 +121,9 @@ end
 -- file).  extra: metadata strings to add (e.g. vocab).  Returns true, or nil
 -- and a message.
 function Trainer:save(path, extra)
+  if extra ~= nil and type(extra) ~= "table" then
+    error("bptt.Trainer:save: extra must be a table of name -> string, got " .. type(extra), 2)
+  end
   local m = self.model
   local tensors, meta = {}, {}
   prefixed(tensors, m:state_dict(), "model.")

@@ -56,11 +56,21 @@ local function gradcheck(m, inputs, opts)
   inputs = inputs or {}
   if type(inputs) ~= "table" then error(fn .. ": inputs must be a list (table), got " .. type(inputs), 2) end
   opts = opts or {}
+  if type(opts) ~= "table" then error(fn .. ": opts must be a table of options, got " .. type(opts), 2) end
   for k in pairs(opts) do
     if not OPTIONS[k] then error(fn .. ": unknown option " .. tostring(k) .. " (eps, max_per_tensor, seed)", 2) end
   end
   local eps = opts.eps or 1e-6
+  if type(eps) ~= "number" or not (eps > 0 and eps < math.huge) then
+    error(fn .. ": eps must be a number > 0, got " .. tostring(opts.eps), 2)
+  end
   local most = opts.max_per_tensor or 1e9
+  if type(most) ~= "number" or most ~= math.floor(most) or most < 2 then
+    error(fn .. ": max_per_tensor must be a whole number >= 2, got " .. tostring(opts.max_per_tensor), 2)
+  end
+  if opts.seed ~= nil and (type(opts.seed) ~= "number" or opts.seed ~= math.floor(opts.seed) or math.abs(opts.seed) > 2 ^ 53) then
+    error(fn .. ": seed must be a whole number, got " .. tostring(opts.seed), 2)
+  end
   local ninputs = inputs.n or #inputs
 
   local state = core.rng_state()

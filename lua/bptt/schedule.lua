@@ -86,7 +86,12 @@ local function start(self)
   return self
 end
 
-function Schedule:lr_at(k) return self:_lr(k, self.base_lr) end
+function Schedule:lr_at(k)
+  if type(k) ~= "number" or k ~= math.floor(k) or k < 0 or k > 2 ^ 53 then
+    error(string.format("%s:lr_at: k must be a whole number >= 0, got %s", self._fn, tostring(k)), 2)
+  end
+  return self:_lr(k, self.base_lr)
+end
 
 function Schedule:step()
   self.k = self.k + 1
@@ -197,7 +202,8 @@ function schedule.chain(list)
     error(fn .. ": expected a list of schedules, got " .. (type(list) == "table" and "an empty table" or type(list)), 2)
   end
   local length = 0
-  for i, s in ipairs(list) do
+  for i = 1, #list do -- not ipairs: a hole (nil) is an error, not the end
+    local s = list[i]
     if not is_schedule(s) then error(string.format("%s: [%d] must be a schedule, got %s", fn, i, type(s)), 2) end
     if s.opt ~= list[1].opt then error(string.format("%s: [%d] schedules another optimizer than [1]", fn, i), 2) end
     if i < #list and s.length == nil then

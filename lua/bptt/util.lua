@@ -22,8 +22,44 @@ function util.raise(msg)
   error(msg, LIBDIR and level or 3)
 end
 
+-- True when v is an instance of cls or of a class derived from it (or, with
+-- `classes`, cls or a class derived from it).
+local function is_a(v, cls, classes)
+  if type(v) ~= "table" then return false end
+  local c = getmetatable(v)
+  if classes and rawget(v, "__index") == v then c = v end
+  for _ = 1, 64 do -- a class's parent is the __index of the class's metatable
+    if c == cls then return true end
+    if type(c) ~= "table" then return false end
+    local meta = getmetatable(c)
+    c = type(meta) == "table" and rawget(meta, "__index") or nil
+  end
+  return false
+end
+
+-- Methods called on the class rather than on an instance.
+local CLASS_METHODS = { extend = true }
+
+-- A public method (defined with a colon: its first parameter is `self`) that
+-- checks its self first, so that `Class.method(x, ...)` with x not an
+-- instance (nil, another object, a forgotten colon) raises an error naming
+-- the method instead of "attempt to index local 'self'".  A tail call: the
+-- method's own error levels still point at the caller.
+local function checked_method(cls, k, f)
+  local fn, classes = cls.__name .. ":" .. k, CLASS_METHODS[k]
+  return function(self, ...)
+    if not is_a(self, cls, classes) then
+      local got = type(self) == "table" and type(self.__name) == "string" and self.__name or type(self)
+      util.raise(string.format("%s: self must be a %s (call it with a colon), got %s", fn, cls.__name, got))
+    end
+    return f(self, ...)
+  end
+end
+
 --- A class: `cls(...)` makes an instance and runs `cls.__init(self, ...)`.
--- Methods and metamethods (__tostring) are inherited from `parent`.
+-- Methods and metamethods (__tostring) are inherited from `parent`.  Public
+-- methods defined on the class afterwards (`function cls:name(...)`) check
+-- that self is an instance (checked_method).
 function util.class(name, parent)
   local cls = { __name = name }
   cls.__index = cls
@@ -38,6 +74,12 @@ function util.class(name, parent)
       local o = setmetatable({}, c)
       o:__init(...)
       return o
+    end,
+    __newindex = function(c, k, v)
+      if type(v) == "function" and type(k) == "string" and k:sub(1, 1) ~= "_" and debug.getlocal(v, 1) == "self" then
+        v = checked_method(c, k, v)
+      end
+      rawset(c, k, v)
     end,
   })
 end
@@ -55,6 +97,7 @@ function util.tensor(fn, name, v, dtype, like)
   if not core.is_tensor(v) then
     util.raise(string.format("%s: %s must be a tensor, got %s", fn, name, type(v)))
   end
+  if not pcall(v.dim, v) then util.raise(string.format("%s: %s was freed (t:free()) and cannot be used", fn, name)) end
   if dtype and v:dtype() ~= dtype then
     util.raise(string.format("%s: %s must be %s like %s, got %s", fn, name, dtype, like or "the layer", v:dtype()))
   end
