@@ -88,8 +88,11 @@ fuzz: deps
 	  -fno-sanitize-recover=all -Ic $(shell pkg-config --cflags openblas 2>/dev/null) \
 	  -o $(FUZZ_BUILD)/safetensors_fuzz $(FUZZ_SRC) $(LIBS_ALL)
 	rm -rf $(FUZZ_BUILD)/corpus && mkdir -p $(FUZZ_BUILD)/corpus && cp spec/fuzz/corpus/* $(FUZZ_BUILD)/corpus/
-	cd $(FUZZ_BUILD) && ./safetensors_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-	  -max_len=65536 -print_final_stats=1 corpus
+	@echo "fuzzing for $(FUZZ_SECONDS) s (log: $(FUZZ_BUILD)/fuzz.log)"
+	@cd $(FUZZ_BUILD) && if ./safetensors_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	  -max_len=65536 -print_final_stats=1 corpus > fuzz.log 2>&1; then \
+	  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' fuzz.log; \
+	else tail -n 60 fuzz.log; echo "make fuzz: the fuzzer found a problem (reproducer in $(FUZZ_BUILD)/)"; exit 1; fi
 
 DATA       ?=
 DEMO_ITERS ?= 600
