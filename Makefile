@@ -95,7 +95,7 @@ fuzz: deps
 	else tail -n 60 fuzz.log; echo "make fuzz: the fuzzer found a problem (reproducer in $(FUZZ_BUILD)/)"; exit 1; fi
 
 DATA       ?=
-DEMO_ITERS ?= 600
+DEMO_ITERS ?= 2000
 DEMO_OUT   := $(BUILD)/demo
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -108,7 +108,7 @@ demo: deps
 	fi; \
 	rm -f $(DEMO_OUT)/checkpoint.safetensors $(DEMO_OUT)/log.csv; \
 	$(LUAJIT) examples/charlm/train.lua --data "$$data" --cell lstm --hidden 128 --layers 2 --batch 32 --seq 64 \
-	  --lr 3e-3 --max-iters $(DEMO_ITERS) --eval-every 100 --eval-batches 20 --out $(DEMO_OUT) && \
+	  --lr 3e-3 --max-iters $(DEMO_ITERS) --eval-every 250 --eval-batches 20 --out $(DEMO_OUT) && \
 	echo "== a sample (temperature 0.7):" && \
 	$(LUAJIT) examples/charlm/sample.lua $(DEMO_OUT)/checkpoint.safetensors $$prime --length 400 --temperature 0.7 --seed 1
 
