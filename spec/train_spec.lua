@@ -4,7 +4,7 @@ local bptt = require "bptt"
 local function tmpdir()
   local d = os.tmpname()
   os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'") == 0 or true)
+  assert(os.execute("mkdir -p '" .. d .. "'") == 0, "cannot make " .. d)
   return d
 end
 
@@ -237,6 +237,9 @@ describe("bptt.Trainer", function()
     local config = bptt.Trainer.read_config(path)
     assert.equal(8, config.hidden)
     assert.equal("lstm", config.cell)
+    local lm2, meta2 = bptt.Trainer.load_model(path)
+    assert.equal(0, (lm2:flat_parameters() - a.model:flat_parameters()):norm())
+    assert.equal("1", meta2.iteration)
     local other = setup{ cell = "gru" }
     local before = other.model:flat_parameters():clone()
     assert.has_error(function() other:load(path) end)

@@ -29,20 +29,10 @@ local function fail(msg)
 end
 
 bptt.set_num_threads(args.threads)
-local config, meta, tensors = bptt.Trainer.read_config(args.checkpoint)
-if not config then fail(meta) end
+local lm, meta = bptt.Trainer.load_model(args.checkpoint)
+if not lm then fail(meta) end
 if not meta.vocab then fail(args.checkpoint .. " holds no vocabulary") end
 local vocab = assert(bptt.data.Vocab.deserialize(meta.vocab))
-local lm = bptt.LanguageModel{
-  vocab = config.vocab, embed = config.embed, cell = config.cell, hidden = config.hidden,
-  layers = config.layers, dtype = config.dtype,
-}
-local sd = {}
-for k, v in pairs(tensors) do
-  local name = k:match("^model%.(.+)$")
-  if name then sd[name] = v end
-end
-lm:load_state_dict(sd)
 
 local function encode(text, what)
   local ok, ids = pcall(vocab.encode, vocab, text)

@@ -164,6 +164,23 @@ function Trainer.read_config(path)
   return config, meta, tensors
 end
 
+--- The LanguageModel a training checkpoint holds, with its weights, and the
+-- checkpoint's metadata (the vocabulary is meta.vocab); or nil, message.
+function Trainer.load_model(path)
+  local config, meta, tensors = Trainer.read_config(path)
+  if not config then return nil, meta end
+  local LanguageModel = require "bptt.LanguageModel"
+  local lm = LanguageModel{ vocab = config.vocab, embed = config.embed, cell = config.cell, hidden = config.hidden,
+    layers = config.layers, dropout = config.dropout, dtype = config.dtype }
+  local sd = {}
+  for k, v in pairs(tensors) do
+    local name = k:match("^model%.(.+)$")
+    if name then sd[name] = v end
+  end
+  lm:load_state_dict(sd)
+  return lm, meta
+end
+
 --- Restores everything a checkpoint holds into this trainer, whose model,
 -- optimizer, batches and schedule must be made as the saved ones were.
 -- Returns the metadata, or nil and a message (a missing or corrupt file;
