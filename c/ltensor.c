@@ -751,9 +751,10 @@ static int m_argmax(lua_State *L) {
 
 /* ---------------------------------------------------------------- matmul */
 
-/* bptt.matmul(a, b): 2-d x 2-d, 2-d x 1-d, 1-d x 2-d, 1-d x 1-d (dot, 0-d). */
+/* bptt.matmul(a, b [, out]): 2-d x 2-d, 2-d x 1-d, 1-d x 2-d, 1-d x 1-d (dot, 0-d). */
 static int l_matmul(lua_State *L) {
   bptt_tensor *a = bptt_checktensor(L, 1, "bptt.matmul", "a"), *b = bptt_checktensor(L, 2, "bptt.matmul", "b");
+  bptt_tensor *out = lua_isnoneornil(L, 3) ? NULL : bptt_checktensor(L, 3, "bptt.matmul", "out");
   bptt_tensor a2, b2, *c, *scr;
   int64_t csize[2], rsize[2], rdim = 0, sbytes;
   char sa[96], sb[96];
@@ -777,11 +778,37 @@ static int l_matmul(lua_State *L) {
   }
   sbytes = bptt_matmul_scratch_bytes(&a2, &b2);
   scr = NULL;
+  lua_settop(L, 3); /* the scratch goes above out */
   if (sbytes > 0) {
     int64_t n = sbytes;
     scr = bptt_newtensor(L, "bptt.matmul", BPTT_INT32, 1, (n = (n + 3) / 4, &n)); /* scratch, owned by the GC */
   }
   csize[0] = a2.size[0], csize[1] = b2.size[1];
+  if (out) {
+    /* out: the result's shape, contiguous, a's dtype, apart from a and b */
+    bptt_tensor o2;
+    int64_t k, same = out->ndim == (int)rdim;
+    for (k = 0; same && k < rdim; k++) same = out->size[k] == rsize[k];
+    if (out->dtype != a->dtype)
+      luaL_error(L, "bptt.matmul: out must have a's dtype %s, got %s", bptt_dtype_name(a->dtype),
+                 bptt_dtype_name(out->dtype));
+    if (!same) {
+      bptt_tensor r = *a;
+      r.ndim = (int)rdim;
+      for (k = 0; k < rdim; k++) r.size[k] = rsize[k];
+      luaL_error(L, "bptt.matmul: out must be %s (the product's shape), got %s", bptt_shapestr(&r, sa, sizeof sa),
+                 bptt_shapestr(out, sb, sizeof sb));
+    }
+    if (!bptt_tensor_is_contiguous(out)) luaL_error(L, "bptt.matmul: out must be contiguous");
+    if (out->storage == a->storage || out->storage == b->storage)
+      luaL_error(L, "bptt.matmul: out must not share storage with a or b");
+    o2 = *out;
+    o2.ndim = 2, o2.size[0] = csize[0], o2.size[1] = csize[1], o2.stride[0] = csize[1], o2.stride[1] = 1;
+    err = bptt_matmul(&o2, &a2, &b2, scr ? bptt_tensor_data(scr) : NULL);
+    if (err) bptt_raise(L, err, "bptt.matmul", NULL);
+    lua_pushvalue(L, 3);
+    return 1;
+  }
   c = bptt_newtensor(L, "bptt.matmul", a->dtype, 2, csize);
   err = bptt_matmul(c, &a2, &b2, scr ? bptt_tensor_data(scr) : NULL);
   if (err) bptt_raise(L, err, "bptt.matmul", NULL);

@@ -1119,6 +1119,35 @@ describe("bptt.matmul", function()
     assert.are.same({ { 1, 2 }, { 3, 4 } }, a:totable())
   end)
 
+  it("writes into out when given, with operands of any layout, and returns out", function()
+    for _, dt in ipairs({ "float32", "float64" }) do
+      local a = bptt.randn(5, 4, dt)
+      local b = bptt.randn(6, 4, dt):t()                       -- a transposed view
+      local s = bptt.randn(4, 12, dt):narrow(2, 3, 6)          -- a strided view
+      for _, bb in ipairs({ b, s }) do
+        local out = bptt.zeros(5, 6, dt):fill(7)
+        local r = bptt.matmul(a, bb, out)
+        assert.are.equal(out, r)
+        local want = bptt.matmul(a, bb)
+        assert.are.same(want:totable(), out:totable())
+      end
+      local v = bptt.zeros(5, dt)
+      bptt.matmul(a, bptt.ones(4, dt), v)
+      for i = 1, 5 do assert.is_true(U.close(v:get(i), a:select(1, i):sum(), U.tol[dt], 4)) end
+    end
+  end)
+
+  it("refuses an out of the wrong shape, dtype or layout, or sharing an operand's storage", function()
+    local a, b = bptt.randn(3, 4), bptt.randn(4, 5)
+    U.error_with({ "bptt.matmul", "out", "3x5", "3x4" }, bptt.matmul, a, b, bptt.zeros(3, 4))
+    U.error_with({ "bptt.matmul", "out", "float32", "float64" }, bptt.matmul, a, b, bptt.zeros(3, 5, "float64"))
+    U.error_with({ "bptt.matmul", "out", "contiguous" }, bptt.matmul, a, b, bptt.zeros(5, 3):t())
+    local big = bptt.randn(4, 5)
+    U.error_with({ "bptt.matmul", "out", "share" }, bptt.matmul, big:narrow(1, 1, 3):narrow(2, 1, 4), big,
+      big:view(20):narrow(1, 1, 15):view(3, 5))
+    U.error_with({ "bptt.matmul", "out", "tensor" }, bptt.matmul, a, b, "x")
+  end)
+
   it("handles empty inner and outer sizes", function()
     local c = bptt.matmul(bptt.zeros(3, 0), bptt.zeros(0, 2))
     assert.are.same({ { 0, 0 }, { 0, 0 }, { 0, 0 } }, c:totable())
