@@ -6,6 +6,7 @@
  * cblas_d*.  The helpers here do not depend on the element type.
  */
 #include "nn.h"
+#include "gemm.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -70,7 +71,8 @@ static double loss_scale(int reduction, double gout, int64_t count) {
 /* ------------------------------------------------- float32 instantiation */
 #define real float
 #define FN(name) name##_f32
-#define GEMM cblas_sgemm
+#define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
+  bptt_sgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
 #define EXP expf
 #include "nn_impl.h"
 #undef real
@@ -81,7 +83,8 @@ static double loss_scale(int reduction, double gout, int64_t count) {
 /* ------------------------------------------------- float64 instantiation */
 #define real double
 #define FN(name) name##_f64
-#define GEMM cblas_dgemm
+#define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
+  bptt_dgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
 #define EXP exp
 #include "nn_impl.h"
 #undef real

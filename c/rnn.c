@@ -11,6 +11,7 @@
 #include <cblas.h>
 
 #include "activations.h"
+#include "parallel.h"
 #include "rnn.h"
 
 int bptt_cell_gates(bptt_cell cell) {
@@ -100,12 +101,14 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
 #define REAL float
 #define FN(name) name##_f32
 #define GEMM cblas_sgemm
+#define GEMV cblas_sgemv
 #define SIGMOID bptt_sigmoidf
 #define TANH bptt_tanhf
 #include "rnn_impl.h"
 #undef REAL
 #undef FN
 #undef GEMM
+#undef GEMV
 #undef SIGMOID
 #undef TANH
 
@@ -121,11 +124,13 @@ static double sigmoid_f64(double a) {
 #define REAL double
 #define FN(name) name##_f64
 #define GEMM cblas_dgemm
+#define GEMV cblas_dgemv
 #define SIGMOID sigmoid_f64
 #define TANH tanh
 #include "rnn_impl.h"
 #undef REAL
 #undef FN
 #undef GEMM
+#undef GEMV
 #undef SIGMOID
 #undef TANH

@@ -3,7 +3,7 @@
  * once per type, with
  *   REAL      float | double
  *   FN(name)  name##_f32 | name##_f64
- *   GEMM      cblas_sgemm | cblas_dgemm
+ *   GEMM, GEMV  cblas_sgemm, cblas_sgemv | cblas_dgemm, cblas_dgemv
  *   SIGMOID, TANH   bptt_sigmoidf, bptt_tanhf (activations.h: inline,
  *             vectorizable) | rnn.c's sigmoid_f64 and tanh (libm's exp, tanh)
  * No include guard on purpose.
@@ -14,57 +14,126 @@
  *
  * The shape of the computation (cuDNN's, Appleyard et al. 2016, on the CPU):
  *   forward : ONE GEMM for the input projections of all T steps, onto rows
- *             of biases; per step ONE GEMM for all gates of the recurrence,
+ *             of biases; per step the GEMM of the recurrence for all gates,
  *             then ONE fused elementwise pass (activations, cell update,
  *             cache).
- *   backward: per step ONE fused elementwise pass giving dG_t, then ONE
+ *   backward: per step ONE fused elementwise pass giving dG_t, then the
  *             GEMM for dh_{t-1}; after the recursion the weight gradients,
  *             dx and the bias sums over all T*B rows at once.
+ *
+ * Threads (parallel.h).  Forward and backward each run as ONE region of n
+ * team threads.  The batched GEMMs are split by rows of their output
+ * (input projections and dx by the T*B rows, weight gradients by the GH
+ * rows).  The recursion is split by hidden units: thread k owns the units
+ * [j0, j1), computes the GEMM columns of those units in every gate block
+ * and their elementwise pass, so the only exchange between threads is h_t
+ * (forward) or dG_t (backward): one barrier per step.  Every output element
+ * is computed by one thread in the same order as with n = 1, so results do
+ * not depend on the thread count.
  */
 
 /* C (M, N) = alpha op(A) op(B) + beta C, row-major.  rnn_sizes() checked
- * that every dimension fits in int. */
+ * that every dimension fits in int.  An empty product (M or N = 0, a thread
+ * with no share) does nothing.  One row (B = 1: sampling) is a GEMV, which
+ * reads the weights once instead of packing them first. */
 static void FN(gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
                      REAL alpha, const REAL *A, int64_t lda,
                      const REAL *Bm, int64_t ldb,
                      REAL beta, REAL *C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (M == 1) {
+    /* C row = op(B)^T a: B (N, K) as stored when transb, else (K, N) */
+    GEMV(CblasRowMajor, transb ? CblasNoTrans : CblasTrans,
+         transb ? (int)N : (int)K, transb ? (int)K : (int)N, alpha, Bm,
+         (int)ldb, A, transa ? (int)lda : 1, beta, C, 1);
+    return;
+  }
   GEMM(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
        transb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
        alpha, A, (int)lda, Bm, (int)ldb, beta, C, (int)ldc);
 }
 
-/* Bias rows: every row of dst (rows, n) = bi + bh (either may be NULL).
- * Returns 0, writing nothing, if both are NULL, else 1: the beta of the GEMM
- * that then adds onto dst.  Biases thus enter the pre-activations before
- * the elementwise passes, which stay free of NULL tests. */
-static REAL FN(bias_rows)(REAL *dst, int64_t rows, int64_t n,
-                          const REAL *bi, const REAL *bh) {
+/* Bias: columns [c0, c1) of every row of dst (rows, ld) = bi + bh (either
+ * may be NULL).  Returns 0, writing nothing, if both are NULL, else 1: the
+ * beta of the GEMM that then adds onto dst.  Biases thus enter the
+ * pre-activations before the elementwise passes, which stay free of NULL
+ * tests. */
+static REAL FN(bias_rows)(REAL *dst, int64_t rows, int64_t ld, int64_t c0,
+                          int64_t c1, const REAL *bi, const REAL *bh) {
   int64_t r, j;
   if (!bi && !bh) return 0;
-  for (j = 0; j < n; j++)
-    dst[j] = (bi ? bi[j] : (REAL)0) + (bh ? bh[j] : (REAL)0);
-  for (r = 1; r < rows; r++) memcpy(dst + r * n, dst, (size_t)n * sizeof(REAL));
+  for (r = 0; r < rows; r++) {
+    REAL *row = dst + r * ld;
+    for (j = c0; j < c1; j++)
+      row[j] = (bi ? bi[j] : (REAL)0) + (bh ? bh[j] : (REAL)0);
+  }
   return 1;
+}
+
+/* The state of one forward or backward call, shared by its threads. */
+typedef struct {
+  const bptt_rnn_dims *d;
+  int64_t G, GH;
+  const REAL *w_ih, *w_hh, *b_ih, *b_hh, *x, *h0, *c0;
+  const REAL *y, *cache;   /* read by backward */
+  REAL *y_out, *cache_out; /* written by forward */
+  /* backward only */
+  const REAL *dy;
+  REAL *dx, *dh0, *dw_ih, *dw_hh, *db_ih, *db_hh, *scratch;
+} FN(rnn_job);
+
+/* This thread's units [*j0, *j1) of H (whole 16s: 64 bytes of float) and
+ * rows [*r0, *r1) of T*B. */
+static void FN(shares)(const bptt_rnn_dims *d, int tid, int n, int64_t *j0,
+                       int64_t *j1, int64_t *r0, int64_t *r1) {
+  long long a, b;
+  bptt_parallel_range(d->H, 16, tid, n, &a, &b);
+  *j0 = a, *j1 = b;
+  bptt_parallel_range(d->T * d->B, 1, tid, n, &a, &b);
+  *r0 = a, *r1 = b;
+}
+
+/* Per step: C[:, g*H + j0 .. + nj] (+)= A (M, K) W[g*H + j0 .., :]^T for
+ * each of G gate blocks of W (GH, K), i.e. this thread's columns of
+ * A W^T.  One GEMM when the thread owns every unit. */
+static void FN(gate_cols)(int64_t G, int64_t H, int64_t j0, int64_t nj,
+                          int64_t M, int64_t K, const REAL *A,
+                          const REAL *W, REAL beta, REAL *C) {
+  int64_t g;
+  if (nj == H) {
+    FN(gemm)(0, 1, M, G * H, K, 1, A, K, W, K, beta, C, G * H);
+    return;
+  }
+  for (g = 0; g < G; g++)
+    FN(gemm)(0, 1, M, nj, K, 1, A, K, W + (g * H + j0) * K, K, beta,
+             C + g * H + j0, G * H);
 }
 
 /* ---- forward ------------------------------------------------------------ */
 
-/* The per-step elementwise passes.  BPTT_CLONES (activations.h) compiles
- * each for AVX-512, AVX2 and plain x86-64; the loops are written for the
- * vectorizer: gate blocks as separate restrict pointers (rows of distinct
- * buffers, or disjoint blocks of one row), unit stride, no calls (SIGMOID
- * and TANH inline for float; libm for double), and an optional operand
- * (c_{t-1}, h_{t-1}, dy_t may be NULL = zeros) tested once per pass, not
- * per element. */
+/* The per-step elementwise passes, over units [j0, j0 + nj) of every row.
+ * BPTT_CLONES (activations.h) compiles each for AVX-512, AVX2 and plain
+ * x86-64; the loops are written for the vectorizer: gate blocks as separate
+ * restrict pointers (rows of distinct buffers, or disjoint blocks of one
+ * row), unit stride, no calls (SIGMOID and TANH inline for float; libm for
+ * double), and an optional operand (c_{t-1}, h_{t-1}, dy_t may be NULL =
+ * zeros) tested once per pass, not per element. */
 
-/* tanh / relu, in place over the (B, H) block: h = f(a) */
-BPTT_CLONES
-static void FN(elman_step)(int64_t n, int relu, REAL *restrict h) {
+/* tanh / relu, in place over n values: h = f(a) */
+BPTT_ROW void FN(elman_row)(int64_t n, int relu, REAL *restrict h) {
   int64_t e;
   if (relu)  /* written so that NaN passes through, like PyTorch's */
     for (e = 0; e < n; e++) h[e] = h[e] < 0 ? (REAL)0 : h[e];
   else
     for (e = 0; e < n; e++) h[e] = TANH(h[e]);
+}
+
+/* tanh / relu, one step: ht (B, H), units [j0, j0 + nj) */
+BPTT_CLONES
+static void FN(elman_step)(int64_t B, int64_t H, int64_t j0, int64_t nj,
+                           int relu, REAL *ht) {
+  int64_t b;
+  for (b = 0; b < B; b++) FN(elman_row)(nj, relu, ht + b * H + j0);
 }
 
 /* One row of lstm: a -> i, f, g, o in place; c = f cp + i g; h = o tanh c */
@@ -87,19 +156,18 @@ BPTT_ROW void FN(lstm_row)(int64_t H, REAL *restrict gi,
 }
 
 /* lstm, one step: gt (B, 4H) pre-activations -> activations; ct, ht (B, H);
- * cp (B, H) = c_{t-1} or NULL */
+ * cp (B, H) = c_{t-1} or NULL; units [j0, j0 + nj) */
 BPTT_CLONES
-static void FN(lstm_step)(int64_t B, int64_t H, REAL *gt, const REAL *cp,
-                          REAL *ct, REAL *ht) {
+static void FN(lstm_step)(int64_t B, int64_t H, int64_t j0, int64_t nj,
+                          REAL *gt, const REAL *cp, REAL *ct, REAL *ht) {
   int64_t b;
   for (b = 0; b < B; b++) {
-    REAL *g = gt + b * 4 * H;
+    REAL *g = gt + b * 4 * H + j0;
+    int64_t o = b * H + j0;
     if (cp)
-      FN(lstm_row)(H, g, g + H, g + 2 * H, g + 3 * H, cp + b * H, ct + b * H,
-                   ht + b * H);
+      FN(lstm_row)(nj, g, g + H, g + 2 * H, g + 3 * H, cp + o, ct + o, ht + o);
     else
-      FN(lstm_row)(H, g, g + H, g + 2 * H, g + 3 * H, NULL, ct + b * H,
-                   ht + b * H);
+      FN(lstm_row)(nj, g, g + H, g + 2 * H, g + 3 * H, NULL, ct + o, ht + o);
   }
 }
 
@@ -124,102 +192,114 @@ BPTT_ROW void FN(gru_row)(int64_t H, REAL *restrict gr,
 }
 
 /* gru, one step: gt (B, 3H) input side -> activations; hw (B, 3H) hidden
- * side; hp (B, H) = h_{t-1} or NULL; hnt, ht (B, H) */
+ * side; hp (B, H) = h_{t-1} or NULL; hnt, ht (B, H); units [j0, j0 + nj) */
 BPTT_CLONES
-static void FN(gru_step)(int64_t B, int64_t H, REAL *gt, const REAL *hw,
-                         const REAL *hp, REAL *hnt, REAL *ht) {
+static void FN(gru_step)(int64_t B, int64_t H, int64_t j0, int64_t nj,
+                         REAL *gt, const REAL *hw, const REAL *hp, REAL *hnt,
+                         REAL *ht) {
   int64_t b;
   for (b = 0; b < B; b++) {
-    REAL *g = gt + b * 3 * H;
-    const REAL *w = hw + b * 3 * H;
+    REAL *g = gt + b * 3 * H + j0;
+    const REAL *w = hw + b * 3 * H + j0;
+    int64_t o = b * H + j0;
     if (hp)
-      FN(gru_row)(H, g, g + H, g + 2 * H, w, w + H, w + 2 * H, hp + b * H,
-                  hnt + b * H, ht + b * H);
+      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, hp + o,
+                  hnt + o, ht + o);
     else
-      FN(gru_row)(H, g, g + H, g + 2 * H, w, w + H, w + 2 * H, NULL,
-                  hnt + b * H, ht + b * H);
+      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, NULL,
+                  hnt + o, ht + o);
   }
 }
 
-/* tanh / relu (the seed note):  h_t = f(a_t),
+/* The cells' forward passes, one thread's share (see the top).
+ *
+ * tanh / relu (the seed note):  h_t = f(a_t), no cache (f'(a_t) is read
+ * off h_t in backward),
  *   a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh            (B, H)
- * No cache: f'(a_t) is read off h_t in backward. */
-static void FN(elman_forward)(const bptt_rnn_dims *d,
-                              const REAL *w_ih, const REAL *w_hh,
-                              const REAL *b_ih, const REAL *b_hh,
-                              const REAL *x, const REAL *h0, REAL *y) {
-  const int64_t T = d->T, B = d->B, D = d->D, H = d->H, BH = B * H;
-  const int relu = d->cell == BPTT_CELL_RELU;
-  int64_t t;
-  /* y (TB, H) = b_ih + b_hh + x (TB, D) W_ih^T: all steps' input side */
-  REAL beta = FN(bias_rows)(y, T * B, H, b_ih, b_hh);
-  FN(gemm)(0, 1, T * B, H, D, 1, x, D, w_ih, D, beta, y, H);
-  for (t = 0; t < T; t++) {
-    REAL *yt = y + t * BH;
-    const REAL *hp = t ? yt - BH : h0;          /* h_{t-1}; NULL = zeros */
-    /* y_t (B, H) += h_{t-1} (B, H) W_hh^T */
-    if (hp) FN(gemm)(0, 1, B, H, H, 1, hp, H, w_hh, H, 1, yt, H);
-    FN(elman_step)(BH, relu, yt);
-  }
-}
-
-/* lstm.  Cache: gates (T, B, 4H) = i, f, g, o after activation | c (T, B, H).
+ * lstm.  Cache: gates (T, B, 4H) = i, f, g, o after activation | c (T, B, H).
  *   a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh            (B, 4H)
  *   i, f, o = sigmoid(a_i, a_f, a_o)   g = tanh(a_g)
- *   c_t = f * c_{t-1} + i * g          h_t = o * tanh(c_t) */
-static void FN(lstm_forward)(const bptt_rnn_dims *d,
-                             const REAL *w_ih, const REAL *w_hh,
-                             const REAL *b_ih, const REAL *b_hh,
-                             const REAL *x, const REAL *h0, const REAL *c0,
-                             REAL *y, REAL *cache) {
-  const int64_t T = d->T, B = d->B, D = d->D, H = d->H, BH = B * H;
-  const int64_t GH = 4 * H;
-  REAL *gates = cache;                           /* (T, B, 4H) */
-  REAL *cs = cache + T * B * GH;                 /* (T, B, H)  */
-  int64_t t;
-  /* gates (TB, 4H) = b_ih + b_hh + x (TB, D) W_ih^T */
-  REAL beta = FN(bias_rows)(gates, T * B, GH, b_ih, b_hh);
-  FN(gemm)(0, 1, T * B, GH, D, 1, x, D, w_ih, D, beta, gates, GH);
-  for (t = 0; t < T; t++) {
-    REAL *gt = gates + t * B * GH, *ct = cs + t * BH, *yt = y + t * BH;
-    const REAL *hp = t ? yt - BH : h0;           /* NULL = zeros */
-    const REAL *cp = t ? ct - BH : c0;
-    /* gates_t (B, 4H) += h_{t-1} (B, H) W_hh^T */
-    if (hp) FN(gemm)(0, 1, B, GH, H, 1, hp, H, w_hh, H, 1, gt, GH);
-    FN(lstm_step)(B, H, gt, cp, ct, yt);
-  }
-}
-
-/* gru.  Cache: gates (T, B, 3H) = r, z, n after activation |
+ *   c_t = f * c_{t-1} + i * g          h_t = o * tanh(c_t)
+ * gru.  Cache: gates (T, B, 3H) = r, z, n after activation |
  * hn (T, B, H) = W_hn h_{t-1} + b_hn | hw (B, 3H) one step's W_hh h_{t-1}
  * + b_hh.
  *   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)   z likewise
  *   n = tanh(W_in x + b_in + r * hn)             h_t = (1 - z) n + z h_{t-1}
  * so gates start as b_ih + W_ih x, hw as b_hh + W_hh h_{t-1}: b_hn stays
  * inside r * (.). */
-static void FN(gru_forward)(const bptt_rnn_dims *d,
-                            const REAL *w_ih, const REAL *w_hh,
-                            const REAL *b_ih, const REAL *b_hh,
-                            const REAL *x, const REAL *h0,
-                            REAL *y, REAL *cache) {
+static void FN(forward_task)(void *ctx, int tid, int n) {
+  const FN(rnn_job) *job = ctx;
+  const bptt_rnn_dims *d = job->d;
   const int64_t T = d->T, B = d->B, D = d->D, H = d->H, BH = B * H;
-  const int64_t GH = 3 * H;
-  REAL *gates = cache;                           /* (T, B, 3H) */
-  REAL *hn = gates + T * B * GH;                 /* (T, B, H)  */
-  REAL *hw = hn + T * BH;                        /* (B, 3H)    */
-  int64_t t;
-  /* gates (TB, 3H) = b_ih + x (TB, D) W_ih^T */
-  REAL beta = FN(bias_rows)(gates, T * B, GH, b_ih, NULL);
-  FN(gemm)(0, 1, T * B, GH, D, 1, x, D, w_ih, D, beta, gates, GH);
-  for (t = 0; t < T; t++) {
-    REAL *gt = gates + t * B * GH, *hnt = hn + t * BH, *yt = y + t * BH;
-    const REAL *hp = t ? yt - BH : h0;           /* NULL = zeros */
-    /* hw (B, 3H) = b_hh + h_{t-1} (B, H) W_hh^T */
-    beta = FN(bias_rows)(hw, B, GH, NULL, b_hh);
-    if (hp) FN(gemm)(0, 1, B, GH, H, 1, hp, H, w_hh, H, beta, hw, GH);
-    else if (beta == 0) memset(hw, 0, (size_t)(B * GH) * sizeof(REAL));
-    FN(gru_step)(B, H, gt, hw, hp, hnt, yt);
+  const int64_t G = job->G, GH = job->GH;
+  const int cell = d->cell, relu = cell == BPTT_CELL_RELU;
+  const REAL *h0 = job->h0, *c0 = job->c0, *w_hh = job->w_hh;
+  REAL *y = job->y_out, *cache = job->cache_out;
+  /* pre-activations (T, B, GH): lstm and gru's gates, tanh/relu's y */
+  REAL *pre = cell == BPTT_CELL_LSTM || cell == BPTT_CELL_GRU ? cache : y;
+  REAL *cs = cache ? cache + T * B * GH : NULL; /* lstm c, gru hn */
+  REAL *hw = cell == BPTT_CELL_GRU ? cs + T * BH : NULL; /* gru's hidden side */
+  int64_t j0, j1, nj, r0, r1, t;
+  REAL beta;
+  FN(shares)(d, tid, n, &j0, &j1, &r0, &r1);
+  nj = j1 - j0;
+  /* pre (TB, GH) = b_ih (+ b_hh, but for gru) + x W_ih^T: this thread's
+   * rows r0..r1, or when there are few rows (sampling), its units' columns */
+  if (T * B >= 64 * n) {
+    beta = FN(bias_rows)(pre + r0 * GH, r1 - r0, GH, 0, GH, job->b_ih,
+                         cell == BPTT_CELL_GRU ? NULL : job->b_hh);
+    FN(gemm)(0, 1, r1 - r0, GH, D, 1, job->x + r0 * D, D, job->w_ih, D, beta,
+             pre + r0 * GH, GH);
+  } else if (nj > 0) {
+    int64_t g;
+    beta = 0;
+    for (g = 0; g < G; g++)
+      beta = FN(bias_rows)(pre, T * B, GH, g * H + j0, g * H + j1, job->b_ih,
+                           cell == BPTT_CELL_GRU ? NULL : job->b_hh);
+    FN(gate_cols)(G, H, j0, nj, T * B, D, job->x, job->w_ih, beta, pre);
   }
+  bptt_parallel_barrier(n);
+  for (t = 0; t < T; t++) {
+    REAL *pt = pre + t * B * GH, *yt = y + t * BH;
+    const REAL *hp = t ? yt - BH : h0;           /* h_{t-1}; NULL = zeros */
+    if (nj > 0) {
+      switch (cell) {
+        case BPTT_CELL_LSTM: {
+          REAL *ct = cs + t * BH;
+          /* gates_t (B, 4H) += h_{t-1} (B, H) W_hh^T */
+          if (hp) FN(gate_cols)(4, H, j0, nj, B, H, hp, w_hh, 1, pt);
+          FN(lstm_step)(B, H, j0, nj, pt, t ? ct - BH : c0, ct, yt);
+          break;
+        }
+        case BPTT_CELL_GRU: {
+          int64_t g;
+          /* hw (B, 3H) = b_hh + h_{t-1} (B, H) W_hh^T */
+          beta = 0;
+          for (g = 0; g < 3; g++)
+            beta = FN(bias_rows)(hw, B, GH, g * H + j0, g * H + j1, NULL,
+                                 job->b_hh);
+          if (hp) FN(gate_cols)(3, H, j0, nj, B, H, hp, w_hh, beta, hw);
+          else if (beta == 0)
+            for (g = 0; g < B * 3; g++)
+              memset(hw + g * H + j0, 0, (size_t)nj * sizeof(REAL));
+          FN(gru_step)(B, H, j0, nj, pt, hw, hp, cs + t * BH, yt);
+          break;
+        }
+        default:
+          /* y_t (B, H) += h_{t-1} (B, H) W_hh^T */
+          if (hp) FN(gate_cols)(1, H, j0, nj, B, H, hp, w_hh, 1, yt);
+          FN(elman_step)(B, H, j0, nj, relu, yt);
+          break;
+      }
+    }
+    bptt_parallel_barrier(n);                   /* h_t complete */
+  }
+}
+
+/* Threads for one call: the team, but at least 32 units each. */
+static int FN(threads_for)(const bptt_rnn_dims *d) {
+  int64_t n = d->H / 32;
+  return n < 1 ? 1 : n > BPTT_MAX_THREADS ? BPTT_MAX_THREADS : (int)n;
 }
 
 int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
@@ -229,25 +309,22 @@ int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
                          REAL *y, REAL *hT, REAL *cT, REAL *cache) {
   int err = bptt_rnn_check_dims(d);
   int64_t BH;
+  FN(rnn_job) job;
   if (err) return err;
   if (!w_ih || !w_hh || !x || !y) return BPTT_EARG;
   if (!cache && (d->cell == BPTT_CELL_LSTM || d->cell == BPTT_CELL_GRU))
     return BPTT_EARG;
   BH = d->B * d->H;
-  switch (d->cell) {
-    case BPTT_CELL_LSTM:
-      FN(lstm_forward)(d, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, cache);
-      /* c_T: block T-1 of c (T, B, H), which follows gates (T, B, 4H) */
-      if (cT) memcpy(cT, cache + 4 * d->T * BH + (d->T - 1) * BH,
-                     (size_t)BH * sizeof(REAL));
-      break;
-    case BPTT_CELL_GRU:
-      FN(gru_forward)(d, w_ih, w_hh, b_ih, b_hh, x, h0, y, cache);
-      break;
-    default:
-      FN(elman_forward)(d, w_ih, w_hh, b_ih, b_hh, x, h0, y);
-      break;
-  }
+  memset(&job, 0, sizeof job);
+  job.d = d, job.G = bptt_cell_gates(d->cell), job.GH = job.G * d->H;
+  job.w_ih = w_ih, job.w_hh = w_hh, job.b_ih = b_ih, job.b_hh = b_hh;
+  job.x = x, job.h0 = h0, job.c0 = d->cell == BPTT_CELL_LSTM ? c0 : NULL;
+  job.y_out = y, job.cache_out = cache;
+  bptt_parallel_run(FN(forward_task), &job, FN(threads_for)(d));
+  /* c_T: block T-1 of c (T, B, H), which follows gates (T, B, 4H) */
+  if (d->cell == BPTT_CELL_LSTM && cT)
+    memcpy(cT, cache + 4 * d->T * BH + (d->T - 1) * BH,
+           (size_t)BH * sizeof(REAL));
   if (hT) memcpy(hT, y + (d->T - 1) * BH, (size_t)BH * sizeof(REAL));
   return BPTT_OK;
 }
@@ -268,43 +345,55 @@ int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
  * are one GEMM each over all T*B rows after the recursion.
  */
 
-/* After the recursion.  dGh (TB, GH): gradient w.r.t. the hidden-side
- * pre-activations (what multiplies W_hh h_{t-1} + b_hh).  dGn (TB, H): only
- * for gru, the input side of the n gate (what multiplies W_in x + b_in),
- * which differs from dGh's n block by the factor r; NULL otherwise (the
- * input side is dGh itself).
+/* After the recursion, one thread's share: rows [p0, p1) of the weight
+ * gradients and bias sums, rows [r0, r1) of dx.  dGh (TB, GH): gradient
+ * w.r.t. the hidden-side pre-activations (what multiplies W_hh h_{t-1} +
+ * b_hh).  dGn (TB, H): only for gru, the input side of the n gate (what
+ * multiplies W_in x + b_in), which differs from dGh's n block by the factor
+ * r; NULL otherwise (the input side is dGh itself).
  *   dW_ih (GH, D) += dGx^T (GH, TB) x (TB, D)
  *   dW_hh (GH, H) += dGh^T (GH, TB) [h_0 .. h_{T-1}] (TB, H)
  *   db_ih += column sums of dGx     db_hh += column sums of dGh
  *   dx (TB, D) = dGx (TB, GH) W_ih (GH, D) */
-static void FN(param_grads)(const bptt_rnn_dims *d, int64_t GH,
-                            const REAL *w_ih, const REAL *x, const REAL *h0,
-                            const REAL *y, const REAL *dGh, const REAL *dGn,
-                            REAL *dx, REAL *dw_ih, REAL *dw_hh,
-                            REAL *db_ih, REAL *db_hh) {
+static void FN(param_grads)(const FN(rnn_job) *job, const REAL *dGh,
+                            const REAL *dGn, int64_t p0, int64_t p1,
+                            int64_t r0, int64_t r1) {
+  const bptt_rnn_dims *d = job->d;
   const int64_t T = d->T, B = d->B, D = d->D, H = d->H, TB = T * B;
+  const int64_t GH = job->GH;
   const int64_t nx = dGn ? GH - H : GH;  /* columns of dGh that are dGx too */
+  const int64_t q1 = p1 < nx ? p1 : nx;  /* rows p0..q1 of dW_ih from dGh, */
+  const int64_t s0 = p0 > nx ? p0 : nx;  /* rows s0..p1 from dGn (gru) */
+  const REAL *x = job->x, *h0 = job->h0, *y = job->y;
+  REAL *dw_ih = job->dw_ih, *dw_hh = job->dw_hh;
+  REAL *db_ih = job->db_ih, *db_hh = job->db_hh;
   int64_t r, j;
   /* dW_ih: the shared blocks, then gru's n block from dGn */
-  FN(gemm)(1, 0, nx, D, TB, 1, dGh, GH, x, D, 1, dw_ih, D);
-  if (dGn) FN(gemm)(1, 0, H, D, TB, 1, dGn, H, x, D, 1, dw_ih + nx * D, D);
+  if (q1 > p0)
+    FN(gemm)(1, 0, q1 - p0, D, TB, 1, dGh + p0, GH, x, D, 1, dw_ih + p0 * D, D);
+  if (p1 > s0 && dGn)
+    FN(gemm)(1, 0, p1 - s0, D, TB, 1, dGn + (s0 - nx), H, x, D, 1,
+             dw_ih + s0 * D, D);
   /* dW_hh: rows t >= 1 pair with y[0 .. T-2]; rows t = 0 with h0 (or 0) */
   if (T > 1)
-    FN(gemm)(1, 0, GH, H, (T - 1) * B, 1, dGh + B * GH, GH, y, H, 1, dw_hh, H);
-  if (h0) FN(gemm)(1, 0, GH, H, B, 1, dGh, GH, h0, H, 1, dw_hh, H);
+    FN(gemm)(1, 0, p1 - p0, H, (T - 1) * B, 1, dGh + B * GH + p0, GH, y, H, 1,
+             dw_hh + p0 * H, H);
+  if (h0) FN(gemm)(1, 0, p1 - p0, H, B, 1, dGh + p0, GH, h0, H, 1,
+                   dw_hh + p0 * H, H);
   for (r = 0; r < TB; r++) {
     const REAL *gr = dGh + r * GH;
     if (db_hh)
-      for (j = 0; j < GH; j++) db_hh[j] += gr[j];
+      for (j = p0; j < p1; j++) db_hh[j] += gr[j];
     if (db_ih) {
-      for (j = 0; j < nx; j++) db_ih[j] += gr[j];
-      if (dGn)
-        for (j = 0; j < H; j++) db_ih[nx + j] += dGn[r * H + j];
+      for (j = p0; j < q1; j++) db_ih[j] += gr[j];
+      for (j = s0; j < p1; j++) db_ih[j] += dGn[r * H + j - nx];
     }
   }
-  if (dx) {
-    FN(gemm)(0, 0, TB, D, nx, 1, dGh, GH, w_ih, D, 0, dx, D);
-    if (dGn) FN(gemm)(0, 0, TB, D, H, 1, dGn, H, w_ih + nx * D, D, 1, dx, D);
+  if (job->dx) {
+    FN(gemm)(0, 0, r1 - r0, D, nx, 1, dGh + r0 * GH, GH, job->w_ih, D, 0,
+             job->dx + r0 * D, D);
+    if (dGn) FN(gemm)(0, 0, r1 - r0, D, H, 1, dGn + r0 * H, H,
+                      job->w_ih + nx * D, D, 1, job->dx + r0 * D, D);
   }
 }
 
@@ -323,36 +412,20 @@ BPTT_ROW void FN(elman_dgate)(int64_t n, int relu, const REAL *restrict h,
   }
 }
 
-/* tanh / relu backward, one step over the (B, H) block; dy may be NULL */
+/* tanh / relu backward, one step over the (B, H) block, units [j0, j0 + nj);
+ * dy may be NULL */
 BPTT_CLONES
-static void FN(elman_bstep)(int64_t n, int relu, const REAL *h,
-                            const REAL *dy, const REAL *dh, REAL *dG) {
-  if (relu && dy) FN(elman_dgate)(n, 1, h, dy, dh, dG);
-  else if (relu) FN(elman_dgate)(n, 1, h, NULL, dh, dG);
-  else if (dy) FN(elman_dgate)(n, 0, h, dy, dh, dG);
-  else FN(elman_dgate)(n, 0, h, NULL, dh, dG);
-}
-
-/* tanh / relu.  Scratch: dG (T, B, H) | dh (B, H).
- *   dG_t = (dy_t + dh) * f'(a_t),  tanh' = 1 - h_t^2,  relu' = [h_t > 0]
- *   dh   = dG_t W_hh                                   (B, H) x (H, H) */
-static void FN(elman_backward)(const bptt_rnn_dims *d, const REAL *w_hh,
-                               const REAL *y, const REAL *dy,
-                               REAL *dh0, REAL *scratch) {
-  const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
-  const int relu = d->cell == BPTT_CELL_RELU;
-  REAL *dG = scratch, *dh = scratch + T * BH;
-  int64_t t;
-  /* BPTT, t = T..1, carrying dh = dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t:
-   * the note's sum over products of Jacobians by Horner's rule, no product
-   * of Jacobians ever formed (see above). */
-  for (t = T - 1; t >= 0; t--) {
-    REAL *dGt = dG + t * BH;
-    FN(elman_bstep)(BH, relu, y + t * BH, dy ? dy + t * BH : NULL, dh, dGt);
-    /* dh <- dL/dh_{t-1} = dG_t (B, H) W_hh (H, H); dh is free: consumed above */
-    if (t > 0 || dh0) FN(gemm)(0, 0, B, H, H, 1, dGt, H, w_hh, H, 0, dh, H);
+static void FN(elman_bstep)(int64_t B, int64_t H, int64_t j0, int64_t nj,
+                            int relu, const REAL *h, const REAL *dy,
+                            const REAL *dh, REAL *dG) {
+  int64_t b;
+  for (b = 0; b < B; b++) {
+    int64_t o = b * H + j0;
+    if (relu && dy) FN(elman_dgate)(nj, 1, h + o, dy + o, dh + o, dG + o);
+    else if (relu) FN(elman_dgate)(nj, 1, h + o, NULL, dh + o, dG + o);
+    else if (dy) FN(elman_dgate)(nj, 0, h + o, dy + o, dh + o, dG + o);
+    else FN(elman_dgate)(nj, 0, h + o, NULL, dh + o, dG + o);
   }
-  if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
 }
 
 /* One row of lstm backward (formulas below); cp, dy may be NULL */
@@ -381,57 +454,31 @@ BPTT_ROW void FN(lstm_drow)(int64_t H, const REAL *restrict gi,
 }
 
 /* lstm backward, one step: gt (B, 4H) activations, ct (B, H), cp (B, H) or
- * NULL, dyt (B, H) or NULL, dh (B, H) read, dc (B, H) updated, dGt (B, 4H) */
+ * NULL, dyt (B, H) or NULL, dh (B, H) read, dc (B, H) updated, dGt (B, 4H);
+ * units [j0, j0 + nj) */
 BPTT_CLONES
-static void FN(lstm_bstep)(int64_t B, int64_t H, const REAL *gt,
-                           const REAL *ct, const REAL *cp, const REAL *dyt,
-                           const REAL *dh, REAL *dc, REAL *dGt) {
+static void FN(lstm_bstep)(int64_t B, int64_t H, int64_t j0, int64_t nj,
+                           const REAL *gt, const REAL *ct, const REAL *cp,
+                           const REAL *dyt, const REAL *dh, REAL *dc,
+                           REAL *dGt) {
   int64_t b;
   for (b = 0; b < B; b++) {
-    const REAL *g = gt + b * 4 * H, *cb = ct + b * H, *dhb = dh + b * H;
-    REAL *dg = dGt + b * 4 * H, *dcb = dc + b * H;
+    const REAL *g = gt + b * 4 * H + j0;
+    REAL *dg = dGt + b * 4 * H + j0;
+    int64_t o = b * H + j0;
     if (cp && dyt)
-      FN(lstm_drow)(H, g, g + H, g + 2 * H, g + 3 * H, cb, cp + b * H,
-                    dyt + b * H, dhb, dcb, dg, dg + H, dg + 2 * H, dg + 3 * H);
+      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, cp + o,
+                    dyt + o, dh + o, dc + o, dg, dg + H, dg + 2 * H, dg + 3 * H);
     else if (cp)
-      FN(lstm_drow)(H, g, g + H, g + 2 * H, g + 3 * H, cb, cp + b * H,
-                    NULL, dhb, dcb, dg, dg + H, dg + 2 * H, dg + 3 * H);
+      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, cp + o,
+                    NULL, dh + o, dc + o, dg, dg + H, dg + 2 * H, dg + 3 * H);
     else if (dyt)
-      FN(lstm_drow)(H, g, g + H, g + 2 * H, g + 3 * H, cb, NULL,
-                    dyt + b * H, dhb, dcb, dg, dg + H, dg + 2 * H, dg + 3 * H);
+      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, NULL,
+                    dyt + o, dh + o, dc + o, dg, dg + H, dg + 2 * H, dg + 3 * H);
     else
-      FN(lstm_drow)(H, g, g + H, g + 2 * H, g + 3 * H, cb, NULL,
-                    NULL, dhb, dcb, dg, dg + H, dg + 2 * H, dg + 3 * H);
+      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, NULL,
+                    NULL, dh + o, dc + o, dg, dg + H, dg + 2 * H, dg + 3 * H);
   }
-}
-
-/* lstm.  Scratch: dG (T, B, 4H) | dh (B, H) | dc (B, H).  Per step, with
- * dh = dy_t + dL/dh_t from later steps and dc = dL/dc_t from later steps:
- *   dc  += dh * o * (1 - tanh^2(c_t))
- *   da_i = dc * g * i(1-i)          da_f = dc * c_{t-1} * f(1-f)
- *   da_g = dc * i * (1-g^2)         da_o = dh * tanh(c_t) * o(1-o)
- *   dc  <- dc * f                   (dL/dc_{t-1})
- *   dh  <- dG_t W_hh                (B, 4H) x (4H, H)          */
-static void FN(lstm_backward)(const bptt_rnn_dims *d, const REAL *w_hh,
-                              const REAL *c0, const REAL *cache,
-                              const REAL *dy, REAL *dh0, REAL *scratch) {
-  const int64_t T = d->T, B = d->B, H = d->H, BH = B * H, GH = 4 * H;
-  const REAL *gates = cache, *cs = cache + T * B * GH;
-  REAL *dG = scratch, *dh = scratch + T * B * GH, *dc = dh + BH;
-  int64_t t;
-  /* BPTT, t = T..1, carrying dh = dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t:
-   * the note's sum over products of Jacobians by Horner's rule, no product
-   * of Jacobians ever formed (see above). */
-  for (t = T - 1; t >= 0; t--) {
-    const REAL *ct = cs + t * BH;
-    const REAL *cp = t ? ct - BH : c0;            /* c_{t-1}; NULL = zeros */
-    REAL *dGt = dG + t * B * GH;
-    FN(lstm_bstep)(B, H, gates + t * B * GH, ct, cp, dy ? dy + t * BH : NULL,
-                   dh, dc, dGt);
-    /* dh <- dL/dh_{t-1} = dG_t (B, 4H) W_hh (4H, H) */
-    if (t > 0 || dh0) FN(gemm)(0, 0, B, H, GH, 1, dGt, GH, w_hh, H, 0, dh, H);
-  }
-  if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
 }
 
 /* One row of gru backward (formulas below); hp, dy may be NULL */
@@ -458,56 +505,106 @@ BPTT_ROW void FN(gru_drow)(int64_t H, const REAL *restrict gr,
 }
 
 /* gru backward, one step: gt (B, 3H) activations, hnt (B, H), hp (B, H) or
- * NULL, dyt (B, H) or NULL, dh (B, H) updated, dGht (B, 3H), dGnt (B, H) */
+ * NULL, dyt (B, H) or NULL, dh (B, H) updated, dGht (B, 3H), dGnt (B, H);
+ * units [j0, j0 + nj) */
 BPTT_CLONES
-static void FN(gru_bstep)(int64_t B, int64_t H, const REAL *gt,
-                          const REAL *hnt, const REAL *hp, const REAL *dyt,
-                          REAL *dh, REAL *dGht, REAL *dGnt) {
+static void FN(gru_bstep)(int64_t B, int64_t H, int64_t j0, int64_t nj,
+                          const REAL *gt, const REAL *hnt, const REAL *hp,
+                          const REAL *dyt, REAL *dh, REAL *dGht, REAL *dGnt) {
   int64_t b;
   for (b = 0; b < B; b++) {
-    const REAL *g = gt + b * 3 * H, *hnb = hnt + b * H;
-    REAL *dg = dGht + b * 3 * H, *dgn = dGnt + b * H, *dhb = dh + b * H;
+    const REAL *g = gt + b * 3 * H + j0;
+    REAL *dg = dGht + b * 3 * H + j0;
+    int64_t o = b * H + j0;
     if (hp && dyt)
-      FN(gru_drow)(H, g, g + H, g + 2 * H, hnb, hp + b * H, dyt + b * H, dhb,
-                   dg, dg + H, dg + 2 * H, dgn);
+      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, hp + o, dyt + o, dh + o,
+                   dg, dg + H, dg + 2 * H, dGnt + o);
     else if (hp)
-      FN(gru_drow)(H, g, g + H, g + 2 * H, hnb, hp + b * H, NULL, dhb,
-                   dg, dg + H, dg + 2 * H, dgn);
+      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, hp + o, NULL, dh + o,
+                   dg, dg + H, dg + 2 * H, dGnt + o);
     else if (dyt)
-      FN(gru_drow)(H, g, g + H, g + 2 * H, hnb, NULL, dyt + b * H, dhb,
-                   dg, dg + H, dg + 2 * H, dgn);
+      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, NULL, dyt + o, dh + o,
+                   dg, dg + H, dg + 2 * H, dGnt + o);
     else
-      FN(gru_drow)(H, g, g + H, g + 2 * H, hnb, NULL, NULL, dhb,
-                   dg, dg + H, dg + 2 * H, dgn);
+      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, NULL, NULL, dh + o,
+                   dg, dg + H, dg + 2 * H, dGnt + o);
   }
 }
 
-/* gru.  Scratch: dGh (T, B, 3H) | dGn (T, B, H) | dh (B, H).  Per step,
- * with dh = dy_t + dL/dh_t from later steps, a_n the n pre-activation:
- *   dn   = dh * (1-z)               dz = dh * (h_{t-1} - n)
- *   da_n = dn * (1-n^2)             -> dGn (input side, W_in x + b_in)
- *   dhn  = da_n * r                 -> dGh's n block (W_hn h + b_hn)
- *   da_r = da_n * hn * r(1-r)       da_z = dz * z(1-z)
- *   dh  <- dh * z + dGh_t W_hh      (direct path + (B, 3H) x (3H, H)) */
-static void FN(gru_backward)(const bptt_rnn_dims *d, const REAL *w_hh,
-                             const REAL *h0, const REAL *y, const REAL *cache,
-                             const REAL *dy, REAL *dh0, REAL *scratch) {
-  const int64_t T = d->T, B = d->B, H = d->H, BH = B * H, GH = 3 * H;
-  const REAL *gates = cache, *hn = cache + T * B * GH;
-  REAL *dGh = scratch, *dGn = scratch + T * B * GH, *dh = dGn + T * BH;
-  int64_t t;
+/* The recursion, one thread's units, then its share of param_grads.
+ * Scratch layouts, per step:
+ *   tanh / relu: dG (T, B, H) | dh (B, H)
+ *     dG_t = (dy_t + dh) * f'(a_t),  tanh' = 1 - h_t^2,  relu' = [h_t > 0]
+ *     dh   = dG_t W_hh                                   (B, H) x (H, H)
+ *   lstm: dG (T, B, 4H) | dh (B, H) | dc (B, H); with dh = dy_t + dL/dh_t
+ *   from later steps and dc = dL/dc_t from later steps:
+ *     dc  += dh * o * (1 - tanh^2(c_t))
+ *     da_i = dc * g * i(1-i)          da_f = dc * c_{t-1} * f(1-f)
+ *     da_g = dc * i * (1-g^2)         da_o = dh * tanh(c_t) * o(1-o)
+ *     dc  <- dc * f                   (dL/dc_{t-1})
+ *     dh  <- dG_t W_hh                (B, 4H) x (4H, H)
+ *   gru: dGh (T, B, 3H) | dGn (T, B, H) | dh (B, H); with dh = dy_t +
+ *   dL/dh_t from later steps, a_n the n pre-activation:
+ *     dn   = dh * (1-z)               dz = dh * (h_{t-1} - n)
+ *     da_n = dn * (1-n^2)             -> dGn (input side, W_in x + b_in)
+ *     dhn  = da_n * r                 -> dGh's n block (W_hn h + b_hn)
+ *     da_r = da_n * hn * r(1-r)       da_z = dz * z(1-z)
+ *     dh  <- dh * z + dGh_t W_hh      (direct path + (B, 3H) x (3H, H))
+ * Thread k writes dG_t, dh and dc of its units only, and its GEMM computes
+ * its columns of dh from all of dG_t: one barrier between the two. */
+static void FN(backward_task)(void *ctx, int tid, int n) {
+  const FN(rnn_job) *job = ctx;
+  const bptt_rnn_dims *d = job->d;
+  const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
+  const int64_t GH = job->GH;
+  const int cell = d->cell, relu = cell == BPTT_CELL_RELU;
+  const REAL *w_hh = job->w_hh, *y = job->y, *dy = job->dy;
+  const REAL *cache = job->cache;
+  REAL *dG = job->scratch;
+  REAL *dGn = cell == BPTT_CELL_GRU ? dG + T * B * GH : NULL;
+  REAL *dh = dG + T * B * GH + (dGn ? T * BH : 0), *dc = dh + BH;
+  int64_t j0, j1, nj, r0, r1, p0, p1, t;
+  long long a, b;
+  FN(shares)(d, tid, n, &j0, &j1, &r0, &r1);
+  nj = j1 - j0;
   /* BPTT, t = T..1, carrying dh = dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t:
    * the note's sum over products of Jacobians by Horner's rule, no product
    * of Jacobians ever formed (see above). */
   for (t = T - 1; t >= 0; t--) {
-    const REAL *hp = t ? y + (t - 1) * BH : h0;   /* h_{t-1}; NULL = zeros */
-    REAL *dGht = dGh + t * B * GH;
-    FN(gru_bstep)(B, H, gates + t * B * GH, hn + t * BH, hp,
-                  dy ? dy + t * BH : NULL, dh, dGht, dGn + t * BH);
-    /* dh <- dL/dh_{t-1} = dh * z + dGh_t (B, 3H) W_hh (3H, H) */
-    if (t > 0 || dh0) FN(gemm)(0, 0, B, H, GH, 1, dGht, GH, w_hh, H, 1, dh, H);
+    REAL *dGt = dG + t * B * GH;
+    const REAL *dyt = dy ? dy + t * BH : NULL;
+    REAL beta = 0;
+    if (nj > 0) {
+      switch (cell) {
+        case BPTT_CELL_LSTM: {
+          const REAL *ct = cache + T * B * GH + t * BH;
+          const REAL *cp = t ? ct - BH : job->c0;     /* NULL = zeros */
+          FN(lstm_bstep)(B, H, j0, nj, cache + t * B * GH, ct, cp, dyt, dh, dc,
+                         dGt);
+          break;
+        }
+        case BPTT_CELL_GRU: {
+          const REAL *hp = t ? y + (t - 1) * BH : job->h0;
+          FN(gru_bstep)(B, H, j0, nj, cache + t * B * GH,
+                        cache + T * B * GH + t * BH, hp, dyt, dh, dGt,
+                        dGn + t * BH);
+          beta = 1;                               /* onto the direct path */
+          break;
+        }
+        default:
+          FN(elman_bstep)(B, H, j0, nj, relu, y + t * BH, dyt, dh, dGt);
+          break;
+      }
+    }
+    bptt_parallel_barrier(n);                   /* dG_t complete */
+    /* dh[:, j0..j1] <- dL/dh_{t-1} = (beta dh +) dG_t (B, GH) W_hh[:, j0..j1] */
+    if (t > 0 || job->dh0)
+      FN(gemm)(0, 0, B, nj, GH, 1, dGt, GH, w_hh + j0, H, beta, dh + j0, H);
   }
-  if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
+  bptt_parallel_barrier(n);                     /* every dG_t complete */
+  bptt_parallel_range(GH, 16, tid, n, &a, &b);
+  p0 = a, p1 = b;
+  FN(param_grads)(job, dG, dGn, p0, p1, r0, r1);
 }
 
 int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
@@ -519,40 +616,35 @@ int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
                           REAL *dw_ih, REAL *dw_hh,
                           REAL *db_ih, REAL *db_hh, REAL *scratch) {
   int err = bptt_rnn_check_dims(d);
-  int64_t T, B, H, BH, G, GH;
+  int64_t T, B, H, BH, GH;
   REAL *dh;
+  FN(rnn_job) job;
   if (err) return err;
   if (!w_ih || !w_hh || !x || !y || !dw_ih || !dw_hh || !scratch)
     return BPTT_EARG;
   if (!cache && (d->cell == BPTT_CELL_LSTM || d->cell == BPTT_CELL_GRU))
     return BPTT_EARG;
   T = d->T; B = d->B; H = d->H; BH = B * H;
-  G = bptt_cell_gates(d->cell); GH = G * H;
+  GH = bptt_cell_gates(d->cell) * H;
   /* The running dh (and dc) follow the T*B*GH dG block(s) of the scratch:
    * start them at dL/dh_T, dL/dc_T. */
   dh = scratch + T * B * GH + (d->cell == BPTT_CELL_GRU ? T * BH : 0);
   if (dhT) memcpy(dh, dhT, (size_t)BH * sizeof(REAL));
   else memset(dh, 0, (size_t)BH * sizeof(REAL));
-  switch (d->cell) {
-    case BPTT_CELL_LSTM:
-      if (dcT) memcpy(dh + BH, dcT, (size_t)BH * sizeof(REAL));
-      else memset(dh + BH, 0, (size_t)BH * sizeof(REAL));
-      FN(lstm_backward)(d, w_hh, c0, cache, dy, dh0, scratch);
-      if (dc0) memcpy(dc0, dh + BH, (size_t)BH * sizeof(REAL));
-      FN(param_grads)(d, GH, w_ih, x, h0, y, scratch, NULL,
-                      dx, dw_ih, dw_hh, db_ih, db_hh);
-      break;
-    case BPTT_CELL_GRU:
-      FN(gru_backward)(d, w_hh, h0, y, cache, dy, dh0, scratch);
-      FN(param_grads)(d, GH, w_ih, x, h0, y, scratch, scratch + T * B * GH,
-                      dx, dw_ih, dw_hh, db_ih, db_hh);
-      break;
-    default:
-      FN(elman_backward)(d, w_hh, y, dy, dh0, scratch);
-      FN(param_grads)(d, GH, w_ih, x, h0, y, scratch, NULL,
-                      dx, dw_ih, dw_hh, db_ih, db_hh);
-      break;
+  if (d->cell == BPTT_CELL_LSTM) {
+    if (dcT) memcpy(dh + BH, dcT, (size_t)BH * sizeof(REAL));
+    else memset(dh + BH, 0, (size_t)BH * sizeof(REAL));
   }
+  memset(&job, 0, sizeof job);
+  job.d = d, job.G = bptt_cell_gates(d->cell), job.GH = GH;
+  job.w_ih = w_ih, job.w_hh = w_hh, job.x = x, job.h0 = h0;
+  job.c0 = d->cell == BPTT_CELL_LSTM ? c0 : NULL;
+  job.y = y, job.cache = cache, job.dy = dy;
+  job.dx = dx, job.dh0 = dh0, job.dw_ih = dw_ih, job.dw_hh = dw_hh;
+  job.db_ih = db_ih, job.db_hh = db_hh, job.scratch = scratch;
+  bptt_parallel_run(FN(backward_task), &job, FN(threads_for)(d));
+  if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
+  if (d->cell == BPTT_CELL_LSTM && dc0)
+    memcpy(dc0, dh + BH, (size_t)BH * sizeof(REAL));
   return BPTT_OK;
 }
-

@@ -8,6 +8,7 @@
  * and are never read as if they were contiguous.
  */
 #include "tensor.h"
+#include "gemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -617,12 +618,10 @@ int bptt_matmul(const bptt_tensor *c, const bptt_tensor *a, const bptt_tensor *b
   }
   if (lda > INT32_MAX || ldb > INT32_MAX) return BPTT_EOVERFLOW;
   if (a->dtype == BPTT_FLOAT32)
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-                (int)K, 1.0f, bptt_tensor_data(&ac), (int)lda, bptt_tensor_data(&bc), (int)ldb, 0.0f,
+    bptt_sgemm(ta, tb, (int)M, (int)N, (int)K, 1.0f, bptt_tensor_data(&ac), (int)lda, bptt_tensor_data(&bc), (int)ldb, 0.0f,
                 bptt_tensor_data(c), (int)N);
   else
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-                (int)K, 1.0, bptt_tensor_data(&ac), (int)lda, bptt_tensor_data(&bc), (int)ldb, 0.0,
+    bptt_dgemm(ta, tb, (int)M, (int)N, (int)K, 1.0, bptt_tensor_data(&ac), (int)lda, bptt_tensor_data(&bc), (int)ldb, 0.0,
                 bptt_tensor_data(c), (int)N);
   return BPTT_OK;
 }

@@ -330,6 +330,54 @@ describe("bptt.RNN float32 and float64 agree", function()
   end
 end)
 
+describe("bptt.RNN on several threads (the units split between the team)", function()
+  -- H >= 64 gives each of 2 or 3 threads a share of the units; 100 and 257
+  -- split unevenly (the last share is short), 3 threads on 100 units leave
+  -- the last one only 4.
+  local before
+  before_each(function() before = bptt.num_threads() end)
+  after_each(function() bptt.set_num_threads(before) end)
+
+  local function run(m, threads, x, h0, c0, dy, dhT, dcT)
+    bptt.set_num_threads(threads)
+    m:zero_grad()
+    local out = clones(m:forward(x, h0, c0))
+    local gin = clones(m:backward(dy, dhT, dcT))
+    local _, grads = m:parameters()
+    local g = {}
+    for name, t in pairs(grads) do g[name] = t:clone() end
+    return out, gin, g
+  end
+
+  for _, cell in ipairs(CELLS) do
+    for _, case in ipairs({ { H = 64, threads = 2, given = true, bias = true },
+                            { H = 100, threads = 3, given = false, bias = true },
+                            { H = 257, threads = 2, given = true, bias = false } }) do
+      local what = string.format("%s, H = %d, %d threads, state %s, bias %s: as on 1 thread (float64, 1e-12)", cell,
+        case.H, case.threads, case.given and "given" or "nil", tostring(case.bias))
+      it(what, function()
+        bptt.manual_seed(case.H)
+        local m = bptt.RNN{ cell = cell, input = 7, hidden = case.H, layers = 2, bias = case.bias, dtype = "float64" }
+        local x, h0, c0 = inputs(m, 5, 3, case.given)
+        local dy, dhT, dcT = out_grads(m, 5, 3)
+        if not case.given then dy = nil end -- dhT (and dcT) alone
+        local o1, i1, g1 = run(m, 1, x, h0, c0, dy, dhT, dcT)
+        local on, i_n, gn = run(m, case.threads, x, h0, c0, dy, dhT, dcT)
+        for k = 1, o1.n do N.assert_rel(on[k], o1[k], 1e-12, "output " .. k) end
+        for k = 1, i1.n do N.assert_rel(i_n[k], i1[k], 1e-12, "input gradient " .. k) end
+        for name, g in pairs(g1) do N.assert_rel(gn[name], g, 1e-12, name .. " gradient") end
+      end)
+    end
+    it(cell .. ", H = 100 on 3 threads: gradcheck (float64, sampled entries)", function()
+      bptt.set_num_threads(3)
+      bptt.manual_seed(77)
+      local m = bptt.RNN{ cell = cell, input = 4, hidden = 100, layers = 2, dtype = "float64" }
+      local x, h0, c0 = inputs(m, 3, 2, true)
+      N.assert_gradcheck(bptt.gradcheck(m, { x, h0, c0, n = 3 }, { max_per_tensor = 6 }))
+    end)
+  end
+end)
+
 describe("bptt.RNN dropout", function()
   for _, cell in ipairs(CELLS) do
     it(cell .. ": the same seed gives the same outputs; another seed other outputs", function()

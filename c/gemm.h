@@ -1,0 +1,24 @@
+/*
+ * gemm.h -- the library's GEMM: CBLAS's row-major sgemm/dgemm, split over
+ * the thread team (parallel.h).
+ *
+ * OpenBLAS itself runs single-threaded (the binding sets it to 1 thread when
+ * it loads): every parallel GEMM of the library goes through here and splits
+ * its output into row blocks (column blocks when it has few rows), each a
+ * single-threaded BLAS call on a team thread.  One set of threads, never two
+ * pools competing for the cores.  Small products (under about 4 MFLOP) run
+ * on the caller alone.  Each output element is computed by one call, so the
+ * thread count changes only how the BLAS kernel blocks its loops.
+ *
+ * Same arguments as cblas_sgemm/cblas_dgemm with CblasRowMajor; rows,
+ * columns and leading dimensions as int, as there.
+ */
+#ifndef BPTT_GEMM_H
+#define BPTT_GEMM_H
+
+void bptt_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc);
+void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const double *A, int lda,
+                const double *B, int ldb, double beta, double *C, int ldc);
+
+#endif
