@@ -1,16 +1,20 @@
 /*
  * parallel.c -- the thread team of parallel.h: POSIX threads, GCC atomics.
  *
- * A region: the caller publishes (fn, ctx, n), bumps `gen` (release) and
- * wakes sleeping workers; each worker sees the new gen (acquire), runs fn if
- * its tid < n, and counts itself into `done`.  The caller runs tid 0, then
- * waits for every started worker to be counted.  Workers spin on gen for a
- * while before they sleep on the condition variable, so the regions of one
- * training step (a few per layer) find them awake.
+ * Every wait (a worker for the next region, the caller for the end of one,
+ * a thread at the barrier) is on a waitpoint: a generation counter that the
+ * awaited event bumps.  The waiter spins on it for a little while -- the
+ * usual case, a partner a few microseconds late, costs no system call --
+ * then sleeps on a condition variable.  Sleeping matters on a shared
+ * machine: when another process holds a core, a thread that spun until its
+ * partner came back would take the core its partner needs.
+ *
+ * A region: the caller publishes (fn, ctx, n) and bumps `work`; each worker
+ * runs fn if its tid < n and counts itself into `done`; the last one bumps
+ * `finished`, which the caller waits for after running tid 0 itself.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
-#include <sched.h>
 #include <stdint.h>
 
 #include "parallel.h"
@@ -21,61 +25,77 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
 
-/* spins before a waiting thread yields (barrier, caller) or sleeps (worker) */
-#define SPINS_BEFORE_YIELD 4000
-#define SPINS_BEFORE_SLEEP 200000
+/* pauses before a waiter sleeps: about 40 us at the barrier and at the end
+ * of a region, about 0.4 ms between regions (those of one training step
+ * follow each other closely) */
+#define SPIN_SHORT 2000
+#define SPIN_IDLE 20000
+
+typedef struct {
+  unsigned gen;
+  int sleepers;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+} waitpoint;
+
+#define WAITPOINT_INIT {0, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER}
+
+/* Returns once w->gen differs from seen.  Sleepers register under the lock
+ * and re-read gen after registering; bump() changes gen before it reads the
+ * sleepers (all sequentially consistent), so either the waiter sees the new
+ * gen or the bumper sees the sleeper and wakes it. */
+static void wait_for(waitpoint *w, unsigned seen, long spin) {
+  long k;
+  for (k = 0; k < spin; k++) {
+    if (LOAD(&w->gen) != seen) return;
+    CPU_RELAX();
+  }
+  pthread_mutex_lock(&w->lock);
+  ADD(&w->sleepers, 1);
+  while (LOAD(&w->gen) == seen) pthread_cond_wait(&w->cond, &w->lock);
+  ADD(&w->sleepers, -1);
+  pthread_mutex_unlock(&w->lock);
+}
+
+static void bump(waitpoint *w) {
+  ADD(&w->gen, 1u);
+  if (LOAD(&w->sleepers) > 0) {
+    pthread_mutex_lock(&w->lock);
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+  }
+}
 
 static int team_size = 1;    /* set_threads; workers 1..team_size-1 used */
 static int started = 0;      /* workers running: tids 1..started */
-static pthread_t workers[BPTT_MAX_THREADS];
 
-/* the region in flight, published by gen */
+/* the region in flight, published by bumping work */
 static bptt_task task_fn;
 static void *task_ctx;
 static int task_n;
-static unsigned gen = 0;
 static int done = 0;
-static int sleepers = 0;
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static waitpoint work = WAITPOINT_INIT, finished = WAITPOINT_INIT;
 
-/* the barrier: arrivals, and a generation that its last arrival bumps */
+/* the barrier: arrivals, and the waitpoint its last arrival bumps */
 static int bar_count = 0;
-static unsigned bar_gen = 0;
+static waitpoint bar = WAITPOINT_INIT;
 
-static void relax(long *spins) {
-  if (++*spins < SPINS_BEFORE_YIELD) CPU_RELAX();
-  else sched_yield();
-}
-
-/* gen when the workers were created: a new worker may first run after the
- * region that follows has already bumped gen, so it must not read gen */
+/* work.gen when the workers were created: a new worker may first run after
+ * the region that follows has already bumped it, so it must not read it */
 static unsigned gen_at_create = 0;
 
 static void *worker_main(void *arg) {
   int tid = (int)(intptr_t)arg;
   unsigned seen = gen_at_create;  /* pthread_create orders the write before */
   for (;;) {
-    unsigned g;
-    long spins = 0;
-    while ((g = LOAD(&gen)) == seen) {
-      if (++spins < SPINS_BEFORE_SLEEP) {
-        CPU_RELAX();
-        continue;
-      }
-      pthread_mutex_lock(&lock);
-      sleepers++;
-      while (LOAD(&gen) == seen) pthread_cond_wait(&wake, &lock);
-      sleepers--;
-      pthread_mutex_unlock(&lock);
-    }
-    seen = g;
+    wait_for(&work, seen, SPIN_IDLE);
+    seen = LOAD(&work.gen);
     if (tid < task_n) task_fn(task_ctx, tid, task_n);
-    ADD(&done, 1);
+    if (ADD(&done, 1) == started) bump(&finished);
   }
   return NULL;
 }
@@ -93,11 +113,12 @@ int bptt_parallel_threads(void) { return team_size; }
 static int ensure_workers(int n) {
   while (started < n - 1) {
     pthread_attr_t attr;
+    pthread_t th;
     int ok;
-    gen_at_create = gen;          /* no region is in flight here */
+    gen_at_create = work.gen;     /* no region is in flight here */
     if (pthread_attr_init(&attr) != 0) break;
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    ok = pthread_create(&workers[started + 1], &attr, worker_main, (void *)(intptr_t)(started + 1)) == 0;
+    ok = pthread_create(&th, &attr, worker_main, (void *)(intptr_t)(started + 1)) == 0;
     pthread_attr_destroy(&attr);
     if (!ok) break;
     started++;
@@ -106,8 +127,7 @@ static int ensure_workers(int n) {
 }
 
 int bptt_parallel_run(bptt_task fn, void *ctx, int n) {
-  int k;
-  long spins = 0;
+  unsigned fin;
   if (n > team_size) n = team_size;
   if (n > 1) n = ensure_workers(n);
   if (n <= 1) {
@@ -116,27 +136,23 @@ int bptt_parallel_run(bptt_task fn, void *ctx, int n) {
   }
   task_fn = fn, task_ctx = ctx, task_n = n;
   STORE(&done, 0);
-  k = started;                  /* every started worker counts itself in */
-  ADD(&gen, 1u);
-  pthread_mutex_lock(&lock);
-  if (sleepers) pthread_cond_broadcast(&wake);
-  pthread_mutex_unlock(&lock);
+  fin = LOAD(&finished.gen);      /* every started worker counts itself in */
+  bump(&work);
   fn(ctx, 0, n);
-  while (LOAD(&done) != k) relax(&spins);
+  wait_for(&finished, fin, SPIN_SHORT);
   return n;
 }
 
 void bptt_parallel_barrier(int n) {
   unsigned g;
-  long spins = 0;
   if (n <= 1) return;
-  g = LOAD(&bar_gen);
+  g = LOAD(&bar.gen);
   if (ADD(&bar_count, 1) == n) {
     STORE(&bar_count, 0);
-    ADD(&bar_gen, 1u);
+    bump(&bar);
     return;
   }
-  while (LOAD(&bar_gen) == g) relax(&spins);
+  wait_for(&bar, g, SPIN_SHORT);
 }
 
 void bptt_parallel_range(long long total, long long align, int tid, int n, long long *lo, long long *hi) {
