@@ -53,19 +53,20 @@ static void FN(gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
        alpha, A, (int)lda, Bm, (int)ldb, beta, C, (int)ldc);
 }
 
-/* Bias: columns [c0, c1) of every row of dst (rows, ld) = bi + bh (either
- * may be NULL).  Returns 0, writing nothing, if both are NULL, else 1: the
- * beta of the GEMM that then adds onto dst.  Biases thus enter the
- * pre-activations before the elementwise passes, which stay free of NULL
- * tests. */
+/* Bias: columns [c0, c1) of every row of dst (rows, ld) = bi + bh, bh only
+ * in the columns before hcut (gru keeps b_hn out: it is inside r * (.));
+ * either may be NULL.  Returns 0, writing nothing, if both are NULL, else
+ * 1: the beta of the GEMM that then adds onto dst.  Biases thus enter the
+ * pre-activations before the elementwise passes. */
 static REAL FN(bias_rows)(REAL *dst, int64_t rows, int64_t ld, int64_t c0,
-                          int64_t c1, const REAL *bi, const REAL *bh) {
+                          int64_t c1, const REAL *bi, const REAL *bh,
+                          int64_t hcut) {
   int64_t r, j;
   if (!bi && !bh) return 0;
   for (r = 0; r < rows; r++) {
     REAL *row = dst + r * ld;
     for (j = c0; j < c1; j++)
-      row[j] = (bi ? bi[j] : (REAL)0) + (bh ? bh[j] : (REAL)0);
+      row[j] = (bi ? bi[j] : (REAL)0) + (bh && j < hcut ? bh[j] : (REAL)0);
   }
   return 1;
 }
@@ -171,42 +172,52 @@ static void FN(lstm_step)(int64_t B, int64_t H, int64_t j0, int64_t nj,
   }
 }
 
-/* One row of gru: r, z, n in place, hn = hw_n kept, h = (1-z) n + z hp */
+/* One row of gru: r, z, n in place, hn = hw_n + b_hn kept, h = (1-z) n +
+ * z hp; bn (b_hn) may be NULL */
 BPTT_ROW void FN(gru_row)(int64_t H, REAL *restrict gr,
                           REAL *restrict gz, REAL *restrict gn,
                           const REAL *restrict wr,
                           const REAL *restrict wz,
                           const REAL *restrict wn,
+                          const REAL *restrict bn,
                           const REAL *restrict hp, REAL *restrict hn,
                           REAL *restrict h) {
   int64_t j;
   for (j = 0; j < H; j++) {
     REAL r = SIGMOID(gr[j] + wr[j]), z = SIGMOID(gz[j] + wz[j]);
-    REAL n = TANH(gn[j] + r * wn[j]);
+    REAL hnv = wn[j] + (bn ? bn[j] : (REAL)0);
+    REAL n = TANH(gn[j] + r * hnv);
     gr[j] = r;
     gz[j] = z;
     gn[j] = n;
-    hn[j] = wn[j];
+    hn[j] = hnv;
     h[j] = (1 - z) * n + (hp ? z * hp[j] : (REAL)0);
   }
 }
 
-/* gru, one step: gt (B, 3H) input side -> activations; hw (B, 3H) hidden
- * side; hp (B, H) = h_{t-1} or NULL; hnt, ht (B, H); units [j0, j0 + nj) */
+/* gru, one step: gt (B, 3H) input side (with b_ih, and b_hr, b_hz) ->
+ * activations; hw (B, 3H) = W_hh h_{t-1}; bn = b_hn + j0 or NULL; hp (B, H)
+ * = h_{t-1} or NULL; hnt, ht (B, H); units [j0, j0 + nj) */
 BPTT_CLONES
 static void FN(gru_step)(int64_t B, int64_t H, int64_t j0, int64_t nj,
-                         REAL *gt, const REAL *hw, const REAL *hp, REAL *hnt,
-                         REAL *ht) {
+                         REAL *gt, const REAL *hw, const REAL *bn,
+                         const REAL *hp, REAL *hnt, REAL *ht) {
   int64_t b;
   for (b = 0; b < B; b++) {
     REAL *g = gt + b * 3 * H + j0;
     const REAL *w = hw + b * 3 * H + j0;
     int64_t o = b * H + j0;
-    if (hp)
-      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, hp + o,
+    if (hp && bn)
+      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, bn, hp + o,
+                  hnt + o, ht + o);
+    else if (hp)
+      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, NULL, hp + o,
+                  hnt + o, ht + o);
+    else if (bn)
+      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, bn, NULL,
                   hnt + o, ht + o);
     else
-      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, NULL,
+      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, NULL, NULL,
                   hnt + o, ht + o);
   }
 }
@@ -221,12 +232,11 @@ static void FN(gru_step)(int64_t B, int64_t H, int64_t j0, int64_t nj,
  *   i, f, o = sigmoid(a_i, a_f, a_o)   g = tanh(a_g)
  *   c_t = f * c_{t-1} + i * g          h_t = o * tanh(c_t)
  * gru.  Cache: gates (T, B, 3H) = r, z, n after activation |
- * hn (T, B, H) = W_hn h_{t-1} + b_hn | hw (B, 3H) one step's W_hh h_{t-1}
- * + b_hh.
+ * hn (T, B, H) = W_hn h_{t-1} + b_hn | hw (B, 3H) one step's W_hh h_{t-1}.
  *   r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)   z likewise
  *   n = tanh(W_in x + b_in + r * hn)             h_t = (1 - z) n + z h_{t-1}
- * so gates start as b_ih + W_ih x, hw as b_hh + W_hh h_{t-1}: b_hn stays
- * inside r * (.). */
+ * so the gates start as b_ih + W_ih x, plus b_hr and b_hz; b_hn stays
+ * inside r * (.) and is added in the elementwise pass. */
 static void FN(forward_task)(void *ctx, int tid, int n) {
   const FN(rnn_job) *job = ctx;
   const bptt_rnn_dims *d = job->d;
@@ -239,6 +249,8 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
   REAL *pre = cell == BPTT_CELL_LSTM || cell == BPTT_CELL_GRU ? cache : y;
   REAL *cs = cache ? cache + T * B * GH : NULL; /* lstm c, gru hn */
   REAL *hw = cell == BPTT_CELL_GRU ? cs + T * BH : NULL; /* gru's hidden side */
+  /* the hidden-side biases join the input side's, but gru's b_hn */
+  const int64_t hcut = cell == BPTT_CELL_GRU ? 2 * H : GH;
   int64_t j0, j1, nj, r0, r1, t;
   REAL beta;
   FN(shares)(d, tid, n, &j0, &j1, &r0, &r1);
@@ -247,7 +259,7 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
    * rows r0..r1, or when there are few rows (sampling), its units' columns */
   if (T * B >= 64 * n) {
     beta = FN(bias_rows)(pre + r0 * GH, r1 - r0, GH, 0, GH, job->b_ih,
-                         cell == BPTT_CELL_GRU ? NULL : job->b_hh);
+                         job->b_hh, hcut);
     FN(gemm)(0, 1, r1 - r0, GH, D, 1, job->x + r0 * D, D, job->w_ih, D, beta,
              pre + r0 * GH, GH);
   } else if (nj > 0) {
@@ -255,7 +267,7 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
     beta = 0;
     for (g = 0; g < G; g++)
       beta = FN(bias_rows)(pre, T * B, GH, g * H + j0, g * H + j1, job->b_ih,
-                           cell == BPTT_CELL_GRU ? NULL : job->b_hh);
+                           job->b_hh, hcut);
     FN(gate_cols)(G, H, j0, nj, T * B, D, job->x, job->w_ih, beta, pre);
   }
   bptt_parallel_barrier(n);
@@ -273,16 +285,14 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
         }
         case BPTT_CELL_GRU: {
           int64_t g;
-          /* hw (B, 3H) = b_hh + h_{t-1} (B, H) W_hh^T */
-          beta = 0;
-          for (g = 0; g < 3; g++)
-            beta = FN(bias_rows)(hw, B, GH, g * H + j0, g * H + j1, NULL,
-                                 job->b_hh);
-          if (hp) FN(gate_cols)(3, H, j0, nj, B, H, hp, w_hh, beta, hw);
-          else if (beta == 0)
+          /* hw (B, 3H) = h_{t-1} (B, H) W_hh^T */
+          if (hp) FN(gate_cols)(3, H, j0, nj, B, H, hp, w_hh, 0, hw);
+          else
             for (g = 0; g < B * 3; g++)
               memset(hw + g * H + j0, 0, (size_t)nj * sizeof(REAL));
-          FN(gru_step)(B, H, j0, nj, pt, hw, hp, cs + t * BH, yt);
+          FN(gru_step)(B, H, j0, nj, pt, hw,
+                       job->b_hh ? job->b_hh + 2 * H + j0 : NULL, hp,
+                       cs + t * BH, yt);
           break;
         }
         default:
