@@ -112,8 +112,11 @@ demo: deps
 	echo "== a sample (temperature 0.7):" && \
 	$(LUAJIT) examples/charlm/sample.lua $(DEMO_OUT)/checkpoint.safetensors $$prime --length 400 --temperature 0.7 --seed 1
 
+# the training step (the README's table), sampling at B = 1, then the RNN layers alone
 bench: deps
 	@$(MAKE) --no-print-directory all
+	$(LUAJIT) examples/bench/step.lua
+	$(LUAJIT) examples/bench/sample.lua
 	$(LUAJIT) examples/bench/rnn.lua
 
 rock: deps

@@ -1,0 +1,94 @@
+-- Sampling benchmark: tokens/s of generating text one token at a time (B = 1)
+-- from a prime, bptt.LanguageModel:sample vs the same loop in PyTorch
+-- (examples/bench/torch_sample.py, when Debian's python3-torch is installed),
+-- same model shape, same thread count, same run.
+--
+--   luajit examples/bench/sample.lua                 -- 2-layer LSTM H=512, 1 and 2 threads
+--   luajit examples/bench/sample.lua --cells lstm,gru --hidden 256,512 --threads 1
+--
+-- One run: feed a --prime-long random prime, then draw --tokens tokens with
+-- temperature 1 (softmax, a multinomial draw, the token fed back).  tokens/s =
+-- tokens / median time of --iters runs after one untimed run.  Vocabulary 65,
+-- embedding 64, float32, random weights (the speed does not depend on them).
+-- With B = 1 every layer's GEMMs are GEMVs: the time is reading the weights
+-- (about 13 MB per token for LSTM 2 x 512), so it shows what a B = 1 path is
+-- worth: bptt's kernels call GEMV there and split the units over its threads.
+local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/?.so;" .. package.cpath
+local bptt = require "bptt"
+local argparse = require "argparse"
+
+local p = argparse("sample.lua", "Sampling at B = 1: bptt vs PyTorch, tokens/s.")
+p:option("--cells", "cells, comma separated", "lstm")
+p:option("--hidden", "hidden sizes, comma separated", "512")
+p:option("--layers", "stacked layers", "2"):convert(tonumber)
+p:option("--threads", "thread counts, comma separated", "1,2")
+p:option("--prime", "prime length", "50"):convert(tonumber)
+p:option("--tokens", "tokens drawn per run", "200"):convert(tonumber)
+p:option("--iters", "timed runs (median)", "10"):convert(tonumber)
+p:option("--python", "python with torch", "/usr/bin/python3")
+p:flag("--no-torch", "skip PyTorch")
+local args = p:parse()
+
+local V, E = 65, 64
+
+local function list(s, conv)
+  local out = {}
+  for item in s:gmatch("[^,]+") do out[#out + 1] = conv and conv(item) or item end
+  return out
+end
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  return n % 2 == 1 and xs[(n + 1) / 2] or 0.5 * (xs[n / 2] + xs[n / 2 + 1])
+end
+
+local function bench_bptt(cell, H, threads)
+  bptt.set_num_threads(threads)
+  bptt.manual_seed(1)
+  local lm = bptt.LanguageModel{ vocab = V, embed = E, cell = cell, hidden = H, layers = args.layers }
+  local prime = {}
+  for i = 1, args.prime do prime[i] = bptt.random(V) end
+  local function run() lm:sample{ n = args.tokens, prime = prime, temperature = 1 } end
+  run()
+  local ts = {}
+  for i = 1, args.iters do
+    local t0 = bptt.clock()
+    run()
+    ts[i] = bptt.clock() - t0
+  end
+  return args.tokens / median(ts)
+end
+
+local have_torch = not args.no_torch and os.execute(args.python .. " -c 'import torch' >/dev/null 2>&1") == 0
+
+local function bench_torch(cell, H, threads)
+  if not have_torch then return nil end
+  local f = io.popen(string.format("%s %s/examples/bench/torch_sample.py --cell %s --hidden %d --layers %d "
+    .. "--threads %d --prime %d --tokens %d --iters %d 2>/dev/null", args.python, root, cell, H, args.layers, threads,
+    args.prime, args.tokens, args.iters))
+  local out = f:read("*a")
+  f:close()
+  return tonumber(out:match("tok_s=([%d.]+)")), out:match("torch=(%S+)")
+end
+
+print(string.format("Sampling at B = 1 (prime %d, then %d tokens, temperature 1), %d layers, vocabulary %d, "
+  .. "float32; tokens/s, median of %d runs", args.prime, args.tokens, args.layers, V, args.iters))
+print("| cell | H | threads | bptt tok/s | PyTorch tok/s | ratio |")
+print("|---|---|---|---|---|---|")
+local version
+for _, cell in ipairs(list(args.cells)) do
+  for _, H in ipairs(list(args.hidden, tonumber)) do
+    for _, th in ipairs(list(args.threads, tonumber)) do
+      local b = bench_bptt(cell, H, th)
+      local t, v = bench_torch(cell, H, th)
+      version = version or v
+      print(string.format("| %s | %d | %d | %.0f | %s | %s |", cell, H, th, b, t and string.format("%.0f", t) or "-",
+        t and string.format("%.2fx", b / t) or "-"))
+      io.stdout:flush()
+    end
+  end
+end
+print(have_torch and ("PyTorch " .. tostring(version)) or "PyTorch: not measured (python3-torch not importable)")

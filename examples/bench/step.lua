@@ -1,0 +1,238 @@
+-- Char-LM training-step benchmark: bptt vs PyTorch (examples/bench/torch_step.py,
+-- when Debian's python3-torch is installed), same configurations, same thread
+-- count, same run.  One step is what a char-rnn training loop does per batch:
+--
+--   zero_grad; Embedding(65 -> 64) -> RNN (L x H) -> Linear(H -> 65);
+--   CrossEntropy; backward; clip_grad_norm(5); Adam step
+--
+--   luajit examples/bench/step.lua                       -- the whole table (make bench)
+--   luajit examples/bench/step.lua --cells lstm --configs 256x2 --threads 2
+--
+-- Columns: bptt and PyTorch tokens/s (T*B / median step time, --iters >= 10
+-- timed steps after --warmup), their ratio, bptt's achieved GFLOP/s (the
+-- FLOPs of the step's necessary GEMMs, below, over its step time), the % of
+-- the GEMM-only ceiling (the time those GEMMs take when each shape is timed
+-- alone with cblas_sgemm at the same thread count, over bptt's step time),
+-- bptt's speed-up over itself on 1 thread (--threads > 1, H >= --scaling-from),
+-- and the peak RSS of each side (each configuration runs in a process of its
+-- own, so the peak is that configuration's).  PyTorch's figure is the faster
+-- of its 1- and 2-thread settings when --threads is 2 (the issue's "faster of
+-- PyTorch's thread settings").
+--
+-- The necessary GEMMs of one step, for a layer with G gate blocks, input size
+-- D (64 for the first layer, H above), N = T*B rows, vocabulary V = 65:
+--   forward   input projections       N x GH x D         once
+--             recurrence              B x GH x H         T times (per step)
+--   backward  dh_{t-1} = dG_t W_hh    B x H x GH         T-1 times
+--             dW_ih += dG^T x         GH x D x N         once
+--             dW_hh += dG^T h         GH x H x N         once
+--             dx = dG W_ih            N x D x GH         once
+--   decoder   logits, dW, dx          N x V x H, V x H x N, N x H x V
+-- A GEMM M x N x K costs 2MNK FLOPs.  Embedding, cross-entropy, clipping and
+-- Adam have no GEMM: their time, and the cells' elementwise work, is what
+-- keeps the ratio below 100%.
+local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/?.so;" .. package.cpath
+local bptt = require "bptt"
+local core = require "bptt.core"
+local argparse = require "argparse"
+
+local p = argparse("step.lua", "Char-LM training step: bptt vs PyTorch, tokens/s, GFLOP/s, GEMM ceiling, peak RSS.")
+p:option("--cells", "cells, comma separated", "lstm,gru,tanh")
+p:option("--configs", "HxL[xBxT], comma separated (B, T default 32, 64)",
+  "128x1,128x2,256x1,256x2,512x1x64x128,1024x1x64x128")
+p:option("--threads", "thread count of both sides", "2"):convert(tonumber)
+p:option("--iters", "timed steps (median)", "10"):convert(tonumber)
+p:option("--warmup", "untimed steps first", "3"):convert(tonumber)
+p:option("--scaling-from", "with --threads > 1, also time bptt on 1 thread from this H on", "256"):convert(tonumber)
+p:option("--python", "python with torch", "/usr/bin/python3")
+p:flag("--no-torch", "skip PyTorch")
+p:option("--worker", "internal: measure one configuration cell,H,L,B,T and print one line")
+local args = p:parse()
+
+local V, E = 65, 64
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  return n % 2 == 1 and xs[(n + 1) / 2] or 0.5 * (xs[n / 2] + xs[n / 2 + 1])
+end
+
+local function timed(f, warmup, iters)
+  for _ = 1, warmup do f() end
+  local ts = {}
+  for i = 1, iters do
+    local t0 = bptt.clock()
+    f()
+    ts[i] = bptt.clock() - t0
+  end
+  return median(ts)
+end
+
+-- kB from /proc/self/status (Linux); nil elsewhere
+local function status_kb(key)
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match(key .. ":%s*(%d+)"))
+end
+
+local GATES = { lstm = 4, gru = 3, tanh = 1, relu = 1 }
+
+-- The step's necessary GEMMs: {M, N, K, transa, transb, count}, as in the header.
+local function gemm_list(cell, H, L, B, T)
+  local N, GH, list = T * B, GATES[cell] * H, {}
+  local function add(M, Nn, K, ta, tb, count) list[#list + 1] = { M, Nn, K, ta, tb, count } end
+  for k = 1, L do
+    local D = k == 1 and E or H
+    add(N, GH, D, false, true, 1)      -- x W_ih^T
+    add(B, GH, H, false, true, T)      -- h_{t-1} W_hh^T
+    add(B, H, GH, false, false, T - 1) -- dG_t W_hh
+    add(GH, D, N, true, false, 1)      -- dG^T x
+    add(GH, H, N, true, false, 1)      -- dG^T h
+    add(N, D, GH, false, false, 1)     -- dG W_ih
+  end
+  add(N, V, H, false, true, 1)
+  add(V, H, N, true, false, 1)
+  add(N, H, V, false, false, 1)
+  return list
+end
+
+local function gemm_ceiling(list, iters, threads)
+  local seconds, flops = 0, 0
+  for _, g in ipairs(list) do
+    local M, N, K, ta, tb, count = g[1], g[2], g[3], g[4], g[5], g[6]
+    if count > 0 then
+      local a = ta and bptt.randn(K, M):t() or bptt.randn(M, K)
+      local b = tb and bptt.randn(N, K):t() or bptt.randn(K, N)
+      local c = bptt.zeros(M, N)
+      -- enough repetitions that one timing is well above the clock's resolution
+      local reps = math.max(1, math.min(count, math.ceil(2e7 / (2 * M * N * K))))
+      local function run() for _ = 1, reps do bptt.matmul(a, b, c) end end
+      -- the faster of the team's split and OpenBLAS's own threads
+      local t = timed(run, 2, iters) / reps
+      if threads > 1 then
+        bptt.set_num_threads(1)
+        core.blas_set_num_threads(threads)
+        t = math.min(t, timed(run, 2, iters) / reps)
+        core.blas_set_num_threads(1)
+        bptt.set_num_threads(threads)
+      end
+      seconds = seconds + t * count
+      flops = flops + 2 * M * N * K * count
+    end
+  end
+  return seconds, flops
+end
+
+local function worker(spec)
+  local cell, H, L, B, T = spec:match("^(%a+),(%d+),(%d+),(%d+),(%d+)$")
+  H, L, B, T = tonumber(H), tonumber(L), tonumber(B), tonumber(T)
+  bptt.set_num_threads(args.threads)
+  bptt.manual_seed(1)
+  bptt.matmul(bptt.randn(64, 64), bptt.randn(64, 64)) -- OpenBLAS's buffers into the baseline
+  collectgarbage()
+  local base_kb = status_kb("VmRSS")
+  local lm = bptt.LanguageModel{ vocab = V, embed = E, cell = cell, hidden = H, layers = L }
+  local ce = bptt.CrossEntropy()
+  local opt = bptt.optim.adam(lm, { lr = 2e-3 })
+  local x, y = bptt.zeros(T, B, "int32"), bptt.zeros(T, B, "int32")
+  for t = 1, T do
+    for b = 1, B do
+      x:set(t, b, bptt.random(V))
+      y:set(t, b, bptt.random(V))
+    end
+  end
+  local function step()
+    opt:zero_grad()
+    local logits = lm:forward(x)
+    ce:forward(logits, y)
+    lm:backward(ce:backward())
+    bptt.clip_grad_norm(lm, 5)
+    opt:step()
+  end
+  local sec = timed(step, args.warmup, args.iters)
+  local peak_kb = status_kb("VmHWM")
+  local est = lm:memory_estimate(T, B)
+  local ceil_s, flops = gemm_ceiling(gemm_list(cell, H, L, B, T), args.iters, args.threads)
+  io.write(string.format("tok_s=%.1f step_s=%.6f ceil_s=%.6f flops=%.0f base_kb=%d peak_kb=%d est_b=%d\n",
+    T * B / sec, sec, ceil_s, flops, base_kb or 0, peak_kb or 0, est))
+end
+
+if args.worker then
+  worker(args.worker)
+  os.exit(0)
+end
+
+--------------------------------------------------------------------------------
+-- driver
+
+local function list(s)
+  local out = {}
+  for item in s:gmatch("[^,]+") do out[#out + 1] = item end
+  return out
+end
+
+local function run(cmd)
+  local f = io.popen(cmd)
+  local out = f:read("*a")
+  f:close()
+  return out
+end
+
+local function kv(out)
+  local t = {}
+  for k, v in out:gmatch("([%w_]+)=([%d.e+-]+)") do t[k] = tonumber(v) end
+  return t
+end
+
+local have_torch = not args.no_torch and os.execute(args.python .. " -c 'import torch' >/dev/null 2>&1") == 0
+local luajit = arg[-1] or "luajit"
+
+local function bench_torch(cell, H, L, B, T, threads)
+  local cmd = string.format("%s %s/examples/bench/torch_step.py --cell %s --hidden %d --layers %d --batch %d "
+    .. "--seq %d --threads %d --iters %d --warmup %d 2>/dev/null", args.python, root, cell, H, L, B, T, threads,
+    args.iters, args.warmup)
+  local r = kv(run(cmd))
+  return r.tok_s and r or nil
+end
+
+local function fmt(v, f) return v and string.format(f, v) or "-" end
+
+print(string.format("Char-LM training step (Embedding %d->%d, RNN, Linear ->%d, CE, backward, clip 5, Adam), "
+  .. "float32, %d thread(s); medians of %d steps", V, E, V, args.threads, args.iters))
+print("BLAS: " .. bptt.blas_config())
+print("| config | bptt tok/s | PyTorch tok/s | ratio | GFLOP/s | % of GEMM ceiling | vs 1 thread | bptt peak RSS | PyTorch peak RSS |")
+print("|---|---|---|---|---|---|---|---|---|")
+for _, cell in ipairs(list(args.cells)) do
+  for _, c in ipairs(list(args.configs)) do
+    local H, L, B, T = c:match("^(%d+)x(%d+)x?(%d*)x?(%d*)$")
+    if not H then error("step.lua: --configs: bad item " .. c) end
+    H, L, B, T = tonumber(H), tonumber(L), tonumber(B) or 32, tonumber(T) or 64
+    local function bptt_worker(threads)
+      local r = kv(run(string.format("%s %s/examples/bench/step.lua --threads %d --iters %d --warmup %d "
+        .. "--worker %s,%d,%d,%d,%d", luajit, root, threads, args.iters, args.warmup, cell, H, L, B, T)))
+      if not r.tok_s then error("step.lua: the bptt worker failed for " .. cell .. " " .. c) end
+      return r
+    end
+    local r = bptt_worker(args.threads)
+    local r1 = args.threads > 1 and H >= args.scaling_from and bptt_worker(1) or nil
+    local tr
+    if have_torch then
+      tr = bench_torch(cell, H, L, B, T, args.threads)
+      if args.threads > 1 then
+        local t1 = bench_torch(cell, H, L, B, T, 1)
+        if t1 and (not tr or t1.tok_s > tr.tok_s) then tr = t1 end
+      end
+    end
+    print(string.format("| %s %dx%d B%d T%d | %s | %s | %s | %s | %s | %s | %s | %s |", cell, H, L, B, T,
+      fmt(r.tok_s, "%.0f"), fmt(tr and tr.tok_s, "%.0f"), tr and string.format("%.2fx", r.tok_s / tr.tok_s) or "-",
+      fmt(r.flops / r.step_s / 1e9, "%.1f"), fmt(100 * r.ceil_s / r.step_s, "%.0f%%"),
+      r1 and string.format("%.2fx", r.tok_s / r1.tok_s) or "-",
+      fmt(r.peak_kb / 1024, "%.0f MB"), fmt(tr and tr.peak_kb and tr.peak_kb / 1024, "%.0f MB")))
+    io.stdout:flush()
+  end
+end
+if not have_torch then print("PyTorch: not measured (python3-torch not importable)") end

@@ -1,0 +1,107 @@
+#!/usr/bin/python3
+"""PyTorch's side of the char-LM training-step benchmark (examples/bench/step.lua).
+
+One configuration per run; prints ONE line of key=value pairs on stdout:
+
+    /usr/bin/python3 examples/bench/torch_step.py --cell lstm --hidden 256 --layers 2 \
+        --batch 32 --seq 64 --threads 2 [--iters 10] [--warmup 3] [--malloc keep]
+
+    tok_s=... step_s=... peak_kb=... threads=2 malloc=default torch=1.13.0a0
+
+The step, float32, time-major, the same model as bptt.LanguageModel:
+    opt.zero_grad(); logits = dec(rnn(emb(x))[0]); loss = cross_entropy(logits, y)
+    loss.backward(); clip_grad_norm_(params, 5); opt.step()          (Adam, lr 2e-3)
+Embedding 65 -> 64, vocabulary 65; x and y are fixed random ids.  --warmup steps untimed,
+then --iters (>= 10) timed one by one; tok_s = T * B / median(step time).  peak_kb is
+the process's VmHWM after the timed steps.
+
+Threads and malloc: as torch_rnn.py (its ensure_env sets OMP_NUM_THREADS,
+OPENBLAS_NUM_THREADS and OMP_WAIT_POLICY before torch is imported, re-executing this
+script when needed). Use /usr/bin/python3, Debian's interpreter with torch.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_rnn import ensure_env, check_blas_threads, median  # noqa: E402
+
+V, E = 65, 64
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="PyTorch char-LM training step tokens/s (one configuration).")
+    p.add_argument("--cell", choices=("tanh", "relu", "lstm", "gru"), default="lstm")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seq", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--malloc", choices=("default", "keep"), default="default")
+    a = p.parse_args(argv)
+    for name in ("hidden", "layers", "batch", "seq", "threads"):
+        if getattr(a, name) < 1:
+            p.error("--%s must be >= 1" % name)
+    if a.iters < 10:
+        p.error("--iters must be >= 10 (the median of at least 10 steps)")
+    return a
+
+
+def peak_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    a = parse_args(sys.argv[1:])
+    ensure_env(a.threads, a.malloc)
+    import time
+    try:
+        import torch
+    except ImportError:
+        sys.exit("torch_step.py: no torch in %s; run it with /usr/bin/python3" % sys.executable)
+    torch.set_num_threads(a.threads)
+    check_blas_threads(a.threads)
+    torch.manual_seed(0)
+    H, L, B, T = a.hidden, a.layers, a.batch, a.seq
+    kw = dict(input_size=E, hidden_size=H, num_layers=L)
+    if a.cell == "lstm":
+        rnn = torch.nn.LSTM(**kw)
+    elif a.cell == "gru":
+        rnn = torch.nn.GRU(**kw)
+    else:
+        rnn = torch.nn.RNN(nonlinearity=a.cell, **kw)
+    emb, dec = torch.nn.Embedding(V, E), torch.nn.Linear(H, V)
+    params = list(emb.parameters()) + list(rnn.parameters()) + list(dec.parameters())
+    opt = torch.optim.Adam(params, lr=2e-3)
+    x = torch.randint(0, V, (T, B))
+    y = torch.randint(0, V, (T, B))
+
+    def step():
+        opt.zero_grad()
+        out, _ = rnn(emb(x))
+        loss = torch.nn.functional.cross_entropy(dec(out).view(T * B, V), y.view(T * B))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+
+    for _ in range(a.warmup):
+        step()
+    times = []
+    for _ in range(a.iters):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    sec = median(times)
+    print("tok_s=%.1f step_s=%.6f peak_kb=%d threads=%d malloc=%s torch=%s"
+          % (T * B / sec, sec, peak_kb(), a.threads, a.malloc, torch.__version__))
+
+
+if __name__ == "__main__":
+    main()
