@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "lbptt.h"
+#include "packed.h"
 #include "parallel.h"
 
 /* bptt.set_num_threads(n): threads of the library's team (parallel.h), which
@@ -29,6 +30,18 @@ static int l_blas_set_num_threads(lua_State *L) {
   int n = (int)bptt_checkint(L, 1, "bptt.core.blas_set_num_threads", "n", 1, BPTT_MAX_THREADS);
   openblas_set_num_threads(n);
   return 0;
+}
+
+/* bptt.core.packed_gemm([on]): whether the recurrent layers' per-step GEMMs
+ * use packed.h's kernel (it needs AVX-512F); with a boolean, switches it on
+ * or off first (specs and benchmarks compare it with BLAS). */
+static int l_packed_gemm(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    bptt_packed_enable(lua_toboolean(L, 1));
+  }
+  lua_pushboolean(L, bptt_packed_available());
+  return 1;
 }
 
 static int l_num_threads(lua_State *L) {
@@ -52,7 +65,8 @@ static int l_clock(lua_State *L) {
 
 static const luaL_Reg functions[] = {{"clock", l_clock}, {"set_num_threads", l_set_num_threads}, {"num_threads", l_num_threads},
                                      {"blas_config", l_blas_config},
-                                     {"blas_set_num_threads", l_blas_set_num_threads}, {NULL, NULL}};
+                                     {"blas_set_num_threads", l_blas_set_num_threads},
+                                     {"packed_gemm", l_packed_gemm}, {NULL, NULL}};
 
 /* The team's workers (parallel.c) run this library's code and outlive any
  * Lua state, but lua_close unloads C modules (dlclose): pin the library in

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "core.h"
 #include "parallel.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -164,4 +165,20 @@ void bptt_parallel_range(long long total, long long align, int tid, int n, long 
   a = chunk * tid;
   *lo = a < total ? a : total;
   *hi = a + chunk < total ? a + chunk : total;
+}
+
+static struct {
+  void *p;
+  size_t n;
+} scratch[BPTT_MAX_THREADS];
+
+void *bptt_parallel_scratch(int tid, size_t nbytes) {
+  void *p;
+  if (tid < 0 || tid >= BPTT_MAX_THREADS) return NULL;
+  if (scratch[tid].p && scratch[tid].n >= nbytes) return scratch[tid].p;
+  p = bptt_malloc(nbytes);
+  if (!p) return NULL;
+  bptt_free(scratch[tid].p);
+  scratch[tid].p = p, scratch[tid].n = nbytes;
+  return p;
 }

@@ -25,6 +25,8 @@
 #ifndef BPTT_PARALLEL_H
 #define BPTT_PARALLEL_H
 
+#include <stddef.h>
+
 #define BPTT_MAX_THREADS 64
 
 typedef void (*bptt_task)(void *ctx, int tid, int nthreads);
@@ -41,6 +43,12 @@ int bptt_parallel_run(bptt_task fn, void *ctx, int n);
 /* Inside a region of n threads: returns when all n threads have called it
  * (as many times).  A no-op for n = 1. */
 void bptt_parallel_barrier(int n);
+
+/* A buffer of at least nbytes (64-byte aligned) that belongs to team thread
+ * tid, kept and reused from call to call and grown when asked for more; NULL
+ * if it cannot be allocated (the old buffer is then kept).  Only thread tid
+ * may use it, and only inside a region or from the caller between regions. */
+void *bptt_parallel_scratch(int tid, size_t nbytes);
 
 /* [*lo, *hi) of 0..total for thread tid of n, in chunks that are whole
  * multiples of align (but for the last): contiguous, disjoint, covering. */

@@ -11,6 +11,7 @@
 #include <cblas.h>
 
 #include "activations.h"
+#include "packed.h"
 #include "parallel.h"
 #include "rnn.h"
 
@@ -102,6 +103,9 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
 #define FN(name) name##_f32
 #define GEMM cblas_sgemm
 #define GEMV cblas_sgemv
+#define USE_PACKED(B, T) (bptt_packed_available() && (B) >= 4 && (T) >= 2)
+#define PACK(P, W, ld, tr, K, N) bptt_pack_f32(P, W, ld, tr, K, N)
+#define PACKED_GEMM(M, N, K, A, lda, P, beta, C, ldc) bptt_sgemm_packed(M, N, K, A, lda, P, beta, C, ldc)
 #define SIGMOID bptt_sigmoidf
 #define TANH bptt_tanhf
 #include "rnn_impl.h"
@@ -109,6 +113,9 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
 #undef FN
 #undef GEMM
 #undef GEMV
+#undef USE_PACKED
+#undef PACK
+#undef PACKED_GEMM
 #undef SIGMOID
 #undef TANH
 
@@ -125,6 +132,9 @@ static double sigmoid_f64(double a) {
 #define FN(name) name##_f64
 #define GEMM cblas_dgemm
 #define GEMV cblas_dgemv
+#define USE_PACKED(B, T) 0
+#define PACK(P, W, ld, tr, K, N) ((void)(P))
+#define PACKED_GEMM(M, N, K, A, lda, P, beta, C, ldc) ((void)(P))
 #define SIGMOID sigmoid_f64
 #define TANH tanh
 #include "rnn_impl.h"
@@ -132,5 +142,8 @@ static double sigmoid_f64(double a) {
 #undef FN
 #undef GEMM
 #undef GEMV
+#undef USE_PACKED
+#undef PACK
+#undef PACKED_GEMM
 #undef SIGMOID
 #undef TANH

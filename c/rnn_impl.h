@@ -4,6 +4,8 @@
  *   REAL      float | double
  *   FN(name)  name##_f32 | name##_f64
  *   GEMM, GEMV  cblas_sgemm, cblas_sgemv | cblas_dgemm, cblas_dgemv
+ *   USE_PACKED(B, T), PACK, PACKED_GEMM   packed.h's kernel for float32
+ *             (when the CPU has it, B >= 4, T >= 2) | 0 and no-ops
  *   SIGMOID, TANH   bptt_sigmoidf, bptt_tanhf (activations.h: inline,
  *             vectorizable) | rnn.c's sigmoid_f64 and tanh (libm's exp, tanh)
  * No include guard on purpose.
@@ -108,6 +110,20 @@ static void FN(gate_cols)(int64_t G, int64_t H, int64_t j0, int64_t nj,
   for (g = 0; g < G; g++)
     FN(gemm)(0, 1, M, nj, K, 1, A, K, W + (g * H + j0) * K, K, beta,
              C + g * H + j0, G * H);
+}
+
+/* The per-step GEMM through this thread's packed weights (packed.h) when
+ * it has them (pk), else gate_cols: blk floats per gate block of pk. */
+static void FN(rec_cols)(const REAL *pk, int64_t blk, int64_t G, int64_t H,
+                         int64_t j0, int64_t nj, int64_t M, int64_t K,
+                         const REAL *A, const REAL *W, REAL beta, REAL *C) {
+  int64_t g;
+  if (!pk) {
+    FN(gate_cols)(G, H, j0, nj, M, K, A, W, beta, C);
+    return;
+  }
+  for (g = 0; g < G; g++)
+    PACKED_GEMM(M, nj, K, A, K, pk + g * blk, beta, C + g * H + j0, G * H);
 }
 
 /* ---- forward ------------------------------------------------------------ */
@@ -251,10 +267,18 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
   REAL *hw = cell == BPTT_CELL_GRU ? cs + T * BH : NULL; /* gru's hidden side */
   /* the hidden-side biases join the input side's, but gru's b_hn */
   const int64_t hcut = cell == BPTT_CELL_GRU ? 2 * H : GH;
-  int64_t j0, j1, nj, r0, r1, t;
-  REAL beta;
+  int64_t j0, j1, nj, r0, r1, t, blk = 0;
+  REAL beta, *pk = NULL;
   FN(shares)(d, tid, n, &j0, &j1, &r0, &r1);
   nj = j1 - j0;
+  /* this thread's columns of W_hh^T, packed once for the T steps */
+  if (USE_PACKED(B, T) && nj > 0) {
+    int64_t g;
+    blk = bptt_packed_floats(H, nj);
+    pk = bptt_parallel_scratch(tid, (size_t)(G * blk) * sizeof(REAL));
+    if (pk)
+      for (g = 0; g < G; g++) PACK(pk + g * blk, w_hh + (g * H + j0) * H, H, 1, H, nj);
+  }
   /* pre (TB, GH) = b_ih (+ b_hh, but for gru) + x W_ih^T: this thread's
    * rows r0..r1, or when there are few rows (sampling), its units' columns */
   if (T * B >= 64 * n) {
@@ -279,14 +303,14 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
         case BPTT_CELL_LSTM: {
           REAL *ct = cs + t * BH;
           /* gates_t (B, 4H) += h_{t-1} (B, H) W_hh^T */
-          if (hp) FN(gate_cols)(4, H, j0, nj, B, H, hp, w_hh, 1, pt);
+          if (hp) FN(rec_cols)(pk, blk, 4, H, j0, nj, B, H, hp, w_hh, 1, pt);
           FN(lstm_step)(B, H, j0, nj, pt, t ? ct - BH : c0, ct, yt);
           break;
         }
         case BPTT_CELL_GRU: {
           int64_t g;
           /* hw (B, 3H) = h_{t-1} (B, H) W_hh^T */
-          if (hp) FN(gate_cols)(3, H, j0, nj, B, H, hp, w_hh, 0, hw);
+          if (hp) FN(rec_cols)(pk, blk, 3, H, j0, nj, B, H, hp, w_hh, 0, hw);
           else
             for (g = 0; g < B * 3; g++)
               memset(hw + g * H + j0, 0, (size_t)nj * sizeof(REAL));
@@ -297,7 +321,7 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
         }
         default:
           /* y_t (B, H) += h_{t-1} (B, H) W_hh^T */
-          if (hp) FN(gate_cols)(1, H, j0, nj, B, H, hp, w_hh, 1, yt);
+          if (hp) FN(rec_cols)(pk, blk, 1, H, j0, nj, B, H, hp, w_hh, 1, yt);
           FN(elman_step)(B, H, j0, nj, relu, yt);
           break;
       }
@@ -575,8 +599,14 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
   REAL *dh = dG + T * B * GH + (dGn ? T * BH : 0), *dc = dh + BH;
   int64_t j0, j1, nj, r0, r1, p0, p1, t;
   long long a, b;
+  REAL *pk = NULL;
   FN(shares)(d, tid, n, &j0, &j1, &r0, &r1);
   nj = j1 - j0;
+  /* this thread's columns of W_hh, packed once for the T steps */
+  if (USE_PACKED(B, T) && nj > 0) {
+    pk = bptt_parallel_scratch(tid, (size_t)bptt_packed_floats(GH, nj) * sizeof(REAL));
+    if (pk) PACK(pk, w_hh + j0, H, 0, GH, nj);
+  }
   /* BPTT, t = T..1, carrying dh = dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t:
    * the note's sum over products of Jacobians by Horner's rule, no product
    * of Jacobians ever formed (see above). */
@@ -608,7 +638,9 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
     }
     bptt_parallel_barrier(n);                   /* dG_t complete */
     /* dh[:, j0..j1] <- dL/dh_{t-1} = (beta dh +) dG_t (B, GH) W_hh[:, j0..j1] */
-    if (t > 0 || job->dh0)
+    if ((t > 0 || job->dh0) && pk)
+      PACKED_GEMM(B, nj, GH, dGt, GH, pk, beta, dh + j0, H);
+    else if (t > 0 || job->dh0)
       FN(gemm)(0, 0, B, nj, GH, 1, dGt, GH, w_hh + j0, H, beta, dh + j0, H);
   }
   bptt_parallel_barrier(n);                     /* every dG_t complete */

@@ -36,7 +36,8 @@ build = {
     ["bptt.core"] = {
       sources = {
         -- the core (no Lua headers)
-        "c/core.c", "c/crc32.c", "c/gemm.c", "c/nn.c", "c/optim.c", "c/parallel.c", "c/rng.c", "c/rnn.c",
+        "c/core.c", "c/crc32.c", "c/gemm.c", "c/nn.c", "c/optim.c", "c/packed.c", "c/parallel.c", "c/rng.c",
+        "c/rnn.c",
         "c/safetensors.c", "c/sample.c",
         "c/tensor.c", "c/text.c",
         -- the Lua binding

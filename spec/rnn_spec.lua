@@ -378,6 +378,66 @@ describe("bptt.RNN on several threads (the units split between the team)", funct
   end
 end)
 
+describe("bptt.RNN float32 per-step kernel (packed weights, AVX-512)", function()
+  local core = require "bptt.core"
+  local before
+  before_each(function() before = bptt.num_threads() end)
+  after_each(function()
+    bptt.set_num_threads(before)
+    core.packed_gemm(true)
+  end)
+
+  -- B >= 4 and T >= 2 take the packed kernel where the CPU has AVX-512F;
+  -- 5 and 9 rows leave partial 8-row tiles, H = 20 and 100 partial panels.
+  local function run(m, x, h0, c0, dy)
+    m:zero_grad()
+    local y = m:forward(x, h0, c0):clone()
+    local dx = m:backward(dy):clone()
+    local _, grads = m:parameters()
+    local g = {}
+    for name, t in pairs(grads) do g[name] = t:clone():to("float64") end
+    return y:to("float64"), dx:to("float64"), g
+  end
+
+  for _, cell in ipairs(CELLS) do
+    it(cell .. ": float32 within 2e-6 of float64 and of the BLAS path, for partial tiles and panels, 1 and 2 threads",
+      function()
+        for _, case in ipairs({ { H = 20, B = 5 }, { H = 100, B = 9 }, { H = 64, B = 32 } }) do
+          for _, threads in ipairs({ 1, 2 }) do
+            bptt.set_num_threads(threads)
+            bptt.manual_seed(case.H + case.B)
+            local m64 = bptt.RNN{ cell = cell, input = 13, hidden = case.H, layers = 2, dtype = "float64" }
+            local m32 = twin(m64, { dtype = "float32" })
+            local x, h0, c0 = inputs(m64, 6, case.B, true)
+            local dy = bptt.randn(6, case.B, case.H, "float64")
+            local function f32(t) return t and t:to("float32") end
+            local y64, dx64, g64 = run(m64, x, h0, c0, dy)
+            core.packed_gemm(true)
+            local y1, dx1, g1 = run(m32, f32(x), f32(h0), f32(c0), f32(dy))
+            core.packed_gemm(false)
+            local y2, dx2, g2 = run(m32, f32(x), f32(h0), f32(c0), f32(dy))
+            local what = string.format("H = %d, B = %d, %d threads", case.H, case.B, threads)
+            N.assert_rel(y1, y64, 2e-6, "y vs float64, " .. what)
+            N.assert_rel(dx1, dx64, 2e-6, "dx vs float64, " .. what)
+            N.assert_rel(y1, y2, 2e-6, "y vs BLAS, " .. what)
+            N.assert_rel(dx1, dx2, 2e-6, "dx vs BLAS, " .. what)
+            for name, g in pairs(g64) do
+              N.assert_rel(g1[name], g, 2e-6, name .. " vs float64, " .. what)
+              N.assert_rel(g1[name], g2[name], 2e-6, name .. " vs BLAS, " .. what)
+            end
+          end
+        end
+      end)
+  end
+
+  it("bptt.core.packed_gemm switches the kernel off and on, and says whether it runs", function()
+    assert.is_false(core.packed_gemm(false))
+    local on = core.packed_gemm(true)
+    assert.is_boolean(on)
+    assert.has_error(function() core.packed_gemm("yes") end)
+  end)
+end)
+
 describe("bptt.RNN dropout", function()
   for _, cell in ipairs(CELLS) do
     it(cell .. ": the same seed gives the same outputs; another seed other outputs", function()

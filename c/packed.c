@@ -1,0 +1,114 @@
+/*
+ * packed.c -- the packed float32 GEMM of packed.h.
+ */
+#include <string.h>
+
+#include "packed.h"
+
+#define PANEL 16 /* columns per panel: one 512-bit vector */
+#define ROWS 8   /* rows per tile */
+
+int64_t bptt_packed_floats(int64_t K, int64_t N) { return (N + PANEL - 1) / PANEL * PANEL * K; }
+
+void bptt_pack_f32(float *P, const float *B, int64_t ldb, int transb, int64_t K, int64_t N) {
+  int64_t p, k, i, np = (N + PANEL - 1) / PANEL;
+  for (p = 0; p < np; p++) {
+    float *dst = P + p * PANEL * K;
+    int64_t n0 = p * PANEL, w = N - n0 < PANEL ? N - n0 : PANEL;
+    if (transb) { /* column n of op(B) is row n of B: read rows, write strided */
+      if (w < PANEL) memset(dst, 0, (size_t)(PANEL * K) * sizeof(float));
+      for (i = 0; i < w; i++) {
+        const float *src = B + (n0 + i) * ldb;
+        for (k = 0; k < K; k++) dst[k * PANEL + i] = src[k];
+      }
+    } else {
+      for (k = 0; k < K; k++) {
+        const float *src = B + k * ldb + n0;
+        float *d = dst + k * PANEL;
+        for (i = 0; i < w; i++) d[i] = src[i];
+        for (; i < PANEL; i++) d[i] = 0;
+      }
+    }
+  }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(BPTT_NO_CLONES)
+#include <immintrin.h>
+
+static int enabled = -1; /* -1: not decided yet */
+
+int bptt_packed_available(void) {
+  if (enabled < 0) {
+    __builtin_cpu_init();
+    enabled = __builtin_cpu_supports("avx512f") ? 1 : 0;
+  }
+  return enabled;
+}
+
+void bptt_packed_enable(int on) {
+  __builtin_cpu_init();
+  enabled = on && __builtin_cpu_supports("avx512f") ? 1 : 0;
+}
+
+/* One tile: rows a[0..7] (duplicates past the last row), NP = 1 or 2
+ * panels; stores rows < rows, columns < width of each panel (masks). */
+#define TILE(NP)                                                                                               \
+  __attribute__((target("avx512f"))) static void tile##NP(int64_t K, const float *const *a, const float *P,     \
+                                                          int64_t pstride, float beta, float *const *c,         \
+                                                          int rows, __mmask16 m0, __mmask16 m1) {               \
+    __m512 acc[ROWS][NP];                                                                                      \
+    int64_t k;                                                                                                 \
+    int r, q;                                                                                                  \
+    for (r = 0; r < ROWS; r++)                                                                                 \
+      for (q = 0; q < NP; q++) acc[r][q] = _mm512_setzero_ps();                                                \
+    for (k = 0; k < K; k++) {                                                                                  \
+      __m512 b[NP];                                                                                            \
+      for (q = 0; q < NP; q++) b[q] = _mm512_loadu_ps(P + q * pstride + k * PANEL);                            \
+      for (r = 0; r < ROWS; r++) {                                                                             \
+        __m512 x = _mm512_set1_ps(a[r][k]);                                                                    \
+        for (q = 0; q < NP; q++) acc[r][q] = _mm512_fmadd_ps(x, b[q], acc[r][q]);                              \
+      }                                                                                                        \
+    }                                                                                                          \
+    for (r = 0; r < rows; r++)                                                                                 \
+      for (q = 0; q < NP; q++) {                                                                               \
+        __mmask16 m = q ? m1 : m0;                                                                             \
+        float *dst = c[r] + q * PANEL;                                                                         \
+        __m512 v = acc[r][q];                                                                                  \
+        if (beta != 0) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, dst));                                    \
+        _mm512_mask_storeu_ps(dst, m, v);                                                                      \
+      }                                                                                                        \
+  }
+TILE(1)
+TILE(2)
+
+static __mmask16 mask_of(int64_t w) { return w >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << w) - 1); }
+
+void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P, float beta,
+                       float *C, int64_t ldc) {
+  int64_t i0, p, np = (N + PANEL - 1) / PANEL;
+  for (i0 = 0; i0 < M; i0 += ROWS) {
+    const float *a[ROWS];
+    float *c[ROWS];
+    int r, rows = M - i0 < ROWS ? (int)(M - i0) : ROWS;
+    for (r = 0; r < ROWS; r++) a[r] = A + (i0 + (r < rows ? r : rows - 1)) * lda;
+    for (p = 0; p < np; p += 2) {
+      for (r = 0; r < rows; r++) c[r] = C + (i0 + r) * ldc + p * PANEL;
+      if (p + 1 < np)
+        tile2(K, a, P + p * PANEL * K, PANEL * K, beta, c, rows, mask_of(N - p * PANEL),
+              mask_of(N - (p + 1) * PANEL));
+      else
+        tile1(K, a, P + p * PANEL * K, PANEL * K, beta, c, rows, mask_of(N - p * PANEL), 0);
+    }
+  }
+}
+
+#else /* no AVX-512 path in this build: BLAS everywhere */
+
+int bptt_packed_available(void) { return 0; }
+void bptt_packed_enable(int on) { (void)on; }
+void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P, float beta,
+                       float *C, int64_t ldc) {
+  (void)M, (void)N, (void)K, (void)A, (void)lda, (void)P, (void)beta, (void)C, (void)ldc;
+}
+
+#endif
