@@ -111,3 +111,126 @@ describe("no growth over many create/drop cycles", function()
     assert.is_true(mb < BOUND, string.format("grew by %.1f MB", mb))
   end)
 end)
+
+describe("no growth over 10,000 training steps", function()
+  -- A tiny char-LM trained step by step, as bptt.Trainer does.  After a
+  -- warm-up the resident size and the live Lua heap (both read after a full
+  -- collection, so that garbage not yet swept does not count) must stay
+  -- flat: a leak of one small tensor or one Lua table per step adds
+  -- ~100 bytes x 9,000 steps, far above the bounds (the second test shows
+  -- that this check does catch such a leak).
+  local STEPS = U.light and 1000 or 10000
+  local WARM = STEPS / 10
+  local SAMPLES = 18
+  local RSS_BOUND = U.memtool == "asan" and 300 * MB or U.memtool == "valgrind" and 40 * MB or 256 * 1024
+  local HEAP_BOUND = 64 * 1024
+
+  -- Runs STEPS training steps; returns the largest growth of the resident
+  -- size and of the Lua heap after the warm-up, in bytes.
+  local function train(leak)
+    local before = bptt.num_threads()
+    finally(function() bptt.set_num_threads(before) end)
+    bptt.set_num_threads(1)
+    bptt.manual_seed(5)
+    local lm = bptt.LanguageModel{ vocab = 10, embed = 4, cell = "lstm", hidden = 8, layers = 2 }
+    local ce = bptt.CrossEntropy()
+    local opt = bptt.optim.adam(lm, { lr = 1e-3 })
+    local x, y = bptt.zeros(4, 2, "int32"), bptt.zeros(4, 2, "int32")
+    for t = 1, 4 do
+      for b = 1, 2 do
+        x:set(t, b, bptt.random(10))
+        y:set(t, b, bptt.random(10))
+      end
+    end
+    local kept = {}
+    local function step(i)
+      opt:zero_grad()
+      ce:forward(lm:forward(x), y)
+      lm:backward(ce:backward())
+      bptt.clip_grad_norm(lm, 5)
+      opt:step()
+      if leak then kept[i] = bptt.zeros(16) end
+    end
+    local function measure()
+      collectgarbage()
+      collectgarbage()
+      return U.rss(), collectgarbage("count") * 1024
+    end
+    -- the same rhythm (a full collection every `every` steps) before and
+    -- after the reference point, so that nothing settles only after it
+    local every = (STEPS - WARM) / SAMPLES
+    local rss0, heap0
+    local drss, dheap = 0, 0
+    for i = 1, STEPS do
+      step(i)
+      if i % every == 0 or i == WARM then
+        local rss, heap = measure()
+        if i == WARM then
+          rss0, heap0 = rss, heap
+        elseif i > WARM then
+          drss, dheap = math.max(drss, rss - rss0), math.max(dheap, heap - heap0)
+        end
+      end
+    end
+    local s = lm:forward(x):sum()
+    assert(s == s, "the model went NaN")
+    return drss, dheap
+  end
+
+  it(STEPS .. " steps of an LSTM char-LM: resident size and Lua heap flat after " .. WARM, function()
+    local drss, dheap = train(false)
+    assert.is_true(drss < RSS_BOUND, string.format("resident size grew by %.0f kB", drss / 1024))
+    assert.is_true(dheap < HEAP_BOUND, string.format("Lua heap grew by %.1f kB", dheap / 1024))
+  end)
+
+  it("the same check catches one leaked 16-float tensor per step", function()
+    -- (not under the memory tools, whose allocators hold freed blocks back,
+    -- nor BPTT_SPEC_LIGHT's 1,000 steps, whose leak the memory the earlier
+    -- tests freed can absorb)
+    if U.memtool or U.light then return end
+    local drss, dheap = train(true)
+    assert.is_true(drss >= RSS_BOUND, string.format("a leak went unseen: resident size +%.0f kB", drss / 1024))
+    assert.is_true(dheap >= HEAP_BOUND, string.format("a leak went unseen: Lua heap +%.1f kB", dheap / 1024))
+  end)
+end)
+
+describe("LanguageModel:memory_minimum and memory_estimate", function()
+  it("the minimum is the documented formula (by hand: lstm, 2 layers; gru, 1 layer)", function()
+    -- vocab V = 5, embed E = 3, hidden H = 4, T = 2, B = 3: N = 6 tokens
+    local lstm = bptt.LanguageModel{ vocab = 5, embed = 3, cell = "lstm", hidden = 4, layers = 2 }
+    -- P = embed 5*3 + layer 0 (16*3 + 16*4 + 2*16) + layer 1 (16*4 + 16*4 + 2*16) + decoder 5*4 + 5
+    assert.equal(15 + 144 + 160 + 25, lstm:num_parameters())
+    local n = 4 * 344       -- parameters, gradients, exp_avg, exp_avg_sq
+      + 6 * 3               -- embedding output N*E
+      + 2 * (6 * 4 + 5 * 6 * 4) -- per layer: outputs N*H, saved gates and c 5*N*H
+      + 2 * 2 * 3 * 4       -- carried h0 and c0, L*B*H each
+      + 2 * 6 * 5           -- logits and dlogits, N*V each
+      + 6 * 4 + 4 * 6 * 4 + 2 * 3 * 4 + 6 * 4 -- backward: dy N*H, dG 4*N*H, dh and dc B*H, dx N*max(E, H)
+    assert.equal(4 * n + 2 * 6 * 4, lstm:memory_minimum(2, 3)) -- float32, and int32 ids and targets
+    assert.equal(4 * 1958 + 48, lstm:memory_minimum(2, 3))
+
+    local gru = bptt.LanguageModel{ vocab = 5, embed = 3, cell = "gru", hidden = 4, layers = 1, dtype = "float64" }
+    assert.equal(15 + (12 * 3 + 12 * 4 + 2 * 12) + 25, gru:num_parameters())
+    n = 4 * 148 + 6 * 3
+      + (6 * 4 + 4 * 6 * 4) -- outputs N*H; 3 gates and W_hn h + b_hn, 4*N*H
+      + 3 * 4               -- carried h0
+      + 2 * 6 * 5
+      + 6 * 4 + 4 * 6 * 4 + 3 * 4 + 6 * 3 -- dy, dG (3 gates and the n gate's input side), dh, dx N*E
+    assert.equal(8 * n + 2 * 6 * 4, gru:memory_minimum(2, 3))
+  end)
+
+  it("the estimate of what the layers allocate is never below the minimum", function()
+    for _, cell in ipairs({ "tanh", "relu", "lstm", "gru" }) do
+      for _, c in ipairs({ { E = 3, H = 4, L = 1 }, { E = 3, H = 4, L = 3, dropout = 0.5 }, { E = 9, H = 4, L = 2 },
+                           { E = 64, H = 128, L = 2, dtype = "float64" } }) do
+        local lm = bptt.LanguageModel{ vocab = 7, embed = c.E, cell = cell, hidden = c.H, layers = c.L,
+          dropout = c.dropout, dtype = c.dtype }
+        for _, tb in ipairs({ { 1, 1 }, { 5, 3 }, { 64, 32 } }) do
+          local est, min = lm:memory_estimate(tb[1], tb[2]), lm:memory_minimum(tb[1], tb[2])
+          assert.is_true(est >= min, string.format("%s E=%d H=%d L=%d T=%d B=%d: estimate %d < minimum %d", cell,
+            c.E, c.H, c.L, tb[1], tb[2], est, min))
+        end
+      end
+    end
+  end)
+end)

@@ -8,6 +8,9 @@
 -- Parameters: embed.weight, rnn.weight_ih_l0 ..., decoder.weight, decoder.bias
 -- (one flat buffer, see bptt.Model).
 --
+-- Memory of a training step: the formula of the minimum is written out above
+-- LanguageModel:memory_minimum, near the end of this file.
+--
 -- Truncated BPTT: forward starts from the hidden (and cell) state the previous
 -- forward ended in, for each of the B streams, and backward stops at the
 -- batch boundary (no gradient flows into the previous batch).  reset_state()
@@ -38,9 +41,26 @@ function LanguageModel:__init(opts)
     layers = opts.layers or 1, dropout = opts.dropout or 0, dtype = dtype,
   }
   local c = self.config
-  self:add("embed", Embedding{ vocab = vocab, dim = embed, dtype = dtype })
-  self:add("rnn", RNN{ cell = c.cell, input = embed, hidden = hidden, layers = c.layers, dropout = c.dropout, dtype = dtype })
-  self:add("decoder", Linear{ input = hidden, output = vocab, dtype = dtype })
+  -- Each add moves every parameter into a new flat buffer (bptt.Model).  The
+  -- buffers and views it replaces are freed at once, not left to the
+  -- collector: nobody else can hold them (the children are made here), and
+  -- a model of P parameters would otherwise leave about 4P of garbage.
+  local stale = {}
+  local function add(name, child)
+    local ms = { self, child }
+    for _, ch in ipairs(self:children()) do ms[#ms + 1] = ch.module end
+    for _, m in ipairs(ms) do
+      local p, g = m:parameters()
+      for _, t in pairs(p) do stale[#stale + 1] = t end
+      for _, t in pairs(g) do stale[#stale + 1] = t end
+      stale[#stale + 1], stale[#stale + 2] = m:flat_parameters()
+    end
+    self:add(name, child)
+  end
+  add("embed", Embedding{ vocab = vocab, dim = embed, dtype = dtype })
+  add("rnn", RNN{ cell = c.cell, input = embed, hidden = hidden, layers = c.layers, dropout = c.dropout, dtype = dtype })
+  add("decoder", Linear{ input = hidden, output = vocab, dtype = dtype })
+  for _, t in pairs(stale) do t:free() end
   self.carry_state = true
 end
 
@@ -79,7 +99,9 @@ function LanguageModel:backward(dlogits)
   util.tensor(fn, "dlogits", dlogits, self.config.dtype, "the model")
   util.shape(fn, "dlogits", dlogits, self.decoder._out_shape)
   local dy = self.decoder:backward(dlogits)
-  local dx = self.rnn:backward(dy)
+  -- dy is the decoder's buffer, dead once the top layer has read it: the
+  -- layers below write their input gradients over it (one buffer less)
+  local dx = self.rnn:_backward(fn, dy, nil, nil, dy)
   self.embed:backward(dx)
 end
 
@@ -222,24 +244,97 @@ function LanguageModel:score(ids)
   return res, math.exp(-res:mean())
 end
 
+-- Memory of one training step, char-rnn's loop at T x B with Adam:
+--
+--   opt:zero_grad(); ce:forward(lm:forward(x), y); lm:backward(ce:backward());
+--   bptt.clip_grad_norm(lm, 5); opt:step()
+--
+-- N = T*B tokens, V vocab, E embed, H hidden, L layers, I_k the input size of
+-- layer k (E, then H), P parameters; elements of the dtype, ids int32.
+--
+-- The analytic minimum (lm:memory_minimum) is what the math must hold at the
+-- step's peak, the top of backward, when everything forward made is still
+-- needed and backward's own buffers are in use:
+--
+--   4P                  parameters, gradients, Adam's exp_avg and exp_avg_sq
+--   2N (int32)          ids x and targets y
+--   N*E                 the embedding output (layer 1's dW_ih reads it)
+--   L*(N*H + C*N*H)     every layer's outputs h_1..h_T (the next layer's input,
+--                       the recurrence's h_{t-1}) and its cell's saved values:
+--                       C = 5 lstm (4 gates, c_t), 4 gru (3 gates and
+--                       W_hn h + b_hn), 0 tanh and relu (f' is read off h)
+--   S*L*B*H             the carried state h_0 (S = 1; 2 with lstm's c_0),
+--                       read by backward at t = 1
+--   (L-1)*N*H           with dropout, the masks of all layers but the last
+--   N*V                 the logits (CE's backward reads them)
+--   N*V                 dlogits, lm:backward's argument
+--   N*H + D*N*H + R*B*H + N*max_k I_k
+--                       the largest transient of backward, that of the layer
+--                       with the widest input: its incoming gradient dy; the
+--                       gate gradients dG of all T steps (D = 4 lstm; 4 gru,
+--                       3 gates and the n gate's input side; 1 tanh, relu);
+--                       the running dh (and dc: R = 2 lstm, 1 otherwise);
+--                       its dx
+--
+-- Why backward's buffers do not overwrite forward's: backward may be called
+-- again after one forward (the gradients then add up, as in nn), so the
+-- logits, dlogits and every cache outlive it (a single-use backward could
+-- write dlogits over the logits and dG over the saved gates: N*V + D*N*H
+-- less).  Why dG of all T steps: the weight gradients dW_ih += dG^T x and
+-- dW_hh += dG^T h are one GEMM each after the recursion (GEMMs as large as
+-- the math allows), so dG is held until then; it is dead when the layer's
+-- backward returns, so one dG buffer serves every layer.  Why dy and dx
+-- both: they are distinct arrays in c/rnn.h's contract (the kernel writes dx
+-- with one GEMM after the recursion, so one that allowed dx over dy would
+-- save N*min(H, I_k) more); the layer below then writes over dy.
+--
+-- lm:memory_estimate adds what the layers keep besides (c/rnn.h's scratch
+-- for gru, the layers' copies of the states, CE's per-row cache, dropout's
+-- dropped outputs) and examples/bench/memory.lua measures the peak: within
+-- 2-5% of the minimum for the configurations of issue 5.
+local SAVED = { tanh = 0, relu = 0, lstm = 5, gru = 4 }  -- C
+local DGATES = { tanh = 1, relu = 1, lstm = 4, gru = 4 } -- D
+local RUNNING = { tanh = 1, relu = 1, lstm = 2, gru = 1 } -- R
+
+--- Bytes of the analytic minimum of one training step at T x B with Adam
+-- (the formula above).
+function LanguageModel:memory_minimum(T, B)
+  local c = self.config
+  local es = c.dtype == "float64" and 8 or 4
+  local N, H, V, E, L = T * B, c.hidden, c.vocab, c.embed, c.layers
+  local n = 4 * self:num_parameters()
+  n = n + N * E
+  n = n + L * (N * H + SAVED[c.cell] * N * H)
+  n = n + (c.cell == "lstm" and 2 or 1) * L * B * H
+  if c.dropout > 0 then n = n + (L - 1) * N * H end
+  n = n + 2 * N * V
+  n = n + N * H + DGATES[c.cell] * N * H + RUNNING[c.cell] * B * H + N * (L > 1 and math.max(E, H) or E)
+  return n * es + 2 * N * 4
+end
+
 --- Estimated bytes of one training step at T x B with Adam: parameters,
--- gradients, two Adam moments, and every buffer forward and backward keep.
+-- gradients, two Adam moments, the ids and targets, and every buffer the
+-- layers keep (what they allocate, as the files of Embedding, RNN, Linear
+-- and CrossEntropy say), besides the allocator's and the Lua objects' own.
 function LanguageModel:memory_estimate(T, B)
   local c = self.config
   local es = c.dtype == "float64" and 8 or 4
-  local P = self:num_parameters()
-  local n = 4 * P
-  local N = T * B
-  n = n + 2 * N * c.embed + N -- embedding out + its input gradient + ids
-  for k = 1, c.layers do
-    local I = k == 1 and c.embed or c.hidden
-    local cache, scratch = core.rnn_sizes(c.cell, T, B, I, c.hidden)
-    n = n + N * c.hidden + N * I + cache + (k == 1 and scratch or 0)
-    if c.dropout > 0 and k < c.layers then n = n + 2 * N * c.hidden end
-  end
-  n = n + 6 * c.layers * B * c.hidden -- states
-  n = n + 2 * N * c.vocab + N * c.hidden + 2 * N -- logits, dlogits, decoder dx, CE cache
-  return n * es
+  local N, H, V, E, L = T * B, c.hidden, c.vocab, c.embed, c.layers
+  local lstm = c.cell == "lstm"
+  local n = 4 * self:num_parameters()
+  n = n + N * E -- embedding output
+  local cache, scratch = core.rnn_sizes(c.cell, T, B, E, H)
+  n = n + L * (N * H + cache) + scratch -- outputs and caches; one scratch
+  if c.dropout > 0 then n = n + 2 * (L - 1) * N * H end -- masks, dropped outputs
+  -- input gradients: buffer 1 holds layers L, L-2, ...; the decoder's dx
+  -- (N*H) stands in for buffer 2 (layers L-1, L-3, ...) unless E > H
+  local w1, w2 = 0, 0
+  for k = L, 1, -2 do w1 = math.max(w1, k == 1 and E or H) end
+  for k = L - 1, 1, -2 do w2 = math.max(w2, k == 1 and E or H) end
+  n = n + N * w1 + (w2 > H and N * w2 or 0)
+  n = n + (lstm and 8 or 4) * L * B * H -- h0, hT, dh0, the carried h (and c0, cT, dc0, c)
+  n = n + 2 * N * V + N * H + 2 * N -- logits, dlogits, the decoder's dx, CE's cache
+  return n * es + 2 * N * 4 -- and the ids and targets, int32
 end
 
 function LanguageModel:__tostring()

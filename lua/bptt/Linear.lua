@@ -42,9 +42,9 @@ function Linear:forward(x)
   local N = x:numel() / self.input
   local x2 = x:contiguous():view(N, self.input)
   if self._y == nil or self._y:size(1) ~= N then
-    -- both or neither: a failed allocation leaves the old pair
-    local y, dx = core.zeros(N, self.output, self.dtype), core.zeros(N, self.input, self.dtype)
-    self._y, self._dx = y, dx
+    -- a failed allocation leaves the old buffers; dx is made by backward
+    self._y = core.zeros(N, self.output, self.dtype)
+    self._dx = nil
   end
   core.linear_forward(x2, self.params.weight, self.params.bias, self._y)
   self._x2, self._shape = x2, shape
@@ -56,13 +56,15 @@ function Linear:forward(x)
 end
 
 --- dx = linear:backward(dy): dy has the shape of the last output; adds into
--- the weight and bias gradients.
+-- the weight and bias gradients.  dx is a buffer reused by the next call (made
+-- at the first backward: a forward-only user never pays for it).
 function Linear:backward(dy)
   local fn = "bptt.Linear:backward"
   if self._x2 == nil then error(fn .. ": call forward first", 2) end
   util.tensor(fn, "dy", dy, self.dtype)
   util.shape(fn, "dy", dy, self._out_shape)
   local N = self._x2:size(1)
+  if self._dx == nil then self._dx = core.zeros(N, self.input, self.dtype) end
   core.linear_backward(self._x2, self.params.weight, dy:contiguous():view(N, self.output), self._dx,
     self.grads.weight, self.grads.bias)
   return self._dx:view(self._shape)

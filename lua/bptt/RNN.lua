@@ -16,9 +16,15 @@
 -- the last, as in PyTorch.
 --
 -- Memory (elements of the dtype), kept between forward and backward, per
--- layer: y T*B*H, dx T*B*I_k, the cell's cache (0, 0, 5TBH, 4TBH + 3BH for
--- tanh, relu, lstm, gru), and with dropout a mask and a dropped copy, 2*T*B*H;
--- plus one backward scratch (T*B*H*G' + 2BH) and the L x B x H states.
+-- layer: y T*B*H, the cell's cache (0, 0, 5TBH, 4TBH + 3BH for tanh, relu,
+-- lstm, gru), and with dropout a mask and a dropped copy, 2*T*B*H; plus one
+-- backward scratch shared by the layers (T*B*H*G' + 2BH, c/rnn.h) and the
+-- L x B x H states.  The input gradients take two buffers, not one per layer:
+-- going down the stack, layer k writes its dx into the buffer layer k+2
+-- wrote (dead by then), so they alternate, T*B*max I_k each (LanguageModel
+-- lends its decoder's dx, dead once the top layer has read it, for the
+-- second); backward makes them at its first call (a forward-only user never
+-- pays for them).
 -- Buffers grow to the largest T seen and are reused: no allocation per call
 -- in steady state.  The returned tensors are these buffers, overwritten by
 -- the next call: clone() what you keep.
@@ -86,10 +92,8 @@ function RNN:_buffers(T, B, fn)
       local cache_n, scratch_n = core.rnn_sizes(self.cell, capT, B, self.input, H)
       local st = {}
       for k = 1, L do
-        local I = k == 1 and self.input or H
         local s = {
           y = core.zeros(capT, B, H, dt),
-          dx = core.zeros(capT, B, I, dt),
           cache = cache_n > 0 and core.zeros(cache_n, dt) or nil,
         }
         if self.dropout > 0 and k < L then
@@ -98,7 +102,7 @@ function RNN:_buffers(T, B, fn)
         end
         st[k] = s
       end
-      return { _st = st, _capT = capT, _B = B, _scratch = core.zeros(scratch_n, dt),
+      return { _st = st, _capT = capT, _B = B, _scratch = core.zeros(scratch_n, dt), _gx = false,
         _h0 = core.zeros(L, B, H, dt), _hT = core.zeros(L, B, H, dt), _dh0 = core.zeros(L, B, H, dt),
         _c0 = lstm and core.zeros(L, B, H, dt) or nil, _cT = lstm and core.zeros(L, B, H, dt) or nil,
         _dc0 = lstm and core.zeros(L, B, H, dt) or nil }
@@ -116,7 +120,6 @@ function RNN:_buffers(T, B, fn)
     local s = self._st[k]
     v[k] = {
       y = s.y:narrow(1, 1, T),
-      dx = s.dx:narrow(1, 1, T),
       cache = s.cache and s.cache:narrow(1, 1, cache_n),
       mask = s.mask and s.mask:narrow(1, 1, T),
       drop = s.drop and s.drop:narrow(1, 1, T),
@@ -174,14 +177,34 @@ function RNN:forward(x, h0, c0)
   return buf[L].y, self._hT
 end
 
---- dx, dh0 [, dc0] = rnn:backward(dy, dhT, dcT)
--- dy: T x B x hidden or nil; dhT, dcT: layers x B x hidden or nil.  Adds the
--- parameter gradients; may be called again after the same forward (the
--- gradients then add up).
-function RNN:backward(dy, dhT, dcT)
-  local fn = "bptt.RNN:backward"
+-- Input-gradient buffer j (1 or 2), flat, capT*B*width: buffer 1 takes the
+-- dx of layers L, L-2, ..., buffer 2 those of L-1, L-3, ...  Made at the
+-- first backward that needs it after the other buffers (re)grew; a failed
+-- allocation raises before any gradient is touched.
+local function input_grad_buffer(self, fn, j)
+  local gx = self._gx or {}
+  self._gx = gx
+  if not gx[j] then
+    local L, width = self.layers, 0
+    for k = L - j + 1, 1, -2 do width = math.max(width, k == 1 and self.input or self.hidden) end
+    local ok, t = pcall(core.zeros, self._capT * self._B * width, self.dtype)
+    if not ok then
+      local why = tostring(t):gsub("^[^:]*:%d+: ", "")
+      util.raise(string.format("%s: cannot allocate the input gradients for T = %d, B = %d (%s)", fn, self._capT,
+        self._B, why))
+    end
+    gx[j] = t
+  end
+  return gx[j]
+end
+
+-- The backward pass.  spare, if not nil, is a tensor the caller no longer
+-- needs once layer L has read its dy (LanguageModel passes dy itself, the
+-- decoder's input gradient, which it owns): where it is contiguous and large
+-- enough it stands in for buffer 2, which then is never made.
+function RNN:_backward(fn, dy, dhT, dcT, spare)
   local f = self._fwd
-  if f == nil then error(fn .. ": call forward first", 2) end
+  if f == nil then util.raise(fn .. ": call forward first") end
   local T, B, L, H = f.T, f.B, self.layers, self.hidden
   local lstm = self.cell == "lstm"
   if dy ~= nil then
@@ -190,24 +213,45 @@ function RNN:backward(dy, dhT, dcT)
     dy = dy:contiguous()
   end
   if dhT ~= nil then dhT = state_arg(fn, "dhT", dhT, self, B):contiguous() end
-  if dcT ~= nil and not lstm then error(fn .. ": dcT is only for cell \"lstm\", this is \"" .. self.cell .. "\"", 2) end
+  if dcT ~= nil and not lstm then util.raise(fn .. ": dcT is only for cell \"lstm\", this is \"" .. self.cell .. "\"") end
   if dcT ~= nil then dcT = state_arg(fn, "dcT", dcT, self, B):contiguous() end
+  local gx = { input_grad_buffer(self, fn, 1), false }
+  if L > 1 then
+    local need = 0
+    for k = L - 1, 1, -2 do need = math.max(need, T * B * (k == 1 and self.input or H)) end
+    if spare ~= nil and spare:is_contiguous() and spare:numel() >= need then
+      gx[2] = spare:view(-1)
+    else
+      gx[2] = input_grad_buffer(self, fn, 2)
+    end
+  end
   local cell, P, G = self.cell, self.params, self.grads
   local g = dy
   for k = L, 1, -1 do
     local s, l = f.buf[k], k - 1
+    local I = k == 1 and self.input or H
+    -- layer k reads g (layer k+1's dx) and writes over layer k+2's, now dead
+    local dx = gx[(L - k) % 2 + 1]:narrow(1, 1, T * B * I):view(T, B, I)
     core.rnn_backward(cell, P["weight_ih_l" .. l], P["weight_hh_l" .. l], s.x,
       f.h0 and self._h0:select(1, k) or nil, f.c0 and self._c0:select(1, k) or nil, s.y, s.cache,
       g, dhT and dhT:select(1, k), dcT and dcT:select(1, k),
-      s.dx, self._dh0:select(1, k), lstm and self._dc0:select(1, k) or nil,
+      dx, self._dh0:select(1, k), lstm and self._dc0:select(1, k) or nil,
       G["weight_ih_l" .. l], G["weight_hh_l" .. l], G["bias_ih_l" .. l], G["bias_hh_l" .. l], f.buf.scratch)
-    g = s.dx
+    g = dx
     if k > 1 and f.buf[k - 1].dropped then
       core.dropout_backward(g, f.buf[k - 1].mask, g) -- through the mask of the layer below
     end
   end
   if lstm then return g, self._dh0, self._dc0 end
   return g, self._dh0
+end
+
+--- dx, dh0 [, dc0] = rnn:backward(dy, dhT, dcT)
+-- dy: T x B x hidden or nil; dhT, dcT: layers x B x hidden or nil.  Adds the
+-- parameter gradients; may be called again after the same forward (the
+-- gradients then add up).
+function RNN:backward(dy, dhT, dcT)
+  return self:_backward("bptt.RNN:backward", dy, dhT, dcT)
 end
 
 function RNN:__tostring()
