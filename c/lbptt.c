@@ -8,6 +8,7 @@
 #define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
 #include <cblas.h>
 #include <dlfcn.h>
+#include <string.h>
 #include <time.h>
 
 #include "lbptt.h"
@@ -44,6 +45,63 @@ static int l_packed_gemm(lua_State *L) {
   return 1;
 }
 
+/* bptt.core.packed_matmul(a, b, out [, reps]): out = a b through packed.h's
+ * kernel, reps times (default 1), the columns split over the library's
+ * threads, b packed once before (for benchmarks: examples/bench/step.lua
+ * times the per-step GEMMs with it).  float32; a contiguous M x K; b K x N,
+ * contiguous or a transposed view of a contiguous N x K; out M x N
+ * contiguous.  Returns out; an error where the kernel cannot run. */
+typedef struct {
+  const float *a, *b;
+  float *c, *pk[BPTT_MAX_THREADS];
+  int64_t M, N, K, ldb, reps;
+  int transb, failed;
+} packed_job;
+
+static void packed_task(void *ctx, int tid, int n) {
+  packed_job *j = ctx;
+  long long lo, hi;
+  int64_t r, w;
+  bptt_parallel_range(j->N, 16, tid, n, &lo, &hi);
+  w = hi - lo;
+  if (j->pk[tid] == NULL || w <= 0) return;
+  bptt_pack_f32(j->pk[tid], j->transb ? j->b + lo * j->ldb : j->b + lo, j->ldb, j->transb, j->K, w);
+  bptt_parallel_barrier(n);
+  for (r = 0; r < j->reps; r++) bptt_sgemm_packed(j->M, w, j->K, j->a, j->K, j->pk[tid], 0, j->c + lo, j->N);
+}
+
+static int l_packed_matmul(lua_State *L) {
+  const char *fn = "bptt.core.packed_matmul";
+  bptt_tensor *a = bptt_checktensor(L, 1, fn, "a"), *b = bptt_checktensor(L, 2, fn, "b");
+  bptt_tensor *c = bptt_checktensor(L, 3, fn, "out");
+  packed_job j;
+  int k, n = bptt_parallel_threads(), ok = 1;
+  if (!bptt_packed_available()) return luaL_error(L, "%s: the packed kernel cannot run here (no AVX-512F, or off)", fn);
+  if (a->dtype != BPTT_FLOAT32 || b->dtype != BPTT_FLOAT32 || c->dtype != BPTT_FLOAT32 || a->ndim != 2 ||
+      b->ndim != 2 || c->ndim != 2)
+    return luaL_error(L, "%s: a, b and out must be 2-d float32", fn);
+  if (!bptt_tensor_is_contiguous(a) || !bptt_tensor_is_contiguous(c) || b->size[0] != a->size[1] ||
+      c->size[0] != a->size[0] || c->size[1] != b->size[1])
+    return luaL_error(L, "%s: a (M x K) and out (M x N) must be contiguous, b K x N", fn);
+  memset(&j, 0, sizeof j);
+  j.M = a->size[0], j.K = a->size[1], j.N = b->size[1];
+  j.reps = lua_isnoneornil(L, 4) ? 1 : bptt_checkint(L, 4, fn, "reps", 1, 1000000000);
+  if (b->stride[1] == 1) j.transb = 0, j.ldb = b->stride[0];
+  else if (b->stride[0] == 1) j.transb = 1, j.ldb = b->stride[1];
+  else return luaL_error(L, "%s: b must be contiguous or a transposed contiguous matrix", fn);
+  j.a = bptt_tensor_data(a), j.b = bptt_tensor_data(b), j.c = bptt_tensor_data(c);
+  for (k = 0; k < n; k++) {
+    long long lo, hi;
+    bptt_parallel_range(j.N, 16, k, n, &lo, &hi);
+    if (hi > lo && !(j.pk[k] = bptt_malloc((size_t)bptt_packed_floats(j.K, hi - lo) * sizeof(float)))) ok = 0;
+  }
+  if (ok) bptt_parallel_run(packed_task, &j, n);
+  for (k = 0; k < n; k++) bptt_free(j.pk[k]);
+  if (!ok) return luaL_error(L, "%s: out of memory", fn);
+  lua_settop(L, 3);
+  return 1;
+}
+
 static int l_num_threads(lua_State *L) {
   lua_pushinteger(L, bptt_parallel_threads());
   return 1;
@@ -66,7 +124,8 @@ static int l_clock(lua_State *L) {
 static const luaL_Reg functions[] = {{"clock", l_clock}, {"set_num_threads", l_set_num_threads}, {"num_threads", l_num_threads},
                                      {"blas_config", l_blas_config},
                                      {"blas_set_num_threads", l_blas_set_num_threads},
-                                     {"packed_gemm", l_packed_gemm}, {NULL, NULL}};
+                                     {"packed_gemm", l_packed_gemm}, {"packed_matmul", l_packed_matmul},
+                                     {NULL, NULL}};
 
 /* The team's workers (parallel.c) run this library's code and outlive any
  * Lua state, but lua_close unloads C modules (dlclose): pin the library in

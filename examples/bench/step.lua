@@ -12,7 +12,10 @@
 -- timed steps after --warmup), their ratio, bptt's achieved GFLOP/s (the
 -- FLOPs of the step's necessary GEMMs, below, over its step time), the % of
 -- the GEMM-only ceiling (the time those GEMMs take when each shape is timed
--- alone with cblas_sgemm at the same thread count, over bptt's step time),
+-- alone at the same thread count, over bptt's step time: for each shape the
+-- fastest of bptt.matmul, which splits it over the library's threads,
+-- OpenBLAS's own threading of one cblas_sgemm, and for the per-step GEMMs
+-- the packed kernel that bptt runs them with, its packing not timed),
 -- bptt's speed-up over itself on 1 thread (--threads > 1, H >= --scaling-from),
 -- and the peak RSS of each side (each configuration runs in a process of its
 -- own, so the peak is that configuration's).  PyTorch's figure is the faster
@@ -84,7 +87,7 @@ local GATES = { lstm = 4, gru = 3, tanh = 1, relu = 1 }
 -- The step's necessary GEMMs: {M, N, K, transa, transb, count}, as in the header.
 local function gemm_list(cell, H, L, B, T)
   local N, GH, list = T * B, GATES[cell] * H, {}
-  local function add(M, Nn, K, ta, tb, count) list[#list + 1] = { M, Nn, K, ta, tb, count } end
+  local function add(M, Nn, K, ta, tb, count) list[#list + 1] = { M, Nn, K, ta, tb, count, step = count > 1 } end
   for k = 1, L do
     local D = k == 1 and E or H
     add(N, GH, D, false, true, 1)      -- x W_ih^T
@@ -119,6 +122,10 @@ local function gemm_ceiling(list, iters, threads)
         t = math.min(t, timed(run, 2, iters) / reps)
         core.blas_set_num_threads(1)
         bptt.set_num_threads(threads)
+      end
+      -- a per-step GEMM: also through the packed kernel, as bptt runs it
+      if g.step and core.packed_gemm() then
+        t = math.min(t, timed(function() core.packed_matmul(a, b, c, reps) end, 2, iters) / reps)
       end
       seconds = seconds + t * count
       flops = flops + 2 * M * N * K * count
