@@ -7,11 +7,16 @@
  */
 #include "nn.h"
 #include "gemm.h"
+#include "parallel.h"
 
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
+
+/* elements (rows x classes) from which cross-entropy is split over the
+ * library's threads */
+#define PARALLEL_MIN 32768
 
 /* rows x cols with both >= 0; the product (an element count) must fit. */
 static int check_mat(int64_t rows, int64_t cols, int64_t *count) {

@@ -119,22 +119,13 @@ int FN(bptt_embedding_backward)(const int32_t *ids, const real *dy, real *dW,
 
 /* ---------------------------------------------------------- CrossEntropy */
 
-/* loss = sum_i [(m_i - x_{i,t_i}) + log s_i] / (count or 1);
- * cache[i] = (m_i, log s_i) */
-int FN(bptt_crossentropy_forward)(const real *logits, const int32_t *targets,
-                                  int64_t N, int64_t C, int32_t ignore_index,
-                                  int reduction, real *cache, double *loss,
-                                  int64_t *count, int64_t *bad_pos) {
-  int64_t nx, n2, i, j, cnt;
+/* Rows [lo, hi) of cross-entropy forward; returns their summed loss. */
+static double FN(ce_rows)(const real *logits, const int32_t *targets, int64_t lo,
+                          int64_t hi, int64_t C, int32_t ignore_index,
+                          real *cache) {
+  int64_t i, j;
   double total = 0;
-  int err;
-  set_bad(bad_pos, -1);
-  if ((err = check_mat(N, C, &nx)) || (err = check_mat(N, 2, &n2))) return err;
-  if (!reduction_ok(reduction) || !loss) return BPTT_EARG;
-  if ((N && (!targets || !cache)) || (nx && !logits)) return BPTT_EARG;
-  if ((err = ce_count(targets, N, C, ignore_index, &cnt, bad_pos))) return err;
-
-  for (i = 0; i < N; i++) {
+  for (i = lo; i < hi; i++) {
     const real *xi = logits + i * C;
     int32_t t = targets[i];
     real m;
@@ -154,28 +145,64 @@ int FN(bptt_crossentropy_forward)(const real *logits, const int32_t *targets,
     cache[2 * i + 1] = (real)log(s);
     total += ((double)m - (double)xi[t - 1]) + log(s);
   }
+  return total;
+}
+
+/* The rows split over the team (partial sums added in thread order, so a
+ * given thread count always gives the same bits). */
+typedef struct {
+  const real *logits;
+  const int32_t *targets;
+  int64_t N, C;
+  int32_t ignore_index;
+  real *cache;
+  double part[BPTT_MAX_THREADS];
+} FN(ce_job);
+
+static void FN(ce_task)(void *ctx, int tid, int n) {
+  FN(ce_job) *j = ctx;
+  long long lo, hi;
+  bptt_parallel_range(j->N, 8, tid, n, &lo, &hi);
+  j->part[tid] = FN(ce_rows)(j->logits, j->targets, lo, hi, j->C, j->ignore_index, j->cache);
+}
+
+/* loss = sum_i [(m_i - x_{i,t_i}) + log s_i] / (count or 1);
+ * cache[i] = (m_i, log s_i) */
+int FN(bptt_crossentropy_forward)(const real *logits, const int32_t *targets,
+                                  int64_t N, int64_t C, int32_t ignore_index,
+                                  int reduction, real *cache, double *loss,
+                                  int64_t *count, int64_t *bad_pos) {
+  int64_t nx, n2, cnt;
+  double total = 0;
+  int err;
+  set_bad(bad_pos, -1);
+  if ((err = check_mat(N, C, &nx)) || (err = check_mat(N, 2, &n2))) return err;
+  if (!reduction_ok(reduction) || !loss) return BPTT_EARG;
+  if ((N && (!targets || !cache)) || (nx && !logits)) return BPTT_EARG;
+  if ((err = ce_count(targets, N, C, ignore_index, &cnt, bad_pos))) return err;
+  if (nx >= PARALLEL_MIN && bptt_parallel_threads() > 1) {
+    FN(ce_job) j;
+    int k, used;
+    j.logits = logits, j.targets = targets, j.N = N, j.C = C;
+    j.ignore_index = ignore_index, j.cache = cache;
+    used = bptt_parallel_run(FN(ce_task), &j, bptt_parallel_threads());
+    for (k = 0; k < used; k++) total += j.part[k];
+  } else {
+    total = FN(ce_rows)(logits, targets, 0, N, C, ignore_index, cache);
+  }
   if (reduction == BPTT_LOSS_MEAN) total = cnt > 0 ? total / (double)cnt : 0.0;
   *loss = total;
   if (count) *count = cnt;
   return BPTT_OK;
 }
 
-/* dlogits[i, j] = (exp((x_ij - m_i) - log s_i) - [j == t_i - 1]) * scale */
-int FN(bptt_crossentropy_backward)(const real *logits, const int32_t *targets,
-                                   const real *cache, int64_t N, int64_t C,
-                                   int32_t ignore_index, int reduction,
-                                   double gout, real *dlogits, int64_t *bad_pos) {
-  int64_t nx, n2, i, j, cnt;
-  real sc;
-  int err;
-  set_bad(bad_pos, -1);
-  if ((err = check_mat(N, C, &nx)) || (err = check_mat(N, 2, &n2))) return err;
-  if (!reduction_ok(reduction)) return BPTT_EARG;
-  if ((N && (!targets || !cache)) || (nx && (!logits || !dlogits))) return BPTT_EARG;
-  if ((err = ce_count(targets, N, C, ignore_index, &cnt, bad_pos))) return err;
-  sc = (real)loss_scale(reduction, gout, cnt);
-
-  for (i = 0; i < N; i++) {
+/* Rows [lo, hi) of cross-entropy backward. */
+static void FN(ce_back_rows)(const real *logits, const int32_t *targets,
+                             const real *cache, int64_t lo, int64_t hi,
+                             int64_t C, int32_t ignore_index, real sc,
+                             real *dlogits) {
+  int64_t i, j;
+  for (i = lo; i < hi; i++) {
     /* xi and di may be the same row: each element is read before written */
     const real *xi = logits + i * C;
     real *di = dlogits + i * C;
@@ -189,6 +216,46 @@ int FN(bptt_crossentropy_backward)(const real *logits, const int32_t *targets,
     ls = cache[2 * i + 1];
     for (j = 0; j < C; j++) di[j] = EXP((xi[j] - m) - ls) * sc;
     di[t - 1] -= sc;
+  }
+}
+
+typedef struct {
+  const real *logits, *cache;
+  const int32_t *targets;
+  int64_t N, C;
+  int32_t ignore_index;
+  real sc, *dlogits;
+} FN(ce_back_job);
+
+static void FN(ce_back_task)(void *ctx, int tid, int n) {
+  const FN(ce_back_job) *j = ctx;
+  long long lo, hi;
+  bptt_parallel_range(j->N, 8, tid, n, &lo, &hi);
+  FN(ce_back_rows)(j->logits, j->targets, j->cache, lo, hi, j->C, j->ignore_index, j->sc, j->dlogits);
+}
+
+/* dlogits[i, j] = (exp((x_ij - m_i) - log s_i) - [j == t_i - 1]) * scale;
+ * rows split over the team (each row alone: the split changes nothing) */
+int FN(bptt_crossentropy_backward)(const real *logits, const int32_t *targets,
+                                   const real *cache, int64_t N, int64_t C,
+                                   int32_t ignore_index, int reduction,
+                                   double gout, real *dlogits, int64_t *bad_pos) {
+  int64_t nx, n2, cnt;
+  real sc;
+  int err;
+  set_bad(bad_pos, -1);
+  if ((err = check_mat(N, C, &nx)) || (err = check_mat(N, 2, &n2))) return err;
+  if (!reduction_ok(reduction)) return BPTT_EARG;
+  if ((N && (!targets || !cache)) || (nx && (!logits || !dlogits))) return BPTT_EARG;
+  if ((err = ce_count(targets, N, C, ignore_index, &cnt, bad_pos))) return err;
+  sc = (real)loss_scale(reduction, gout, cnt);
+  if (nx >= PARALLEL_MIN && bptt_parallel_threads() > 1) {
+    FN(ce_back_job) j;
+    j.logits = logits, j.cache = cache, j.targets = targets, j.N = N, j.C = C;
+    j.ignore_index = ignore_index, j.sc = sc, j.dlogits = dlogits;
+    bptt_parallel_run(FN(ce_back_task), &j, bptt_parallel_threads());
+  } else {
+    FN(ce_back_rows)(logits, targets, cache, 0, N, C, ignore_index, sc, dlogits);
   }
   return BPTT_OK;
 }

@@ -16,9 +16,13 @@
 #ifndef BPTT_OPTIM_INSTANTIATE
 
 #include "optim.h"
+#include "parallel.h"
 
 #include <float.h>
 #include <math.h>
+
+/* elements from which a step is split over the library's threads */
+#define PARALLEL_MIN 65536
 
 /* finite and >= 0 (false for NaN) */
 static int nonneg(double x) { return x >= 0 && x <= DBL_MAX; }
@@ -111,26 +115,24 @@ int FN(bptt_sgd_step)(real *restrict p, const real *restrict g, real *restrict b
 
 /* m = b1 m + (1 - b1) d;  v = b2 v + (1 - b2) d^2;  (vmax = max(vmax, v))
  * p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
-int FN(bptt_adam_step)(real *restrict p, const real *restrict g, real *restrict m, real *restrict v,
-                       real *restrict vmax, int64_t n, int64_t t, const bptt_adam_hp *hp) {
-  int64_t i;
-  double bc1, bc2;
+/* One Adam step over [lo, hi): the buffers and the coefficients, computed
+ * once (in double, applied in real) for all the threads of a step. */
+typedef struct {
+  real *p, *m, *v, *vmax;
+  const real *g;
+  int64_t n;
   real b1, b2, c1, c2, eps, wd, decay, neg_step, bc2_sqrt;
   int use_wd, decoupled;
-  if (!bufs_ok(n, p, g) || !adam_hp_ok(hp) || t < 1) return BPTT_EARG;
-  if (n && (!m || !v)) return BPTT_EARG;
-  bc1 = 1 - pow(hp->beta1, (double)t);
-  bc2 = 1 - pow(hp->beta2, (double)t);
-  neg_step = R(-(hp->lr / bc1));
-  bc2_sqrt = R(sqrt(bc2));
-  b1 = R(hp->beta1), b2 = R(hp->beta2);
-  c1 = R(1 - hp->beta1), c2 = R(1 - hp->beta2);
-  eps = R(hp->eps);
-  wd = R(hp->weight_decay);
-  decay = R(1 - hp->lr * hp->weight_decay);
-  decoupled = hp->decoupled != 0;
-  use_wd = !decoupled && hp->weight_decay != 0;
-  for (i = 0; i < n; i++) {
+} FN(adam_job);
+
+static void FN(adam_range)(const FN(adam_job) *a, int64_t lo, int64_t hi) {
+  real *restrict p = a->p, *restrict m = a->m, *restrict v = a->v, *restrict vmax = a->vmax;
+  const real *restrict g = a->g;
+  const real b1 = a->b1, b2 = a->b2, c1 = a->c1, c2 = a->c2, eps = a->eps, wd = a->wd;
+  const real decay = a->decay, neg_step = a->neg_step, bc2_sqrt = a->bc2_sqrt;
+  const int use_wd = a->use_wd, decoupled = a->decoupled;
+  int64_t i;
+  for (i = lo; i < hi; i++) {
     real d = g[i], pi = p[i], mi, vi;
     if (decoupled) pi = pi * decay; /* AdamW: p (1 - lr wd), before the moments */
     else if (use_wd) d = d + wd * pi; /* Adam: L2 penalty in the gradient */
@@ -144,6 +146,37 @@ int FN(bptt_adam_step)(real *restrict p, const real *restrict g, real *restrict 
     }
     p[i] = pi + neg_step * mi / (SQRT(vi) / bc2_sqrt + eps);
   }
+}
+
+/* the elements split over the team: each is updated alone, so the split
+ * changes nothing in the result */
+static void FN(adam_task)(void *ctx, int tid, int nt) {
+  const FN(adam_job) *a = ctx;
+  long long lo, hi;
+  bptt_parallel_range(a->n, 64, tid, nt, &lo, &hi);
+  FN(adam_range)(a, lo, hi);
+}
+
+int FN(bptt_adam_step)(real *restrict p, const real *restrict g, real *restrict m, real *restrict v,
+                       real *restrict vmax, int64_t n, int64_t t, const bptt_adam_hp *hp) {
+  double bc1, bc2;
+  FN(adam_job) a;
+  if (!bufs_ok(n, p, g) || !adam_hp_ok(hp) || t < 1) return BPTT_EARG;
+  if (n && (!m || !v)) return BPTT_EARG;
+  bc1 = 1 - pow(hp->beta1, (double)t);
+  bc2 = 1 - pow(hp->beta2, (double)t);
+  a.p = p, a.g = g, a.m = m, a.v = v, a.vmax = vmax, a.n = n;
+  a.neg_step = R(-(hp->lr / bc1));
+  a.bc2_sqrt = R(sqrt(bc2));
+  a.b1 = R(hp->beta1), a.b2 = R(hp->beta2);
+  a.c1 = R(1 - hp->beta1), a.c2 = R(1 - hp->beta2);
+  a.eps = R(hp->eps);
+  a.wd = R(hp->weight_decay);
+  a.decay = R(1 - hp->lr * hp->weight_decay);
+  a.decoupled = hp->decoupled != 0;
+  a.use_wd = !a.decoupled && hp->weight_decay != 0;
+  if (n >= PARALLEL_MIN) bptt_parallel_run(FN(adam_task), &a, bptt_parallel_threads());
+  else FN(adam_range)(&a, 0, n);
   return BPTT_OK;
 }
 

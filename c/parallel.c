@@ -16,6 +16,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core.h"
 #include "parallel.h"
@@ -30,11 +31,13 @@
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 #define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
 
-/* pauses before a waiter sleeps: about 40 us at the barrier and at the end
- * of a region, about 0.4 ms between regions (those of one training step
- * follow each other closely) */
-#define SPIN_SHORT 2000
-#define SPIN_IDLE 20000
+/* how long a waiter spins before it sleeps: 0.2 ms at the barrier and at
+ * the end of a region, 2 ms between regions (those of one training step
+ * follow each other closely, with the Lua side's serial work in between).
+ * Waking a sleeping thread is slow on virtual machines (a halted vCPU:
+ * 0.1 ms and more), so a wait of that order is better spent spinning. */
+#define SPIN_SHORT_NS 200000L
+#define SPIN_IDLE_NS 2000000L
 
 typedef struct {
   unsigned gen;
@@ -49,11 +52,23 @@ typedef struct {
  * and re-read gen after registering; bump() changes gen before it reads the
  * sleepers (all sequentially consistent), so either the waiter sees the new
  * gen or the bumper sees the sleeper and wakes it. */
-static void wait_for(waitpoint *w, unsigned seen, long spin) {
+static long long now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void wait_for(waitpoint *w, unsigned seen, long spin_ns) {
+  long long until = 0;
   long k;
-  for (k = 0; k < spin; k++) {
+  for (k = 0;; k++) {
     if (LOAD(&w->gen) != seen) return;
     CPU_RELAX();
+    if ((k & 63) == 0) { /* the clock every 64 pauses (about a microsecond) */
+      long long t = now_ns();
+      if (until == 0) until = t + spin_ns;
+      else if (t >= until) break;
+    }
   }
   pthread_mutex_lock(&w->lock);
   ADD(&w->sleepers, 1);
@@ -93,7 +108,7 @@ static void *worker_main(void *arg) {
   int tid = (int)(intptr_t)arg;
   unsigned seen = gen_at_create;  /* pthread_create orders the write before */
   for (;;) {
-    wait_for(&work, seen, SPIN_IDLE);
+    wait_for(&work, seen, SPIN_IDLE_NS);
     seen = LOAD(&work.gen);
     if (tid < task_n) task_fn(task_ctx, tid, task_n);
     if (ADD(&done, 1) == started) bump(&finished);
@@ -140,7 +155,7 @@ int bptt_parallel_run(bptt_task fn, void *ctx, int n) {
   fin = LOAD(&finished.gen);      /* every started worker counts itself in */
   bump(&work);
   fn(ctx, 0, n);
-  wait_for(&finished, fin, SPIN_SHORT);
+  wait_for(&finished, fin, SPIN_SHORT_NS);
   return n;
 }
 
@@ -153,7 +168,7 @@ void bptt_parallel_barrier(int n) {
     bump(&bar);
     return;
   }
-  wait_for(&bar, g, SPIN_SHORT);
+  wait_for(&bar, g, SPIN_SHORT_NS);
 }
 
 void bptt_parallel_range(long long total, long long align, int tid, int n, long long *lo, long long *hi) {

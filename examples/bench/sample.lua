@@ -91,4 +91,4 @@ for _, cell in ipairs(list(args.cells)) do
     end
   end
 end
-print(have_torch and ("PyTorch " .. tostring(version)) or "PyTorch: not measured (python3-torch not importable)")
+print(have_torch and ("PyTorch " .. tostring(version)) or args.no_torch and "PyTorch: skipped (--no-torch)" or "PyTorch: not measured (python3-torch not importable)")

@@ -242,4 +242,4 @@ for _, cell in ipairs(list(args.cells)) do
     io.stdout:flush()
   end
 end
-if not have_torch then print("PyTorch: not measured (python3-torch not importable)") end
+if not have_torch then print(args.no_torch and "PyTorch: skipped (--no-torch)" or "PyTorch: not measured (python3-torch not importable)") end
