@@ -442,6 +442,31 @@ describe("bptt.CrossEntropy", function()
   end)
 end)
 
+describe("bptt.CrossEntropy over many rows, split over the library's threads", function()
+  -- 2048 x 65 logits: above the size from which the rows are split
+  it("gives the loss to 1e-12 and the very same gradient on 1 and 2 threads, ignore_index included", function()
+    local before = bptt.num_threads()
+    for _, dt in ipairs({ "float32", "float64" }) do
+      bptt.manual_seed(9)
+      local logits = bptt.randn(64, 32, 65, dt):mul(3)
+      local targets = bptt.zeros(64, 32, "int32")
+      for t = 1, 64 do
+        for b = 1, 32 do targets:set(t, b, (t * 7 + b * 3) % 66) end -- 0 = ignored
+      end
+      local out = {}
+      for _, threads in ipairs({ 1, 2 }) do
+        bptt.set_num_threads(threads)
+        local ce = bptt.CrossEntropy{ ignore_index = 0 }
+        local loss = ce:forward(logits, targets)
+        out[threads] = { loss = loss, grad = ce:backward():clone() }
+      end
+      bptt.set_num_threads(before)
+      assert.is_true(math.abs(out[1].loss - out[2].loss) <= 1e-12 * math.abs(out[1].loss), dt .. " loss")
+      assert.are.equal(0, (out[1].grad - out[2].grad):norm(), dt .. " gradient")
+    end
+  end)
+end)
+
 describe("bptt.MSE", function()
   for _, reduction in ipairs({ "mean", "sum" }) do
     it("reduction = " .. reduction .. ": loss and gradient match the plain formulas; gradcheck", function()

@@ -324,6 +324,29 @@ describe("bptt.optim against the PyTorch 1.13 rules", function()
   end)
 end)
 
+describe("bptt.optim over many parameters, split over the library's threads", function()
+  it("adam and adamw give the very same parameters and moments on 1 and 2 threads (100,000 parameters)", function()
+    local before = bptt.num_threads()
+    for _, kind in ipairs({ "adam", "adamw" }) do
+      local res = {}
+      for _, threads in ipairs({ 1, 2 }) do
+        bptt.set_num_threads(threads)
+        bptt.manual_seed(4)
+        local m = bptt.Linear{ input = 1000, output = 100 }
+        local opt = optim[kind](m, { lr = 1e-2, weight_decay = 0.1 })
+        local _, grads = m:parameters()
+        for _ = 1, 3 do
+          for _, g in pairs(grads) do g:copy(bptt.randn(unpack(g:shape()))) end
+          opt:step()
+        end
+        res[threads] = m.params.weight:clone()
+      end
+      bptt.set_num_threads(before)
+      assert.are.equal(0, (res[1] - res[2]):norm(), kind)
+    end
+  end)
+end)
+
 describe("bptt.optim checkpoints", function()
   local function run(kind, opts, steps, m, opt, first)
     for s = first or 1, steps do
