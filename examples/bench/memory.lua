@@ -29,8 +29,10 @@
 -- full collection) at steps 100, 1000, 5000 and N.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.path = root .. "/examples/bench/?.lua;" .. package.path
 package.cpath = root .. "/build/?.so;" .. package.cpath
 local bptt = require "bptt"
+local C = require "bench_common"
 local argparse = require "argparse"
 
 local p = argparse("memory.lua", "Char-LM training step: peak memory vs the analytic minimum; growth over many steps.")
@@ -44,16 +46,9 @@ p:option("--growth", "the --iters model: cell,H,L,B,T", "lstm,64,2,16,32")
 p:option("--worker", "internal: measure one configuration cell,H,L,B,T and print one line")
 local args = p:parse()
 
-local V, E = 65, 64
+local V, E = C.VOCAB, C.EMBED
 
--- kB from /proc/self/status (Linux); nil elsewhere
-local function status_kb(key)
-  local f = io.open("/proc/self/status")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return tonumber(s:match(key .. ":%s*(%d+)"))
-end
+local status_kb = C.status_kb
 
 -- Resets VmHWM to the current resident size (Linux >= 4.0); false if it cannot.
 local function reset_peak()
@@ -102,28 +97,7 @@ local function parse_spec(spec)
   return cell, tonumber(H), tonumber(L), tonumber(B), tonumber(T)
 end
 
--- A model, its loss and optimizer, a batch, and one training step.
-local function setup(cell, H, L, B, T)
-  local lm = bptt.LanguageModel{ vocab = V, embed = E, cell = cell, hidden = H, layers = L }
-  local ce = bptt.CrossEntropy()
-  local opt = bptt.optim.adam(lm, { lr = 2e-3 })
-  local x, y = bptt.zeros(T, B, "int32"), bptt.zeros(T, B, "int32")
-  for t = 1, T do
-    for b = 1, B do
-      x:set(t, b, bptt.random(V))
-      y:set(t, b, bptt.random(V))
-    end
-  end
-  local function step()
-    opt:zero_grad()
-    local logits = lm:forward(x)
-    ce:forward(logits, y)
-    lm:backward(ce:backward())
-    bptt.clip_grad_norm(lm, 5)
-    opt:step()
-  end
-  return lm, step
-end
+local setup = C.charlm_step
 
 -- What the process holds before the model: OpenBLAS's buffers, the thread
 -- team (started by a layer of 64 units or more), the code of a step.  The
@@ -194,17 +168,7 @@ end
 --------------------------------------------------------------------------------
 -- driver
 
-local function list(s)
-  local out = {}
-  for item in s:gmatch("[^,]+") do out[#out + 1] = item end
-  return out
-end
-
-local function kv(out)
-  local t = {}
-  for k, v in out:gmatch("([%w_]+)=([%d.e+-]+)") do t[k] = tonumber(v) end
-  return t
-end
+local list, kv = C.list, C.kv
 
 local luajit = arg[-1] or "luajit"
 local MB = 2 ^ 20

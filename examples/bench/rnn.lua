@@ -9,8 +9,10 @@
 -- one (step, sequence) pair, T*B per iteration.  forward+backward includes
 -- zero_grad.  Input size = hidden, float32, time-major.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.path = "examples/bench/?.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 local bptt = require "bptt"
+local C = require "bench_common"
 local argparse = require "argparse"
 
 local parser = argparse("rnn.lua", "bptt.RNN vs PyTorch: tokens/s, forward and forward+backward")
@@ -26,28 +28,9 @@ parser:option("--python", "python with torch", "/usr/bin/python3")
 parser:flag("--no-torch", "skip PyTorch")
 local args = parser:parse()
 
-local function list(s, conv)
-  local out = {}
-  for item in s:gmatch("[^,]+") do out[#out + 1] = conv and conv(item) or item end
-  return out
-end
+local list = C.list
 
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  return n % 2 == 1 and xs[(n + 1) / 2] or 0.5 * (xs[n / 2] + xs[n / 2 + 1])
-end
-
-local function time_it(f)
-  for _ = 1, args.warmup do f() end
-  local ts = {}
-  for i = 1, args.iters do
-    local t0 = bptt.clock()
-    f()
-    ts[i] = bptt.clock() - t0
-  end
-  return median(ts)
-end
+local function time_it(f) return C.timed(f, args.warmup, args.iters) end
 
 local function bench_bptt(cell, H, threads)
   bptt.set_num_threads(threads)

@@ -15,8 +15,10 @@
 -- worth: bptt's kernels call GEMV there and split the units over its threads.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.path = root .. "/examples/bench/?.lua;" .. package.path
 package.cpath = root .. "/build/?.so;" .. package.cpath
 local bptt = require "bptt"
+local C = require "bench_common"
 local argparse = require "argparse"
 
 local p = argparse("sample.lua", "Sampling at B = 1: bptt vs PyTorch, tokens/s.")
@@ -31,19 +33,9 @@ p:option("--python", "python with torch", "/usr/bin/python3")
 p:flag("--no-torch", "skip PyTorch")
 local args = p:parse()
 
-local V, E = 65, 64
+local V, E = C.VOCAB, C.EMBED
 
-local function list(s, conv)
-  local out = {}
-  for item in s:gmatch("[^,]+") do out[#out + 1] = conv and conv(item) or item end
-  return out
-end
-
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  return n % 2 == 1 and xs[(n + 1) / 2] or 0.5 * (xs[n / 2] + xs[n / 2 + 1])
-end
+local list, median = C.list, C.median
 
 local function bench_bptt(cell, H, threads)
   bptt.set_num_threads(threads)

@@ -36,9 +36,11 @@
 -- keeps the ratio below 100%.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.path = root .. "/examples/bench/?.lua;" .. package.path
 package.cpath = root .. "/build/?.so;" .. package.cpath
 local bptt = require "bptt"
 local core = require "bptt.core"
+local C = require "bench_common"
 local argparse = require "argparse"
 
 local p = argparse("step.lua", "Char-LM training step: bptt vs PyTorch, tokens/s, GFLOP/s, GEMM ceiling, peak RSS.")
@@ -54,33 +56,9 @@ p:flag("--no-torch", "skip PyTorch")
 p:option("--worker", "internal: measure one configuration cell,H,L,B,T and print one line")
 local args = p:parse()
 
-local V, E = 65, 64
+local V, E = C.VOCAB, C.EMBED
 
-local function median(xs)
-  table.sort(xs)
-  local n = #xs
-  return n % 2 == 1 and xs[(n + 1) / 2] or 0.5 * (xs[n / 2] + xs[n / 2 + 1])
-end
-
-local function timed(f, warmup, iters)
-  for _ = 1, warmup do f() end
-  local ts = {}
-  for i = 1, iters do
-    local t0 = bptt.clock()
-    f()
-    ts[i] = bptt.clock() - t0
-  end
-  return median(ts)
-end
-
--- kB from /proc/self/status (Linux); nil elsewhere
-local function status_kb(key)
-  local f = io.open("/proc/self/status")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return tonumber(s:match(key .. ":%s*(%d+)"))
-end
+local timed, status_kb = C.timed, C.status_kb
 
 local GATES = { lstm = 4, gru = 3, tanh = 1, relu = 1 }
 
@@ -142,24 +120,7 @@ local function worker(spec)
   bptt.matmul(bptt.randn(64, 64), bptt.randn(64, 64)) -- OpenBLAS's buffers into the baseline
   collectgarbage()
   local base_kb = status_kb("VmRSS")
-  local lm = bptt.LanguageModel{ vocab = V, embed = E, cell = cell, hidden = H, layers = L }
-  local ce = bptt.CrossEntropy()
-  local opt = bptt.optim.adam(lm, { lr = 2e-3 })
-  local x, y = bptt.zeros(T, B, "int32"), bptt.zeros(T, B, "int32")
-  for t = 1, T do
-    for b = 1, B do
-      x:set(t, b, bptt.random(V))
-      y:set(t, b, bptt.random(V))
-    end
-  end
-  local function step()
-    opt:zero_grad()
-    local logits = lm:forward(x)
-    ce:forward(logits, y)
-    lm:backward(ce:backward())
-    bptt.clip_grad_norm(lm, 5)
-    opt:step()
-  end
+  local lm, step = C.charlm_step(cell, H, L, B, T)
   local sec = timed(step, args.warmup, args.iters)
   local peak_kb = status_kb("VmHWM")
   local est = lm:memory_estimate(T, B)
@@ -176,24 +137,7 @@ end
 --------------------------------------------------------------------------------
 -- driver
 
-local function list(s)
-  local out = {}
-  for item in s:gmatch("[^,]+") do out[#out + 1] = item end
-  return out
-end
-
-local function run(cmd)
-  local f = io.popen(cmd)
-  local out = f:read("*a")
-  f:close()
-  return out
-end
-
-local function kv(out)
-  local t = {}
-  for k, v in out:gmatch("([%w_]+)=([%d.e+-]+)") do t[k] = tonumber(v) end
-  return t
-end
+local list, run, kv = C.list, C.run, C.kv
 
 local have_torch = not args.no_torch and os.execute(args.python .. " -c 'import torch' >/dev/null 2>&1") == 0
 local luajit = arg[-1] or "luajit"

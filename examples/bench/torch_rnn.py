@@ -117,6 +117,16 @@ def check_blas_threads(n):
         pass
 
 
+def make_rnn(torch, cell, input_size, hidden, layers):
+    """torch.nn.LSTM / GRU / RNN (tanh or relu), time-major; the other scripts use it too."""
+    kw = dict(input_size=input_size, hidden_size=hidden, num_layers=layers, batch_first=False)
+    if cell == "lstm":
+        return torch.nn.LSTM(**kw)
+    if cell == "gru":
+        return torch.nn.GRU(**kw)
+    return torch.nn.RNN(nonlinearity=cell, **kw)
+
+
 def median(xs):
     s = sorted(xs)
     m = len(s) // 2
@@ -137,13 +147,7 @@ def main():
     check_blas_threads(a.threads)
     torch.manual_seed(0)
     H, L, T, B = a.hidden, a.layers, a.seq, a.batch
-    kw = dict(input_size=H, hidden_size=H, num_layers=L, batch_first=False)
-    if a.cell == "lstm":
-        rnn = torch.nn.LSTM(**kw)
-    elif a.cell == "gru":
-        rnn = torch.nn.GRU(**kw)
-    else:
-        rnn = torch.nn.RNN(nonlinearity=a.cell, **kw)
+    rnn = make_rnn(torch, a.cell, H, H, L)
     rnn = rnn.float()
     x = torch.randn(T, B, H, dtype=torch.float32, requires_grad=True)
     dy = torch.randn(T, B, H, dtype=torch.float32)

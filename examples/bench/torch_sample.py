@@ -19,7 +19,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_rnn import ensure_env, check_blas_threads, median  # noqa: E402
+from torch_rnn import ensure_env, check_blas_threads, make_rnn, median  # noqa: E402
 
 V, E = 65, 64
 
@@ -48,13 +48,7 @@ def main():
     torch.set_num_threads(a.threads)
     check_blas_threads(a.threads)
     torch.manual_seed(0)
-    kw = dict(input_size=E, hidden_size=a.hidden, num_layers=a.layers)
-    if a.cell == "lstm":
-        rnn = torch.nn.LSTM(**kw)
-    elif a.cell == "gru":
-        rnn = torch.nn.GRU(**kw)
-    else:
-        rnn = torch.nn.RNN(nonlinearity=a.cell, **kw)
+    rnn = make_rnn(torch, a.cell, E, a.hidden, a.layers)
     emb, dec = torch.nn.Embedding(V, E), torch.nn.Linear(a.hidden, V)
     for m in (emb, rnn, dec):
         m.eval()

@@ -25,7 +25,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_rnn import ensure_env, check_blas_threads, median  # noqa: E402
+from torch_rnn import ensure_env, check_blas_threads, make_rnn, median  # noqa: E402
 
 V, E = 65, 64
 
@@ -70,13 +70,7 @@ def main():
     check_blas_threads(a.threads)
     torch.manual_seed(0)
     H, L, B, T = a.hidden, a.layers, a.batch, a.seq
-    kw = dict(input_size=E, hidden_size=H, num_layers=L)
-    if a.cell == "lstm":
-        rnn = torch.nn.LSTM(**kw)
-    elif a.cell == "gru":
-        rnn = torch.nn.GRU(**kw)
-    else:
-        rnn = torch.nn.RNN(nonlinearity=a.cell, **kw)
+    rnn = make_rnn(torch, a.cell, E, H, L)
     emb, dec = torch.nn.Embedding(V, E), torch.nn.Linear(H, V)
     params = list(emb.parameters()) + list(rnn.parameters()) + list(dec.parameters())
     opt = torch.optim.Adam(params, lr=2e-3)
