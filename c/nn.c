@@ -6,6 +6,7 @@
  * cblas_d*.  The helpers here do not depend on the element type.
  */
 #include "nn.h"
+#include "activations.h"
 #include "gemm.h"
 #include "parallel.h"
 
@@ -78,7 +79,7 @@ static double loss_scale(int reduction, double gout, int64_t count) {
 #define FN(name) name##_f32
 #define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
   bptt_sgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
-#define EXP expf
+#define EXP bptt_expnegf
 #include "nn_impl.h"
 #undef real
 #undef FN

@@ -5,7 +5,8 @@
  *   real      float or double
  *   FN(name)  name##_f32 or name##_f64
  *   GEMM      cblas_sgemm or cblas_dgemm
- *   EXP       expf or exp (the per-element exponential of the softmax)
+ *   EXP       bptt_expnegf (activations.h) or exp: e^y for y <= 0, all the
+ *             softmax needs
  * No include guard on purpose.  Sums that reduce many values (losses, the
  * softmax denominator) accumulate in double for both types.
  */
@@ -119,12 +120,30 @@ int FN(bptt_embedding_backward)(const int32_t *ids, const real *dy, real *dW,
 
 /* ---------------------------------------------------------- CrossEntropy */
 
+/* e[j] = EXP(x[j] - m), j < n: every argument <= 0 (m is the row's
+ * maximum); vectorized (float32's EXP is activations.h's e^y for y <= 0) */
+BPTT_CLONES
+static void FN(exp_shifted)(const real *restrict x, real m, int64_t n,
+                            real *restrict e) {
+  int64_t j;
+  for (j = 0; j < n; j++) e[j] = EXP(x[j] - m);
+}
+
+/* d[j] = EXP((x[j] - m) - ls) * sc, j < n; d may be x (in place) */
+BPTT_CLONES
+static void FN(softmax_grad_row)(const real *x, real m, real ls, real sc,
+                                 int64_t n, real *d) {
+  int64_t j;
+  for (j = 0; j < n; j++) d[j] = EXP((x[j] - m) - ls) * sc;
+}
+
 /* Rows [lo, hi) of cross-entropy forward; returns their summed loss. */
 static double FN(ce_rows)(const real *logits, const int32_t *targets, int64_t lo,
                           int64_t hi, int64_t C, int32_t ignore_index,
                           real *cache) {
-  int64_t i, j;
+  int64_t i, j, j0;
   double total = 0;
+  real e[64];
   for (i = lo; i < hi; i++) {
     const real *xi = logits + i * C;
     int32_t t = targets[i];
@@ -139,8 +158,13 @@ static double FN(ce_rows)(const real *logits, const int32_t *targets, int64_t lo
     m = xi[0];
     for (j = 1; j < C; j++)
       if (xi[j] > m) m = xi[j];
-    /* each term is in (0, 1], one of them is 1: no overflow for any finite x */
-    for (j = 0; j < C; j++) s += (double)EXP(xi[j] - m);
+    /* each term is in (0, 1], one of them is 1: no overflow for any finite
+     * x; the exponentials 64 at a time, summed in order in double */
+    for (j0 = 0; j0 < C; j0 += 64) {
+      int64_t n = C - j0 < 64 ? C - j0 : 64;
+      FN(exp_shifted)(xi + j0, m, n, e);
+      for (j = 0; j < n; j++) s += (double)e[j];
+    }
     cache[2 * i] = m;
     cache[2 * i + 1] = (real)log(s);
     total += ((double)m - (double)xi[t - 1]) + log(s);
@@ -214,7 +238,7 @@ static void FN(ce_back_rows)(const real *logits, const int32_t *targets,
     }
     m = cache[2 * i];
     ls = cache[2 * i + 1];
-    for (j = 0; j < C; j++) di[j] = EXP((xi[j] - m) - ls) * sc;
+    FN(softmax_grad_row)(xi, m, ls, sc, C, di);
     di[t - 1] -= sc;
   }
 }
