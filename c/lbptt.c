@@ -38,7 +38,8 @@ static int l_blas_set_num_threads(lua_State *L) {
  * or off first (specs and benchmarks compare it with BLAS). */
 static int l_packed_gemm(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    if (!lua_isboolean(L, 1))
+      return luaL_error(L, "bptt.core.packed_gemm: on must be true or false, got %s", luaL_typename(L, 1));
     bptt_packed_enable(lua_toboolean(L, 1));
   }
   lua_pushboolean(L, bptt_packed_available());

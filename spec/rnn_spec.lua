@@ -434,7 +434,7 @@ describe("bptt.RNN float32 per-step kernel (packed weights, AVX-512)", function(
     assert.is_false(core.packed_gemm(false))
     local on = core.packed_gemm(true)
     assert.is_boolean(on)
-    assert.has_error(function() core.packed_gemm("yes") end)
+    assert.has_error(function() core.packed_gemm("yes") end, "bptt.core.packed_gemm: on must be true or false, got string")
   end)
 end)
 

@@ -33,7 +33,7 @@ The run, step by step as bptt does it (lua/bptt/data.lua, LanguageModel.lua, Tra
            steps only; tok_s = iters B T / train_seconds. train_loss_last = the mean
            training loss over the iterations since the previous evaluation.
 
-Thread fairness and the allocator: as in torch_rnn.py (whose ensure_env this script uses):
+Thread fairness and the allocator: as in torch_rnn.py (whose start_torch this script uses):
 OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set to --threads and the script re-executes
 itself with that environment before torch is imported; --malloc keeps glibc's malloc as
 shipped (default) or tuned to keep freed memory (keep). Read the notes at its top.
@@ -47,7 +47,7 @@ import math
 import os
 import sys
 
-from torch_rnn import ensure_env, check_blas_threads  # same directory; it imports no torch at load time
+from torch_rnn import start_torch  # same directory; it imports no torch at load time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data",
@@ -124,18 +124,9 @@ def main():
     a = parse_args(sys.argv[1:])
     if not os.path.isfile(a.data):
         sys.exit("torch_charlm.py: no file %s" % a.data)
-    ensure_env(a.threads, a.malloc)
-
+    torch = start_torch(a.threads, a.malloc, a.seed)
     import time
-    try:
-        import torch  # only now: OpenBLAS and OpenMP read the environment when loaded
-        import torch.nn.functional as F
-    except ImportError:
-        sys.exit("torch_charlm.py: no torch in %s; run it with /usr/bin/python3" % sys.executable)
-
-    torch.set_num_threads(a.threads)
-    check_blas_threads(a.threads)
-    torch.manual_seed(a.seed)
+    import torch.nn.functional as F
 
     ids, V = load_tokens(a.data)
     tokens = torch.from_numpy(ids)

@@ -117,6 +117,21 @@ def check_blas_threads(n):
         pass
 
 
+def start_torch(threads, malloc, seed):
+    """The environment for `threads` (ensure_env, re-executing if needed), then torch imported,
+    set to `threads`, checked, seeded; returns the torch module. Every torch_*.py starts so."""
+    ensure_env(threads, malloc)
+    try:
+        import torch  # only now: OpenBLAS and OpenMP read the environment when loaded
+    except ImportError:
+        sys.exit("%s: no torch in %s; run it with /usr/bin/python3"
+                 % (os.path.basename(sys.argv[0]), sys.executable))
+    torch.set_num_threads(threads)
+    check_blas_threads(threads)
+    torch.manual_seed(seed)
+    return torch
+
+
 def make_rnn(torch, cell, input_size, hidden, layers):
     """torch.nn.LSTM / GRU / RNN (tanh or relu), time-major; the other scripts use it too."""
     kw = dict(input_size=input_size, hidden_size=hidden, num_layers=layers, batch_first=False)
@@ -135,17 +150,8 @@ def median(xs):
 
 def main():
     a = parse_args(sys.argv[1:])
-    ensure_env(a.threads, a.malloc)
-
+    torch = start_torch(a.threads, a.malloc, 0)
     import time
-    try:
-        import torch  # only now: OpenBLAS and OpenMP read the environment when loaded
-    except ImportError:
-        sys.exit("torch_rnn.py: no torch in %s; run it with /usr/bin/python3" % sys.executable)
-
-    torch.set_num_threads(a.threads)
-    check_blas_threads(a.threads)
-    torch.manual_seed(0)
     H, L, T, B = a.hidden, a.layers, a.seq, a.batch
     rnn = make_rnn(torch, a.cell, H, H, L)
     rnn = rnn.float()

@@ -19,7 +19,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_rnn import ensure_env, check_blas_threads, make_rnn, median  # noqa: E402
+from torch_rnn import make_rnn, median, start_torch  # noqa: E402
 
 V, E = 65, 64
 
@@ -39,15 +39,8 @@ def main():
     for name in ("hidden", "layers", "threads", "prime", "tokens", "iters"):
         if getattr(a, name) < 1:
             p.error("--%s must be >= 1" % name)
-    ensure_env(a.threads, a.malloc)
+    torch = start_torch(a.threads, a.malloc, 0)
     import time
-    try:
-        import torch
-    except ImportError:
-        sys.exit("torch_sample.py: no torch in %s; run it with /usr/bin/python3" % sys.executable)
-    torch.set_num_threads(a.threads)
-    check_blas_threads(a.threads)
-    torch.manual_seed(0)
     rnn = make_rnn(torch, a.cell, E, a.hidden, a.layers)
     emb, dec = torch.nn.Embedding(V, E), torch.nn.Linear(a.hidden, V)
     for m in (emb, rnn, dec):

@@ -25,7 +25,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_rnn import ensure_env, check_blas_threads, make_rnn, median  # noqa: E402
+from torch_rnn import make_rnn, median, start_torch  # noqa: E402
 
 V, E = 65, 64
 
@@ -60,15 +60,8 @@ def peak_kb():
 
 def main():
     a = parse_args(sys.argv[1:])
-    ensure_env(a.threads, a.malloc)
+    torch = start_torch(a.threads, a.malloc, 0)
     import time
-    try:
-        import torch
-    except ImportError:
-        sys.exit("torch_step.py: no torch in %s; run it with /usr/bin/python3" % sys.executable)
-    torch.set_num_threads(a.threads)
-    check_blas_threads(a.threads)
-    torch.manual_seed(0)
     H, L, B, T = a.hidden, a.layers, a.batch, a.seq
     rnn = make_rnn(torch, a.cell, E, H, L)
     emb, dec = torch.nn.Embedding(V, E), torch.nn.Linear(H, V)
