@@ -94,12 +94,16 @@ int bptt_rmsprop_step_f64(double *p, const double *g, double *sq, double *ga, do
                           const bptt_rmsprop_hp *hp);
 
 /* ------------------------------------------------------------- clipping
- * grad_norm: one pass over g (n), accumulated in double:
+ * grad_norm: over g (n), accumulated in double:
  *   *sum  += sum_i |g_i / scale|^p     (p finite, > 0; untouched for p = inf)
  *   *amax  = max(*amax, max_i |g_i|)   (a NaN element makes it NaN)
  * The caller adds up several buffers and takes sum^(1/p).  scale > 0 lets it
  * redo the sum scaled by the largest element when the plain one overflowed.
+ * The sum is added up in an order fixed by n alone (chunks of 4096 elements),
+ * so it is the same to the bit on any number of threads.
  * grad_scale: g *= s.   grad_clamp: g = min(max(g, -v), v), v >= 0 (NaN stays).
+ * grad_norm and grad_scale split a large g over the library's threads
+ * (parallel.h), as the Adam step does.
  */
 int bptt_grad_norm_f32(const float *g, int64_t n, double p, double scale, double *sum, double *amax);
 int bptt_grad_norm_f64(const double *g, int64_t n, double p, double scale, double *sum, double *amax);

@@ -9,6 +9,7 @@
  */
 #include "tensor.h"
 #include "gemm.h"
+#include "parallel.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -308,10 +309,51 @@ static void row_fill(void *vc, char *const *p, const int64_t *s, int64_t n) {
   }
 }
 
+/* A contiguous tensor is filled by memset for +0 (all bits zero in every
+ * dtype; -0.0 is not) and by a plain loop otherwise, split over the team
+ * from FILL_PARALLEL_MIN elements (zero_grad on a model's flat gradients). */
+#define FILL_PARALLEL_MIN 65536
+
+typedef struct {
+  void *data;
+  int64_t n;
+  int dt;
+  double v;
+} fill_job;
+
+static void fill_task(void *ctx, int tid, int nt) {
+  const fill_job *f = ctx;
+  long long lo, hi;
+  int64_t i, end;
+  bptt_parallel_range(f->n, 16, tid, nt, &lo, &hi);
+  end = hi; /* hi's address was taken: a store through p might change it */
+  if (f->v == 0 && !signbit(f->v)) {
+    size_t es = bptt_dtype_size((bptt_dtype)f->dt);
+    memset((char *)f->data + lo * (int64_t)es, 0, (size_t)(end - lo) * es);
+  } else if (f->dt == BPTT_FLOAT32) {
+    float *p = f->data, v = (float)f->v;
+    for (i = lo; i < end; i++) p[i] = v;
+  } else if (f->dt == BPTT_FLOAT64) {
+    double *p = f->data, v = f->v;
+    for (i = lo; i < end; i++) p[i] = v;
+  } else {
+    int32_t *p = f->data, v = (int32_t)f->v;
+    for (i = lo; i < end; i++) p[i] = v;
+  }
+}
+
 int bptt_tensor_fill(const bptt_tensor *t, double v) {
   op_ctx c;
   const bptt_tensor *ts[1];
   if (t->dtype == BPTT_INT32 && (!fits_int32(v) || v != floor(v))) return BPTT_ERANGE;
+  if (bptt_tensor_is_contiguous(t)) {
+    fill_job f;
+    f.data = bptt_tensor_data(t), f.n = bptt_tensor_numel(t), f.dt = t->dtype, f.v = v;
+    if (f.n == 0) return BPTT_OK; /* no storage to point at, maybe */
+    if (f.n >= FILL_PARALLEL_MIN) bptt_parallel_run(fill_task, &f, bptt_parallel_threads());
+    else fill_task(&f, 0, 1);
+    return BPTT_OK;
+  }
   c.dt[0] = t->dtype, c.a = v;
   ts[0] = t;
   walk(1, ts, row_fill, &c);

@@ -65,6 +65,8 @@ void bptt_tensor_set(const bptt_tensor *t, int64_t offset, double v);
 
 /* dst[...] = src[...] with dtype conversion; same shape required. */
 int bptt_tensor_copy(const bptt_tensor *dst, const bptt_tensor *src);
+/* t[...] = v.  A large contiguous t is filled on the library's threads
+ * (parallel.h): call it from the thread that owns them, outside a region. */
 int bptt_tensor_fill(const bptt_tensor *t, double v);
 /* t += alpha * u (same shape), t += v, t *= s */
 int bptt_tensor_add(const bptt_tensor *t, const bptt_tensor *u, double alpha);
