@@ -70,7 +70,7 @@ run-specs:
 VALGRIND_SPECS ?= spec/tensor_spec.lua spec/rng_spec.lua spec/gc_spec.lua spec/safetensors_spec.lua \
                   spec/data_spec.lua spec/optim_spec.lua spec/layers_spec.lua spec/rnn_spec.lua \
                   spec/train_spec.lua spec/numerics_spec.lua spec/resources_spec.lua \
-                  spec/optim_threads_spec.lua
+                  spec/optim_threads_spec.lua spec/nn_threads_spec.lua
 valgrind: all
 	LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' BPTT_SPEC_LIGHT=1 \
 	valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \

@@ -15,9 +15,20 @@
 #include <math.h>
 #include <string.h>
 
-/* elements (rows x classes) from which cross-entropy is split over the
- * library's threads */
+/* elements (rows x classes, rows x dim) from which cross-entropy and the
+ * embedding's forward are split over the library's threads */
 #define PARALLEL_MIN 32768
+
+/* as gemm.c: below this many FLOPs per thread a split costs more than it saves */
+#define MIN_FLOPS_PER_THREAD 2e6
+
+/* cross-entropy forward: the loss adds up per block of rows, at most
+ * CE_BLOCKS of them; the exponentials of a row go into CE_LANES partial
+ * sums (16: the tree in nn_impl.h's row_sumexp halves it three times, then
+ * a pair); the rows go CE_GROUP at a time */
+#define CE_BLOCKS 64
+#define CE_LANES 16
+#define CE_GROUP 8
 
 /* rows x cols with both >= 0; the product (an element count) must fit. */
 static int check_mat(int64_t rows, int64_t cols, int64_t *count) {
@@ -63,6 +74,17 @@ static int ce_count(const int32_t *targets, int64_t N, int64_t C,
   return BPTT_OK;
 }
 
+/* Threads for Linear's region: GEMMs of `flops` in all, with the output
+ * rows split, as gemm.c would split them (under MIN_FLOPS_PER_THREAD per
+ * thread, fewer threads; by rows only when rows >= cols or >= 64 per
+ * thread).  1: no region, the plain path (gemm.h). */
+static int linear_threads(double flops, int64_t rows, int64_t cols) {
+  int n = bptt_parallel_threads();
+  if (n > 1 && flops / MIN_FLOPS_PER_THREAD < n) n = (int)(flops / MIN_FLOPS_PER_THREAD);
+  if (n <= 1 || (rows < cols && rows < 64 * (int64_t)n)) return 1;
+  return n;
+}
+
 static int reduction_ok(int reduction) {
   return reduction == BPTT_LOSS_MEAN || reduction == BPTT_LOSS_SUM;
 }
@@ -79,21 +101,29 @@ static double loss_scale(int reduction, double gout, int64_t count) {
 #define FN(name) name##_f32
 #define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
   bptt_sgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
+#define CBLAS_GEMM cblas_sgemm
 #define EXP bptt_expnegf
+#define UREAL uint32_t
 #include "nn_impl.h"
 #undef real
 #undef FN
 #undef GEMM
+#undef CBLAS_GEMM
 #undef EXP
+#undef UREAL
 
 /* ------------------------------------------------- float64 instantiation */
 #define real double
 #define FN(name) name##_f64
 #define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
   bptt_dgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
+#define CBLAS_GEMM cblas_dgemm
 #define EXP exp
+#define UREAL uint64_t
 #include "nn_impl.h"
 #undef real
 #undef FN
 #undef GEMM
+#undef CBLAS_GEMM
 #undef EXP
+#undef UREAL

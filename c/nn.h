@@ -30,6 +30,10 @@
  * backward: dx (N,In)    = dy (N,Out) W          (overwrites; dx NULL skips)
  *           dW (Out,In) += dy^T x                (one GEMM, beta = 1; NULL skips)
  *           db (Out)    += sum over rows of dy   (NULL skips)
+ * Large products run in one region of the thread team (parallel.h): forward
+ * splits the rows of y (each thread fills its rows with b, then its GEMM);
+ * backward splits dx by rows, dW and db by columns.  db adds its rows in
+ * order on any thread count; the BLAS's rounding may differ with the split.
  * (In and Out, not I and O: <complex.h>, pulled in by cblas.h, defines I.)
  * Cache: none besides x itself (backward rereads x for dW).
  */
@@ -47,6 +51,8 @@ int bptt_linear_backward_f64(const double *x, const double *W, const double *dy,
 /* ------------------------------------------------------------- Embedding
  * y (N,D) = W[id - 1]              ids (N) int32, 1-based in 1..V; W (V,D).
  * backward: dW[id - 1] += dy[row]  (repeated ids add up).
+ * forward splits its rows over the thread team from N*D >= 32768; backward
+ * adds the rows in order on the caller (the same bits on any thread count).
  * Both validate every id before writing anything: an id outside 1..V gives
  * BPTT_ERANGE with *bad_pos = position of the first such id (0-based), so the
  * binding can report ids[*bad_pos] and its position.
@@ -83,7 +89,8 @@ typedef enum {
  * gradient is 0 -- PyTorch gives NaN for mean; we choose 0 so that an
  * all-padding batch does not poison training.
  *
- * forward: *loss (accumulated in double).  cache (N,2) of the logits' type,
+ * forward: *loss (accumulated in double, in an order that does not depend
+ *   on the thread count: the same bits on any).  cache (N,2) of the logits' type,
  *   caller-owned: cache[2i] = m_i, cache[2i+1] = log s_i (both 0 on ignored
  *   rows).  m and log s are kept apart, not summed into one log-sum-exp, so
  *   that huge logits (m = 1e30, where m + log s rounds to m) still give exact

@@ -4,46 +4,117 @@
  * Included only by nn.c, once per type, with these macros defined:
  *   real      float or double
  *   FN(name)  name##_f32 or name##_f64
- *   GEMM      cblas_sgemm or cblas_dgemm
+ *   GEMM      bptt_sgemm or bptt_dgemm (gemm.h: split over the team), with
+ *             cblas_?gemm's arguments
+ *   CBLAS_GEMM cblas_sgemm or cblas_dgemm, for a thread's own share inside
+ *             a region
  *   EXP       bptt_expnegf (activations.h) or exp: e^y for y <= 0, all the
  *             softmax needs
+ *   UREAL     uint32_t or uint64_t: an unsigned integer of real's size
  * No include guard on purpose.  Sums that reduce many values (losses, the
  * softmax denominator) accumulate in double for both types.
  */
 
 /* ---------------------------------------------------------------- Linear */
 
+/* Rows [lo, hi) of y (N,Out) set to b (or 0) */
+static void FN(fill_bias)(const real *b, real *y, int64_t lo, int64_t hi, int64_t Out) {
+  int64_t i;
+  for (i = lo; i < hi; i++) {
+    if (b)
+      memcpy(y + i * Out, b, (size_t)Out * sizeof(real));
+    else
+      memset(y + i * Out, 0, (size_t)Out * sizeof(real)); /* +0.0 */
+  }
+}
+
+/* db[o] += sum_i dy[i, o] for the columns o in [c0, c1): row by row, so each
+ * db[o] takes its N additions in row order however the columns are split */
+BPTT_CLONES
+static void FN(add_col_sums)(const real *restrict dy, real *restrict db, int64_t N,
+                             int64_t Out, int64_t c0, int64_t c1) {
+  int64_t i, o;
+  for (i = 0; i < N; i++) {
+    const real *restrict dyi = dy + i * Out;
+    for (o = c0; o < c1; o++) db[o] += dyi[o];
+  }
+}
+
+typedef struct {
+  const real *x, *W, *b, *dy;
+  real *y, *dx, *dW, *db;
+  int64_t N, In, Out;
+} FN(linear_job);
+
+/* Forward, one region: each thread fills its rows of y with b, then adds
+ * x W^T to them (beta = 1) in a BLAS call of its own. */
+static void FN(linear_forward_task)(void *ctx, int tid, int n) {
+  const FN(linear_job) *j = ctx;
+  long long lo, hi;
+  bptt_parallel_range(j->N, 4, tid, n, &lo, &hi);
+  if (lo >= hi) return;
+  FN(fill_bias)(j->b, j->y, lo, hi, j->Out);
+  CBLAS_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), (int)j->Out, (int)j->In, 1,
+             j->x + lo * j->In, (int)j->In, j->W, (int)j->In, 1, j->y + lo * j->Out, (int)j->Out);
+}
+
 /* y (N,Out) = x (N,In) W^T + b */
 int FN(bptt_linear_forward)(const real *x, const real *W, const real *b,
                             real *y, int64_t N, int64_t In, int64_t Out) {
-  int64_t nx, nw, ny, i, o;
-  int err;
+  int64_t nx, nw, ny;
+  int err, n;
   if ((err = check_mat(N, In, &nx)) || (err = check_mat(Out, In, &nw)) ||
       (err = check_mat(N, Out, &ny)))
     return err;
   if (!blas_dim_ok(N) || !blas_dim_ok(In) || !blas_dim_ok(Out)) return BPTT_EOVERFLOW;
   if ((nx && !x) || (nw && !W) || (ny && !y)) return BPTT_EARG;
   if (ny == 0) return BPTT_OK;
-  /* y = b broadcast over rows (or 0), then y += x W^T */
-  for (i = 0; i < N; i++) {
-    real *yi = y + i * Out;
-    if (b)
-      for (o = 0; o < Out; o++) yi[o] = b[o];
-    else
-      for (o = 0; o < Out; o++) yi[o] = 0;
+  n = linear_threads(2.0 * (double)N * (double)In * (double)Out, N, Out);
+  if (n > 1) { /* N, In, Out >= 1 here */
+    FN(linear_job) j = {0};
+    j.x = x, j.W = W, j.b = b, j.y = y, j.N = N, j.In = In, j.Out = Out;
+    bptt_parallel_run(FN(linear_forward_task), &j, n);
+    return BPTT_OK;
   }
+  /* y = b broadcast over rows (or 0), then y += x W^T */
+  FN(fill_bias)(b, y, 0, N, Out);
   if (In == 0) return BPTT_OK; /* an empty sum; BLAS rejects lda = 0 */
   GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)Out, (int)In,
        1, x, (int)In, W, (int)In, 1, y, (int)Out);
   return BPTT_OK;
 }
 
+/* Backward, one region: dx split by rows, dW by columns (of In: thread k
+ * adds dy^T x[:, c0:c1] into dW[:, c0:c1]), db by columns (of Out).  No
+ * element is written by two threads, none needs another's result. */
+static void FN(linear_backward_task)(void *ctx, int tid, int n) {
+  const FN(linear_job) *j = ctx;
+  int64_t N = j->N, In = j->In, Out = j->Out;
+  long long lo, hi;
+  if (j->dx) {
+    bptt_parallel_range(N, 4, tid, n, &lo, &hi);
+    if (lo < hi)
+      CBLAS_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(hi - lo), (int)In, (int)Out,
+                 1, j->dy + lo * Out, (int)Out, j->W, (int)In, 0, j->dx + lo * In, (int)In);
+  }
+  if (j->dW) {
+    bptt_parallel_range(In, 16, tid, n, &lo, &hi);
+    if (lo < hi)
+      CBLAS_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)(hi - lo), (int)N,
+                 1, j->dy, (int)Out, j->x + lo, (int)In, 1, j->dW + lo, (int)In);
+  }
+  if (j->db) {
+    bptt_parallel_range(Out, 16, tid, n, &lo, &hi);
+    if (lo < hi) FN(add_col_sums)(j->dy, j->db, N, Out, lo, hi);
+  }
+}
+
 /* dx = dy W;  dW += dy^T x;  db += sum_rows dy */
 int FN(bptt_linear_backward)(const real *x, const real *W, const real *dy,
                              real *dx, real *dW, real *db,
                              int64_t N, int64_t In, int64_t Out) {
-  int64_t nx, nw, ny, i, o;
-  int err;
+  int64_t nx, nw, ny, i;
+  int err, n;
   if ((err = check_mat(N, In, &nx)) || (err = check_mat(Out, In, &nw)) ||
       (err = check_mat(N, Out, &ny)))
     return err;
@@ -52,6 +123,16 @@ int FN(bptt_linear_backward)(const real *x, const real *W, const real *dy,
   if (dx && nx && nw && !W) return BPTT_EARG;
   if (dW && nw && nx && !x) return BPTT_EARG;
 
+  /* the GEMMs' FLOPs: 2 N In Out for dx and for dW */
+  n = linear_threads(2.0 * (double)N * (double)In * (double)Out * ((dx != NULL) + (dW != NULL)),
+                     N, In);
+  if (n > 1) { /* N, In, Out >= 1 here */
+    FN(linear_job) j = {0};
+    j.x = x, j.W = W, j.dy = dy, j.dx = dx, j.dW = dW, j.db = db;
+    j.N = N, j.In = In, j.Out = Out;
+    bptt_parallel_run(FN(linear_backward_task), &j, n);
+    return BPTT_OK;
+  }
   /* dx (N,In) = dy (N,Out) W (Out,In) */
   if (dx && nx) {
     if (Out == 0) {
@@ -67,22 +148,47 @@ int FN(bptt_linear_backward)(const real *x, const real *W, const real *dy,
          1, dy, (int)Out, x, (int)In, 1, dW, (int)In);
   }
   /* db (Out) += sum_i dy[i, :] */
-  if (db) {
-    for (i = 0; i < N; i++) {
-      const real *dyi = dy + i * Out;
-      for (o = 0; o < Out; o++) db[o] += dyi[o];
-    }
-  }
+  if (db) FN(add_col_sums)(dy, db, N, Out, 0, Out);
   return BPTT_OK;
 }
 
 /* ------------------------------------------------------------- Embedding */
 
+typedef struct {
+  const int32_t *ids;
+  const real *W;
+  real *y;
+  int64_t N, D;
+} FN(embedding_job);
+
+/* Forward, split by rows: y[i, :] = W[ids[i] - 1, :] for i in the thread's rows */
+static void FN(embedding_forward_task)(void *ctx, int tid, int n) {
+  const FN(embedding_job) *j = ctx;
+  int64_t D = j->D;
+  long long i, lo, hi;
+  bptt_parallel_range(j->N, 16, tid, n, &lo, &hi);
+  for (i = lo; i < hi; i++)
+    memcpy(j->y + i * D, j->W + (int64_t)(j->ids[i] - 1) * D, (size_t)D * sizeof(real));
+}
+
+/* dW[ids[i] - 1, :] += dy[i, :], rows in order (repeated ids add up) */
+BPTT_CLONES
+static void FN(embedding_add_rows)(const int32_t *ids, const real *restrict dy,
+                                   real *restrict dW, int64_t N, int64_t D) {
+  int64_t i, d;
+  for (i = 0; i < N; i++) {
+    real *restrict row = dW + (int64_t)(ids[i] - 1) * D;
+    const real *restrict dyi = dy + i * D;
+    for (d = 0; d < D; d++) row[d] += dyi[d];
+  }
+}
+
 /* y[i, :] = W[ids[i] - 1, :] */
 int FN(bptt_embedding_forward)(const int32_t *ids, const real *W, real *y,
                                int64_t N, int64_t V, int64_t D, int64_t *bad_pos) {
-  int64_t nw, ny, i, bad;
-  int err;
+  int64_t nw, ny, bad;
+  int err, n;
+  FN(embedding_job) j;
   set_bad(bad_pos, -1);
   if ((err = check_mat(V, D, &nw)) || (err = check_mat(N, D, &ny))) return err;
   if ((N && !ids) || (nw && !W) || (ny && !y)) return BPTT_EARG;
@@ -92,15 +198,20 @@ int FN(bptt_embedding_forward)(const int32_t *ids, const real *W, real *y,
     return BPTT_ERANGE;
   }
   if (D == 0) return BPTT_OK;
-  for (i = 0; i < N; i++)
-    memcpy(y + i * D, W + (int64_t)(ids[i] - 1) * D, (size_t)D * sizeof(real));
+  j.ids = ids, j.W = W, j.y = y, j.N = N, j.D = D;
+  n = ny >= PARALLEL_MIN ? bptt_parallel_threads() : 1;
+  bptt_parallel_run(FN(embedding_forward_task), &j, n);
   return BPTT_OK;
 }
 
-/* dW[ids[i] - 1, :] += dy[i, :]  (repeated ids add up) */
+/* dW[ids[i] - 1, :] += dy[i, :]  (repeated ids add up)
+ * On the caller alone: one addition per element loaded, bound by memory.
+ * Split over 2 threads it ran no faster -- by columns of dW (each thread
+ * all rows, in order) 2-4x slower, by rows of dW (ids) 0.85-1.9x the
+ * time of one thread (2-core EPYC VM, N = 2048..32768, D = 64..1024). */
 int FN(bptt_embedding_backward)(const int32_t *ids, const real *dy, real *dW,
                                 int64_t N, int64_t V, int64_t D, int64_t *bad_pos) {
-  int64_t nw, ny, i, d, bad;
+  int64_t nw, ny, bad;
   int err;
   set_bad(bad_pos, -1);
   if ((err = check_mat(V, D, &nw)) || (err = check_mat(N, D, &ny))) return err;
@@ -110,23 +221,60 @@ int FN(bptt_embedding_backward)(const int32_t *ids, const real *dy, real *dW,
     set_bad(bad_pos, bad);
     return BPTT_ERANGE;
   }
-  for (i = 0; i < N; i++) {
-    real *row = dW + (int64_t)(ids[i] - 1) * D;
-    const real *dyi = dy + i * D;
-    for (d = 0; d < D; d++) row[d] += dyi[d];
-  }
+  if (ny) FN(embedding_add_rows)(ids, dy, dW, N, D);
   return BPTT_OK;
 }
 
 /* ---------------------------------------------------------- CrossEntropy */
 
-/* e[j] = EXP(x[j] - m), j < n: every argument <= 0 (m is the row's
- * maximum); vectorized (float32's EXP is activations.h's e^y for y <= 0) */
-BPTT_CLONES
-static void FN(exp_shifted)(const real *restrict x, real m, int64_t n,
-                            real *restrict e) {
+/* x's bits as an unsigned integer in the order of the values (radix sort's
+ * key): the sign bit set for x >= +0, every bit flipped below, so that
+ * -NaN < -Inf < ... < -0 < +0 < ... < +Inf < +NaN.  Integer maxima
+ * vectorize where a float compare-and-select does not (GCC keeps it a
+ * branch); ord_value undoes it. */
+BPTT_ROW UREAL FN(ord_key)(real x) {
+  UREAL u, top = (UREAL)1 << (8 * sizeof(UREAL) - 1);
+  memcpy(&u, &x, sizeof u);
+  return u ^ (((UREAL)0 - (u >> (8 * sizeof(UREAL) - 1))) | top);
+}
+
+BPTT_ROW real FN(ord_value)(UREAL k) {
+  UREAL top = (UREAL)1 << (8 * sizeof(UREAL) - 1);
+  real x;
+  k ^= ((k >> (8 * sizeof(UREAL) - 1)) - 1) | top;
+  memcpy(&x, &k, sizeof x);
+  return x;
+}
+
+/* The row's maximum, exact, as the maximum of the keys: a reduction the
+ * compiler may vectorize (integer maxima can go in any order).  A NaN may
+ * come out as the maximum (+NaN) or not (-NaN); the sum below makes the
+ * loss NaN either way. */
+BPTT_ROW real FN(row_max)(const real *restrict x, int64_t n) {
+  UREAL m = FN(ord_key)(x[0]), v;
   int64_t j;
-  for (j = 0; j < n; j++) e[j] = EXP(x[j] - m);
+  for (j = 1; j < n; j++) v = FN(ord_key)(x[j]), m = v > m ? v : m;
+  return FN(ord_value)(m);
+}
+
+/* sum_j EXP(x[j] - m), every argument <= 0 (m is the row's maximum): each
+ * term in (0, 1], one of them 1, no overflow for any finite x.  In double:
+ * the whole blocks into CE_LANES partial sums (lane k takes the k-th term
+ * of each, in order: independent chains, that vectorize) added up in a
+ * fixed tree, then the last n % CE_LANES terms, in order.  The same bits on
+ * every thread count and instruction set. */
+BPTT_ROW double FN(row_sumexp)(const real *restrict x, real m, int64_t n) {
+  double s[CE_LANES], tail = 0;
+  int64_t j, k, n0 = n - n % CE_LANES;
+  for (j = n0; j < n; j++) tail += (double)EXP(x[j] - m);
+  if (n0 == 0) return tail;
+  for (k = 0; k < CE_LANES; k++) s[k] = 0;
+  for (j = 0; j < n0; j += CE_LANES)
+    for (k = 0; k < CE_LANES; k++) s[k] += (double)EXP(x[j + k] - m);
+  for (k = 0; k < CE_LANES / 2; k++) s[k] += s[k + CE_LANES / 2];
+  for (k = 0; k < CE_LANES / 4; k++) s[k] += s[k + CE_LANES / 4];
+  for (k = 0; k < CE_LANES / 8; k++) s[k] += s[k + CE_LANES / 8];
+  return (s[0] + s[1]) + tail;
 }
 
 /* d[j] = EXP((x[j] - m) - ls) * sc, j < n; d may be x (in place) */
@@ -137,57 +285,64 @@ static void FN(softmax_grad_row)(const real *x, real m, real ls, real sc,
   for (j = 0; j < n; j++) d[j] = EXP((x[j] - m) - ls) * sc;
 }
 
-/* Rows [lo, hi) of cross-entropy forward; returns their summed loss. */
+/* Rows [lo, hi) of cross-entropy forward; returns their summed loss (in
+ * row order).  The rows go CE_GROUP at a time, each step over all of them
+ * (maxima, sums, logarithms): the rows' chains of dependent steps then
+ * overlap. */
+BPTT_CLONES
 static double FN(ce_rows)(const real *logits, const int32_t *targets, int64_t lo,
                           int64_t hi, int64_t C, int32_t ignore_index,
                           real *cache) {
-  int64_t i, j, j0;
-  double total = 0;
-  real e[64];
-  for (i = lo; i < hi; i++) {
-    const real *xi = logits + i * C;
-    int32_t t = targets[i];
-    real m;
-    double s = 0;
-    if (ce_ignored(t, ignore_index)) {
-      cache[2 * i] = 0;
-      cache[2 * i + 1] = 0;
-      continue;
-    }
+  int64_t i, i0, g;
+  double total = 0, s[CE_GROUP];
+  real m[CE_GROUP];
+  for (i0 = lo; i0 < hi; i0 += CE_GROUP) {
+    int64_t n = hi - i0 < CE_GROUP ? hi - i0 : CE_GROUP;
+    const real *x0 = logits + i0 * C;
+    const int32_t *t0 = targets + i0;
     /* counted rows have C >= 1 (their target is in 1..C) */
-    m = xi[0];
-    for (j = 1; j < C; j++)
-      if (xi[j] > m) m = xi[j];
-    /* each term is in (0, 1], one of them is 1: no overflow for any finite
-     * x; the exponentials 64 at a time, summed in order in double */
-    for (j0 = 0; j0 < C; j0 += 64) {
-      int64_t n = C - j0 < 64 ? C - j0 : 64;
-      FN(exp_shifted)(xi + j0, m, n, e);
-      for (j = 0; j < n; j++) s += (double)e[j];
+    for (g = 0; g < n; g++)
+      if (!ce_ignored(t0[g], ignore_index)) m[g] = FN(row_max)(x0 + g * C, C);
+    for (g = 0; g < n; g++)
+      if (!ce_ignored(t0[g], ignore_index)) s[g] = FN(row_sumexp)(x0 + g * C, m[g], C);
+    for (g = 0; g < n; g++) {
+      int32_t t = t0[g];
+      double ls;
+      i = i0 + g;
+      if (ce_ignored(t, ignore_index)) {
+        cache[2 * i] = 0;
+        cache[2 * i + 1] = 0;
+        continue;
+      }
+      ls = log(s[g]);
+      cache[2 * i] = m[g];
+      cache[2 * i + 1] = (real)ls;
+      total += ((double)m[g] - (double)logits[i * C + t - 1]) + ls;
     }
-    cache[2 * i] = m;
-    cache[2 * i + 1] = (real)log(s);
-    total += ((double)m - (double)xi[t - 1]) + log(s);
   }
   return total;
 }
 
-/* The rows split over the team (partial sums added in thread order, so a
- * given thread count always gives the same bits). */
+/* The rows in CE_BLOCKS fixed blocks (fewer when N is small), whole blocks
+ * split over the team; the loss is the sum of the blocks' sums in block
+ * order, so any thread count gives the same bits. */
 typedef struct {
   const real *logits;
   const int32_t *targets;
-  int64_t N, C;
+  int64_t N, C, rows;  /* rows per block */
   int32_t ignore_index;
   real *cache;
-  double part[BPTT_MAX_THREADS];
+  double part[CE_BLOCKS];
 } FN(ce_job);
 
 static void FN(ce_task)(void *ctx, int tid, int n) {
   FN(ce_job) *j = ctx;
-  long long lo, hi;
-  bptt_parallel_range(j->N, 8, tid, n, &lo, &hi);
-  j->part[tid] = FN(ce_rows)(j->logits, j->targets, lo, hi, j->C, j->ignore_index, j->cache);
+  long long b, b0, b1, nb = (j->N + j->rows - 1) / j->rows;
+  bptt_parallel_range(nb, 1, tid, n, &b0, &b1);
+  for (b = b0; b < b1; b++) {
+    int64_t lo = b * j->rows, hi = lo + j->rows < j->N ? lo + j->rows : j->N;
+    j->part[b] = FN(ce_rows)(j->logits, j->targets, lo, hi, j->C, j->ignore_index, j->cache);
+  }
 }
 
 /* loss = sum_i [(m_i - x_{i,t_i}) + log s_i] / (count or 1);
@@ -196,23 +351,23 @@ int FN(bptt_crossentropy_forward)(const real *logits, const int32_t *targets,
                                   int64_t N, int64_t C, int32_t ignore_index,
                                   int reduction, real *cache, double *loss,
                                   int64_t *count, int64_t *bad_pos) {
-  int64_t nx, n2, cnt;
+  int64_t nx, n2, cnt, b, nb;
   double total = 0;
   int err;
+  FN(ce_job) j;
   set_bad(bad_pos, -1);
   if ((err = check_mat(N, C, &nx)) || (err = check_mat(N, 2, &n2))) return err;
   if (!reduction_ok(reduction) || !loss) return BPTT_EARG;
   if ((N && (!targets || !cache)) || (nx && !logits)) return BPTT_EARG;
   if ((err = ce_count(targets, N, C, ignore_index, &cnt, bad_pos))) return err;
-  if (nx >= PARALLEL_MIN && bptt_parallel_threads() > 1) {
-    FN(ce_job) j;
-    int k, used;
+  if (N > 0) {
     j.logits = logits, j.targets = targets, j.N = N, j.C = C;
     j.ignore_index = ignore_index, j.cache = cache;
-    used = bptt_parallel_run(FN(ce_task), &j, bptt_parallel_threads());
-    for (k = 0; k < used; k++) total += j.part[k];
-  } else {
-    total = FN(ce_rows)(logits, targets, 0, N, C, ignore_index, cache);
+    j.rows = (N + CE_BLOCKS - 1) / CE_BLOCKS;
+    j.rows = (j.rows + 7) / 8 * 8;
+    bptt_parallel_run(FN(ce_task), &j, nx >= PARALLEL_MIN ? bptt_parallel_threads() : 1);
+    nb = (N + j.rows - 1) / j.rows;
+    for (b = 0; b < nb; b++) total += j.part[b];
   }
   if (reduction == BPTT_LOSS_MEAN) total = cnt > 0 ? total / (double)cnt : 0.0;
   *loss = total;
