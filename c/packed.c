@@ -83,15 +83,18 @@ TILE(2)
 
 static __mmask16 mask_of(int64_t w) { return w >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << w) - 1); }
 
+/* Panels (of the weights) outside, row tiles inside: each pair of panels
+ * is read from memory once per call and then from the L1 cache for every
+ * tile of rows; the rows (a B x K block of activations) stay in L2. */
 void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P, float beta,
                        float *C, int64_t ldc) {
   int64_t i0, p, np = (N + PANEL - 1) / PANEL;
-  for (i0 = 0; i0 < M; i0 += ROWS) {
-    const float *a[ROWS];
-    float *c[ROWS];
-    int r, rows = M - i0 < ROWS ? (int)(M - i0) : ROWS;
-    for (r = 0; r < ROWS; r++) a[r] = A + (i0 + (r < rows ? r : rows - 1)) * lda;
-    for (p = 0; p < np; p += 2) {
+  for (p = 0; p < np; p += 2) {
+    for (i0 = 0; i0 < M; i0 += ROWS) {
+      const float *a[ROWS];
+      float *c[ROWS];
+      int r, rows = M - i0 < ROWS ? (int)(M - i0) : ROWS;
+      for (r = 0; r < ROWS; r++) a[r] = A + (i0 + (r < rows ? r : rows - 1)) * lda;
       for (r = 0; r < rows; r++) c[r] = C + (i0 + r) * ldc + p * PANEL;
       if (p + 1 < np)
         tile2(K, a, P + p * PANEL * K, PANEL * K, beta, c, rows, mask_of(N - p * PANEL),
