@@ -4,10 +4,11 @@
  *
  * Why a team of our own and not OpenBLAS's threads: a recurrent layer's
  * per-step GEMMs are small (B x GH x H, B = 32) and OpenBLAS gains only
- * 1.1-1.5x on them with 2 threads.  Splitting the hidden units instead --
- * each thread runs the GEMM columns and the elementwise pass of its own
- * units, one barrier per time step -- gives each thread a GEMM of its own
- * at single-thread speed.  The team also splits every other GEMM (gemm.h);
+ * 1.1-1.5x on them with 2 threads.  Splitting the batch rows instead --
+ * each thread runs the whole recursion of its own rows, with no exchange
+ * until it ends -- or, with few rows, the hidden units (one barrier per
+ * time step) gives each thread a GEMM of its own at single-thread speed
+ * (rnn_impl.h).  The team also splits every other GEMM (gemm.h);
  * OpenBLAS runs single-threaded, so that two pools of threads never compete
  * for the cores.
  *

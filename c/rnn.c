@@ -97,6 +97,16 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
 
 /* ---- the kernels, once per real type ----------------------------------- */
 
+/* The recursion split by batch rows (rnn_impl.h) when every thread gets a
+ * packed tile's 8 rows or more and W_hh is at most 8 MB (H up to 1448 for tanh,
+ * 836 for gru, 724 for lstm, in float32): each thread then reads all of
+ * W_hh at every step, and beyond that size reading half of it (split by
+ * units) was faster on the machine of the README's figures (2-core EPYC:
+ * LSTM H = 1024 7% faster by units, H = 512 3% faster by rows). */
+#define RNN_SPLIT_ROWS(d, n, G, esize)                     \
+  ((n) > 1 && (d)->B >= 8 * (int64_t)(n) &&                \
+   (double)(G) * (double)(d)->H * (double)(d)->H * (esize) <= 8.0 * 1024 * 1024)
+
 /* float32: activations.h's inline sigmoid and tanh, a few ulp from the
  * exact values, which the elementwise loops vectorize.  float64: libm. */
 #define REAL float

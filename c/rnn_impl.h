@@ -26,12 +26,19 @@
  * Threads (parallel.h).  Forward and backward each run as ONE region of n
  * team threads.  The batched GEMMs are split by rows of their output
  * (input projections and dx by the T*B rows, weight gradients by the GH
- * rows).  The recursion is split by hidden units: thread k owns the units
- * [j0, j1), computes the GEMM columns of those units in every gate block
- * and their elementwise pass, so the only exchange between threads is h_t
- * (forward) or dG_t (backward): one barrier per step.  Every output element
- * is computed by one thread in the same order as with n = 1, so results do
- * not depend on the thread count.
+ * rows).  The recursion is split one of two ways (plan() chooses):
+ *   by batch rows, when every thread gets at least 8 of them: the rows of
+ *     a batch never meet in the recursion, so thread k runs all T steps of
+ *     its rows [b0, b1) -- their per-step GEMM against all of W_hh (packed
+ *     once, shared) and their elementwise pass -- with no barrier and no
+ *     exchange at all until the recursion ends;
+ *   by hidden units otherwise (few rows: B = 1 sampling): thread k owns the
+ *     units [j0, j1), runs the GEMM columns of those units in every gate
+ *     block and their elementwise pass, and the threads exchange h_t
+ *     (forward) or dG_t (backward): one barrier per step.
+ * Every output element is computed by one thread in the same order as with
+ * n = 1, so results do not depend on the thread count (the packed kernel's
+ * sums do not depend on which rows share a tile).
  */
 
 /* C (M, N) = alpha op(A) op(B) + beta C, row-major.  rnn_sizes() checked
@@ -63,13 +70,15 @@ static void FN(gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
 static REAL FN(bias_rows)(REAL *dst, int64_t rows, int64_t ld, int64_t c0,
                           int64_t c1, const REAL *bi, const REAL *bh,
                           int64_t hcut) {
-  int64_t r, j;
+  int64_t r, j, cut = c1 < hcut ? c1 : hcut;
   if (!bi && !bh) return 0;
-  for (r = 0; r < rows; r++) {
-    REAL *row = dst + r * ld;
-    for (j = c0; j < c1; j++)
-      row[j] = (bi ? bi[j] : (REAL)0) + (bh && j < hcut ? bh[j] : (REAL)0);
-  }
+  if (rows <= 0 || c1 <= c0) return 1;
+  /* the first row, then copies of it (memcpy: a vectorized pass) */
+  for (j = c0; j < c1; j++) dst[j] = bi ? bi[j] : (REAL)0;
+  if (bh)
+    for (j = c0; j < cut; j++) dst[j] += bh[j];
+  for (r = 1; r < rows; r++)
+    memcpy(dst + r * ld + c0, dst + c0, (size_t)(c1 - c0) * sizeof(REAL));
   return 1;
 }
 
@@ -83,17 +92,70 @@ typedef struct {
   /* backward only */
   const REAL *dy;
   REAL *dx, *dh0, *dw_ih, *dw_hh, *db_ih, *db_hh, *scratch;
+  /* the recursion split by batch rows (else by units), and then the packed
+   * W_hh that the threads share (NULL: BLAS) */
+  int by_rows;
+  REAL *pk_shared;
 } FN(rnn_job);
 
-/* This thread's units [*j0, *j1) of H (whole 16s: 64 bytes of float) and
- * rows [*r0, *r1) of T*B. */
-static void FN(shares)(const bptt_rnn_dims *d, int tid, int n, int64_t *j0,
-                       int64_t *j1, int64_t *r0, int64_t *r1) {
+/* One thread's share of a call: in the recursion the batch rows [b0, b1)
+ * and units [j0, j1) -- all units of its rows (by rows) or its units (whole
+ * 16s: 64 bytes of float) of every row (by units); in the batched GEMMs the
+ * rows [r0, r1) of T*B. */
+typedef struct {
+  int64_t b0, b1, j0, j1, r0, r1;
+} FN(share);
+
+static FN(share) FN(share_of)(const FN(rnn_job) *job, int tid, int n) {
+  const bptt_rnn_dims *d = job->d;
+  FN(share) s;
   long long a, b;
-  bptt_parallel_range(d->H, 16, tid, n, &a, &b);
-  *j0 = a, *j1 = b;
+  if (job->by_rows) {
+    bptt_parallel_range(d->B, 1, tid, n, &a, &b);
+    s.b0 = a, s.b1 = b, s.j0 = 0, s.j1 = d->H;
+  } else {
+    bptt_parallel_range(d->H, 16, tid, n, &a, &b);
+    s.b0 = 0, s.b1 = d->B, s.j0 = a, s.j1 = b;
+  }
   bptt_parallel_range(d->T * d->B, 1, tid, n, &a, &b);
-  *r0 = a, *r1 = b;
+  s.r0 = a, s.r1 = b;
+  return s;
+}
+
+/* p + off, or NULL for a NULL p (an absent operand: zeros) */
+#define ROWS_AT(p, off) ((p) ? (p) + (off) : NULL)
+
+/* W_hh packed (packed.h) for the recursion: forward W_hh^T in G gate blocks
+ * of *blk floats, backward W_hh (one block).  By units: the thread's
+ * columns, into its own scratch.  By rows: every column, into the job's
+ * shared buffer, each thread packing a share of the 16-column panels (the
+ * caller then waits at a barrier).  NULL: BLAS instead. */
+static REAL *FN(packed_w_hh)(const FN(rnn_job) *job, int fwd, int tid, int n,
+                             int64_t j0, int64_t j1, int64_t *blk) {
+  const bptt_rnn_dims *d = job->d;
+  const int64_t H = d->H, G = job->G, GH = job->GH;
+  int64_t g, c0 = j0, c1 = j1;
+  REAL *pk;
+  if (!USE_PACKED(d->B, d->T) || j1 <= j0) return NULL;
+  *blk = fwd ? bptt_packed_floats(H, j1 - j0) : bptt_packed_floats(GH, j1 - j0);
+  if (job->by_rows) {
+    long long a, b;
+    if (!(pk = job->pk_shared)) return NULL;
+    bptt_parallel_range(H, 16, tid, n, &a, &b);
+    c0 = a, c1 = b;
+  } else {
+    pk = bptt_parallel_scratch(tid, (size_t)((fwd ? G : 1) * *blk) * sizeof(REAL));
+    if (!pk) return NULL;
+  }
+  /* columns c0..c1 of the block(s): their panels start at c0 * K */
+  if (c1 > c0) {
+    if (fwd)
+      for (g = 0; g < G; g++)
+        PACK(pk + g * *blk + (c0 - j0) * H, job->w_hh + (g * H + c0) * H, H, 1, H, c1 - c0);
+    else
+      PACK(pk + (c0 - j0) * GH, job->w_hh + c0, H, 0, GH, c1 - c0);
+  }
+  return pk;
 }
 
 /* Per step: C[:, g*H + j0 .. + nj] (+)= A (M, K) W[g*H + j0 .., :]^T for
@@ -127,6 +189,12 @@ static void FN(rec_cols)(const REAL *pk, int64_t blk, int64_t G, int64_t H,
 }
 
 /* ---- forward ------------------------------------------------------------ */
+
+/* d[j] += s[j], j < n */
+BPTT_ROW void FN(add_row)(int64_t n, const REAL *restrict s, REAL *restrict d) {
+  int64_t j;
+  for (j = 0; j < n; j++) d[j] += s[j];
+}
 
 /* The per-step elementwise passes, over units [j0, j0 + nj) of every row.
  * BPTT_CLONES (activations.h) compiles each for AVX-512, AVX2 and plain
@@ -267,18 +335,14 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
   REAL *hw = cell == BPTT_CELL_GRU ? cs + T * BH : NULL; /* gru's hidden side */
   /* the hidden-side biases join the input side's, but gru's b_hn */
   const int64_t hcut = cell == BPTT_CELL_GRU ? 2 * H : GH;
-  int64_t j0, j1, nj, r0, r1, t, blk = 0;
-  REAL beta, *pk = NULL;
-  FN(shares)(d, tid, n, &j0, &j1, &r0, &r1);
-  nj = j1 - j0;
-  /* this thread's columns of W_hh^T, packed once for the T steps */
-  if (USE_PACKED(B, T) && nj > 0) {
-    int64_t g;
-    blk = bptt_packed_floats(H, nj);
-    pk = bptt_parallel_scratch(tid, (size_t)(G * blk) * sizeof(REAL));
-    if (pk)
-      for (g = 0; g < G; g++) PACK(pk + g * blk, w_hh + (g * H + j0) * H, H, 1, H, nj);
-  }
+  const FN(share) s = FN(share_of)(job, tid, n);
+  const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0, r0 = s.r0, r1 = s.r1;
+  const int64_t b0 = s.b0, rows = s.b1 - s.b0, off = b0 * H, goff = b0 * GH;
+  int64_t t, blk = 0;
+  REAL beta;
+  /* W_hh^T packed once for the T steps (the barrier below covers by rows'
+   * shared packing) */
+  REAL *pk = FN(packed_w_hh)(job, 1, tid, n, j0, j1, &blk);
   /* pre (TB, GH) = b_ih (+ b_hh, but for gru) + x W_ih^T: this thread's
    * rows r0..r1, or when there are few rows (sampling), its units' columns */
   if (T * B >= 64 * n) {
@@ -286,54 +350,75 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
                          job->b_hh, hcut);
     FN(gemm)(0, 1, r1 - r0, GH, D, 1, job->x + r0 * D, D, job->w_ih, D, beta,
              pre + r0 * GH, GH);
-  } else if (nj > 0) {
+  } else {
+    long long u0, u1; /* the units' split, whatever the recursion's */
     int64_t g;
+    bptt_parallel_range(H, 16, tid, n, &u0, &u1);
     beta = 0;
-    for (g = 0; g < G; g++)
-      beta = FN(bias_rows)(pre, T * B, GH, g * H + j0, g * H + j1, job->b_ih,
-                           job->b_hh, hcut);
-    FN(gate_cols)(G, H, j0, nj, T * B, D, job->x, job->w_ih, beta, pre);
+    if (u1 > u0) {
+      for (g = 0; g < G; g++)
+        beta = FN(bias_rows)(pre, T * B, GH, g * H + u0, g * H + u1, job->b_ih,
+                             job->b_hh, hcut);
+      FN(gate_cols)(G, H, u0, u1 - u0, T * B, D, job->x, job->w_ih, beta, pre);
+    }
   }
   bptt_parallel_barrier(n);
+  /* the recursion over this thread's rows b0.. (rows of them) and units j0..
+   * (nj of them): every pointer below is moved to row b0 */
   for (t = 0; t < T; t++) {
-    REAL *pt = pre + t * B * GH, *yt = y + t * BH;
-    const REAL *hp = t ? yt - BH : h0;           /* h_{t-1}; NULL = zeros */
-    if (nj > 0) {
+    REAL *pt = pre + t * B * GH + goff, *yt = y + t * BH + off;
+    const REAL *hp = t ? yt - BH : ROWS_AT(h0, off); /* h_{t-1}; NULL = zeros */
+    if (nj > 0 && rows > 0) {
       switch (cell) {
         case BPTT_CELL_LSTM: {
-          REAL *ct = cs + t * BH;
+          REAL *ct = cs + t * BH + off;
           /* gates_t (B, 4H) += h_{t-1} (B, H) W_hh^T */
-          if (hp) FN(rec_cols)(pk, blk, 4, H, j0, nj, B, H, hp, w_hh, 1, pt);
-          FN(lstm_step)(B, H, j0, nj, pt, t ? ct - BH : c0, ct, yt);
+          if (hp) FN(rec_cols)(pk, blk, 4, H, j0, nj, rows, H, hp, w_hh, 1, pt);
+          FN(lstm_step)(rows, H, j0, nj, pt, t ? ct - BH : ROWS_AT(c0, off), ct, yt);
           break;
         }
         case BPTT_CELL_GRU: {
+          REAL *hwr = hw + goff;
           int64_t g;
           /* hw (B, 3H) = h_{t-1} (B, H) W_hh^T */
-          if (hp) FN(rec_cols)(pk, blk, 3, H, j0, nj, B, H, hp, w_hh, 0, hw);
+          if (hp) FN(rec_cols)(pk, blk, 3, H, j0, nj, rows, H, hp, w_hh, 0, hwr);
           else
-            for (g = 0; g < B * 3; g++)
-              memset(hw + g * H + j0, 0, (size_t)nj * sizeof(REAL));
-          FN(gru_step)(B, H, j0, nj, pt, hw,
+            for (g = 0; g < rows * 3; g++)
+              memset(hwr + g * H + j0, 0, (size_t)nj * sizeof(REAL));
+          FN(gru_step)(rows, H, j0, nj, pt, hwr,
                        job->b_hh ? job->b_hh + 2 * H + j0 : NULL, hp,
-                       cs + t * BH, yt);
+                       cs + t * BH + off, yt);
           break;
         }
         default:
           /* y_t (B, H) += h_{t-1} (B, H) W_hh^T */
-          if (hp) FN(rec_cols)(pk, blk, 1, H, j0, nj, B, H, hp, w_hh, 1, yt);
-          FN(elman_step)(B, H, j0, nj, relu, yt);
+          if (hp) FN(rec_cols)(pk, blk, 1, H, j0, nj, rows, H, hp, w_hh, 1, yt);
+          FN(elman_step)(rows, H, j0, nj, relu, yt);
           break;
       }
     }
-    bptt_parallel_barrier(n);                   /* h_t complete */
+    /* by units, h_t is complete only when every thread is done with it; by
+     * rows, a thread reads back only the rows it wrote */
+    if (!job->by_rows) bptt_parallel_barrier(n);
   }
 }
 
-/* Threads for one call: the team, but at least 32 units each. */
-static int FN(threads_for)(const bptt_rnn_dims *d) {
+/* How a call runs: returns its thread count (the team, but at least 32
+ * units each) and sets the recursion's split: by rows when rnn.c's
+ * RNN_SPLIT_ROWS says so (enough rows, W_hh not too big); then W_hh is
+ * packed once, into thread 0's scratch, for all. */
+static int FN(plan)(FN(rnn_job) *job, int fwd) {
+  const bptt_rnn_dims *d = job->d;
   int64_t n = d->H / 32;
-  return n < 1 ? 1 : n > BPTT_MAX_THREADS ? BPTT_MAX_THREADS : (int)n;
+  n = n < 1 ? 1 : n > bptt_parallel_threads() ? bptt_parallel_threads() : n;
+  job->by_rows = RNN_SPLIT_ROWS(d, n, job->G, sizeof(REAL));
+  job->pk_shared = NULL;
+  if (job->by_rows && USE_PACKED(d->B, d->T)) {
+    int64_t f = fwd ? job->G * bptt_packed_floats(d->H, d->H)
+                    : bptt_packed_floats(job->GH, d->H);
+    job->pk_shared = bptt_parallel_scratch(0, (size_t)f * sizeof(REAL));
+  }
+  return (int)n;
 }
 
 int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
@@ -354,7 +439,7 @@ int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
   job.w_ih = w_ih, job.w_hh = w_hh, job.b_ih = b_ih, job.b_hh = b_hh;
   job.x = x, job.h0 = h0, job.c0 = d->cell == BPTT_CELL_LSTM ? c0 : NULL;
   job.y_out = y, job.cache_out = cache;
-  bptt_parallel_run(FN(forward_task), &job, FN(threads_for)(d));
+  bptt_parallel_run(FN(forward_task), &job, FN(plan)(&job, 1));
   /* c_T: block T-1 of c (T, B, H), which follows gates (T, B, 4H) */
   if (d->cell == BPTT_CELL_LSTM && cT)
     memcpy(cT, cache + 4 * d->T * BH + (d->T - 1) * BH,
@@ -379,6 +464,15 @@ int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
  * are one GEMM each over all T*B rows after the recursion.
  */
 
+/* dst[j] += sum over rows r of src[r * ld + j], j < n, rows in order (so
+ * the sums do not depend on how columns are shared out) */
+BPTT_CLONES
+static void FN(col_sums)(int64_t rows, const REAL *src, int64_t ld, int64_t n,
+                         REAL *dst) {
+  int64_t r;
+  for (r = 0; r < rows; r++) FN(add_row)(n, src + r * ld, dst);
+}
+
 /* After the recursion, one thread's share: rows [p0, p1) of the weight
  * gradients and bias sums, rows [r0, r1) of dx.  dGh (TB, GH): gradient
  * w.r.t. the hidden-side pre-activations (what multiplies W_hh h_{t-1} +
@@ -401,7 +495,6 @@ static void FN(param_grads)(const FN(rnn_job) *job, const REAL *dGh,
   const REAL *x = job->x, *h0 = job->h0, *y = job->y;
   REAL *dw_ih = job->dw_ih, *dw_hh = job->dw_hh;
   REAL *db_ih = job->db_ih, *db_hh = job->db_hh;
-  int64_t r, j;
   /* dW_ih: the shared blocks, then gru's n block from dGn */
   if (q1 > p0)
     FN(gemm)(1, 0, q1 - p0, D, TB, 1, dGh + p0, GH, x, D, 1, dw_ih + p0 * D, D);
@@ -414,15 +507,9 @@ static void FN(param_grads)(const FN(rnn_job) *job, const REAL *dGh,
              dw_hh + p0 * H, H);
   if (h0) FN(gemm)(1, 0, p1 - p0, H, B, 1, dGh + p0, GH, h0, H, 1,
                    dw_hh + p0 * H, H);
-  for (r = 0; r < TB; r++) {
-    const REAL *gr = dGh + r * GH;
-    if (db_hh)
-      for (j = p0; j < p1; j++) db_hh[j] += gr[j];
-    if (db_ih) {
-      for (j = p0; j < q1; j++) db_ih[j] += gr[j];
-      for (j = s0; j < p1; j++) db_ih[j] += dGn[r * H + j - nx];
-    }
-  }
+  if (db_hh) FN(col_sums)(TB, dGh + p0, GH, p1 - p0, db_hh + p0);
+  if (db_ih && q1 > p0) FN(col_sums)(TB, dGh + p0, GH, q1 - p0, db_ih + p0);
+  if (db_ih && p1 > s0 && dGn) FN(col_sums)(TB, dGn + (s0 - nx), H, p1 - s0, db_ih + s0);
   if (job->dx) {
     FN(gemm)(0, 0, r1 - r0, D, nx, 1, dGh + r0 * GH, GH, job->w_ih, D, 0,
              job->dx + r0 * D, D);
@@ -597,51 +684,51 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
   REAL *dG = job->scratch;
   REAL *dGn = cell == BPTT_CELL_GRU ? dG + T * B * GH : NULL;
   REAL *dh = dG + T * B * GH + (dGn ? T * BH : 0), *dc = dh + BH;
-  int64_t j0, j1, nj, r0, r1, p0, p1, t;
+  const FN(share) s = FN(share_of)(job, tid, n);
+  const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0, r0 = s.r0, r1 = s.r1;
+  const int64_t b0 = s.b0, rows = s.b1 - s.b0, off = b0 * H, goff = b0 * GH;
+  int64_t p0, p1, t, blk = 0;
   long long a, b;
-  REAL *pk = NULL;
-  FN(shares)(d, tid, n, &j0, &j1, &r0, &r1);
-  nj = j1 - j0;
-  /* this thread's columns of W_hh, packed once for the T steps */
-  if (USE_PACKED(B, T) && nj > 0) {
-    pk = bptt_parallel_scratch(tid, (size_t)bptt_packed_floats(GH, nj) * sizeof(REAL));
-    if (pk) PACK(pk, w_hh + j0, H, 0, GH, nj);
-  }
+  /* W_hh packed once for the T steps; by rows, shared: wait for every share */
+  REAL *pk = FN(packed_w_hh)(job, 0, tid, n, j0, j1, &blk);
+  if (job->by_rows && job->pk_shared) bptt_parallel_barrier(n);
+  dh += off, dc += off;
   /* BPTT, t = T..1, carrying dh = dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t:
    * the note's sum over products of Jacobians by Horner's rule, no product
    * of Jacobians ever formed (see above). */
   for (t = T - 1; t >= 0; t--) {
-    REAL *dGt = dG + t * B * GH;
-    const REAL *dyt = dy ? dy + t * BH : NULL;
+    REAL *dGt = dG + t * B * GH + goff;
+    const REAL *dyt = dy ? dy + t * BH + off : NULL;
     REAL beta = 0;
-    if (nj > 0) {
+    if (nj > 0 && rows > 0) {
       switch (cell) {
         case BPTT_CELL_LSTM: {
-          const REAL *ct = cache + T * B * GH + t * BH;
-          const REAL *cp = t ? ct - BH : job->c0;     /* NULL = zeros */
-          FN(lstm_bstep)(B, H, j0, nj, cache + t * B * GH, ct, cp, dyt, dh, dc,
-                         dGt);
+          const REAL *ct = cache + T * B * GH + t * BH + off;
+          const REAL *cp = t ? ct - BH : ROWS_AT(job->c0, off); /* NULL = zeros */
+          FN(lstm_bstep)(rows, H, j0, nj, cache + t * B * GH + goff, ct, cp, dyt,
+                         dh, dc, dGt);
           break;
         }
         case BPTT_CELL_GRU: {
-          const REAL *hp = t ? y + (t - 1) * BH : job->h0;
-          FN(gru_bstep)(B, H, j0, nj, cache + t * B * GH,
-                        cache + T * B * GH + t * BH, hp, dyt, dh, dGt,
-                        dGn + t * BH);
-          beta = 1;                               /* onto the direct path */
+          const REAL *hp = t ? y + (t - 1) * BH + off : ROWS_AT(job->h0, off);
+          FN(gru_bstep)(rows, H, j0, nj, cache + t * B * GH + goff,
+                        cache + T * B * GH + t * BH + off, hp, dyt, dh, dGt,
+                        dGn + t * BH + off);
           break;
         }
         default:
-          FN(elman_bstep)(B, H, j0, nj, relu, y + t * BH, dyt, dh, dGt);
+          FN(elman_bstep)(rows, H, j0, nj, relu, y + t * BH + off, dyt, dh, dGt);
           break;
       }
     }
-    bptt_parallel_barrier(n);                   /* dG_t complete */
-    /* dh[:, j0..j1] <- dL/dh_{t-1} = (beta dh +) dG_t (B, GH) W_hh[:, j0..j1] */
-    if ((t > 0 || job->dh0) && pk)
-      PACKED_GEMM(B, nj, GH, dGt, GH, pk, beta, dh + j0, H);
-    else if (t > 0 || job->dh0)
-      FN(gemm)(0, 0, B, nj, GH, 1, dGt, GH, w_hh + j0, H, beta, dh + j0, H);
+    if (cell == BPTT_CELL_GRU) beta = 1;        /* onto the direct path */
+    /* by units, the GEMM below reads every thread's dG_t */
+    if (!job->by_rows) bptt_parallel_barrier(n);
+    /* dh[rows, j0..j1] <- dL/dh_{t-1} = (beta dh +) dG_t (rows, GH) W_hh[:, j0..j1] */
+    if (rows > 0 && nj > 0 && (t > 0 || job->dh0)) {
+      if (pk) PACKED_GEMM(rows, nj, GH, dGt, GH, pk, beta, dh + j0, H);
+      else FN(gemm)(0, 0, rows, nj, GH, 1, dGt, GH, w_hh + j0, H, beta, dh + j0, H);
+    }
   }
   bptt_parallel_barrier(n);                     /* every dG_t complete */
   bptt_parallel_range(GH, 16, tid, n, &a, &b);
@@ -684,7 +771,7 @@ int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
   job.y = y, job.cache = cache, job.dy = dy;
   job.dx = dx, job.dh0 = dh0, job.dw_ih = dw_ih, job.dw_hh = dw_hh;
   job.db_ih = db_ih, job.db_hh = db_hh, job.scratch = scratch;
-  bptt_parallel_run(FN(backward_task), &job, FN(threads_for)(d));
+  bptt_parallel_run(FN(backward_task), &job, FN(plan)(&job, 0));
   if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
   if (d->cell == BPTT_CELL_LSTM && dc0)
     memcpy(dc0, dh + BH, (size_t)BH * sizeof(REAL));

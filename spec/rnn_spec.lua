@@ -330,7 +330,7 @@ describe("bptt.RNN float32 and float64 agree", function()
   end
 end)
 
-describe("bptt.RNN on several threads (the units split between the team)", function()
+describe("bptt.RNN on several threads (the units or the batch rows split between the team)", function()
   -- H >= 64 gives each of 2 or 3 threads a share of the units; 100 and 257
   -- split unevenly (the last share is short), 3 threads on 100 units leave
   -- the last one only 4.
@@ -350,16 +350,20 @@ describe("bptt.RNN on several threads (the units split between the team)", funct
   end
 
   for _, cell in ipairs(CELLS) do
-    for _, case in ipairs({ { H = 64, threads = 2, given = true, bias = true },
-                            { H = 100, threads = 3, given = false, bias = true },
-                            { H = 257, threads = 2, given = true, bias = false } }) do
-      local what = string.format("%s, H = %d, %d threads, state %s, bias %s: as on 1 thread (float64, 1e-12)", cell,
-        case.H, case.threads, case.given and "given" or "nil", tostring(case.bias))
+    -- B = 3 splits the units; B >= 8 per thread splits the batch rows (17
+    -- and 25: uneven shares)
+    for _, case in ipairs({ { H = 64, B = 3, threads = 2, given = true, bias = true },
+                            { H = 100, B = 3, threads = 3, given = false, bias = true },
+                            { H = 257, B = 3, threads = 2, given = true, bias = false },
+                            { H = 64, B = 17, threads = 2, given = true, bias = true },
+                            { H = 100, B = 25, threads = 3, given = false, bias = false } }) do
+      local what = string.format("%s, H = %d, B = %d, %d threads, state %s, bias %s: as on 1 thread (float64, 1e-12)",
+        cell, case.H, case.B, case.threads, case.given and "given" or "nil", tostring(case.bias))
       it(what, function()
         bptt.manual_seed(case.H)
         local m = bptt.RNN{ cell = cell, input = 7, hidden = case.H, layers = 2, bias = case.bias, dtype = "float64" }
-        local x, h0, c0 = inputs(m, 5, 3, case.given)
-        local dy, dhT, dcT = out_grads(m, 5, 3)
+        local x, h0, c0 = inputs(m, 5, case.B, case.given)
+        local dy, dhT, dcT = out_grads(m, 5, case.B)
         if not case.given then dy = nil end -- dhT (and dcT) alone
         local o1, i1, g1 = run(m, 1, x, h0, c0, dy, dhT, dcT)
         local on, i_n, gn = run(m, case.threads, x, h0, c0, dy, dhT, dcT)
