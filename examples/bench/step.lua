@@ -7,6 +7,7 @@
 --
 --   luajit examples/bench/step.lua                       -- the whole table (make bench)
 --   luajit examples/bench/step.lua --cells lstm --configs 256x2 --threads 2
+--   luajit examples/bench/step.lua --rounds 3            -- each figure the median of 3 rounds
 --
 -- Columns: bptt and PyTorch tokens/s (T*B / median step time, --iters >= 10
 -- timed steps after --warmup), their ratio, bptt's achieved GFLOP/s (the
@@ -50,6 +51,7 @@ p:option("--configs", "HxL[xBxT], comma separated (B, T default 32, 64)",
 p:option("--threads", "thread count of both sides", "2"):convert(tonumber)
 p:option("--iters", "timed steps (median)", "10"):convert(tonumber)
 p:option("--warmup", "untimed steps first", "3"):convert(tonumber)
+p:option("--rounds", "rounds of every measurement, interleaved; the median round is reported", "1"):convert(tonumber)
 p:option("--scaling-from", "with --threads > 1, also time bptt on 1 thread from this H on", "256"):convert(tonumber)
 p:option("--python", "python with torch", "/usr/bin/python3")
 p:flag("--no-torch", "skip PyTorch")
@@ -152,8 +154,16 @@ end
 
 local function fmt(v, f) return v and string.format(f, v) or "-" end
 
+-- the round of median tokens/s (the lower middle one of an even count)
+local function median_round(xs)
+  if #xs == 0 then return nil end
+  table.sort(xs, function(a, b) return a.tok_s < b.tok_s end)
+  return xs[math.floor((#xs + 1) / 2)]
+end
+
 print(string.format("Char-LM training step (Embedding %d->%d, RNN, Linear ->%d, CE, backward, clip 5, Adam), "
-  .. "float32, %d thread(s); medians of %d steps", V, E, V, args.threads, args.iters))
+  .. "float32, %d thread(s); medians of %d steps%s", V, E, V, args.threads, args.iters,
+  args.rounds > 1 and string.format(", the median of %d interleaved rounds", args.rounds) or ""))
 print("BLAS: " .. bptt.blas_config())
 print("| config | bptt tok/s | PyTorch tok/s | ratio | GFLOP/s | % of GEMM ceiling | vs 1 thread | bptt peak RSS | PyTorch peak RSS |")
 print("|---|---|---|---|---|---|---|---|---|")
@@ -168,16 +178,21 @@ for _, cell in ipairs(list(args.cells)) do
       if not r.tok_s then error("step.lua: the bptt worker failed for " .. cell .. " " .. c) end
       return r
     end
-    local r = bptt_worker(args.threads)
-    local r1 = args.threads > 1 and H >= args.scaling_from and bptt_worker(1) or nil
-    local tr
-    if have_torch then
-      tr = bench_torch(cell, H, L, B, T, args.threads)
-      if args.threads > 1 then
-        local t1 = bench_torch(cell, H, L, B, T, 1)
-        if t1 and (not tr or t1.tok_s > tr.tok_s) then tr = t1 end
+    -- each measurement --rounds times, the sides interleaved (a busy spell
+    -- of the machine then hits every side), the round of median tokens/s kept
+    local rs, r1s, trs, t1s = {}, {}, {}, {}
+    local scaling = args.threads > 1 and H >= args.scaling_from
+    for _ = 1, args.rounds do
+      rs[#rs + 1] = bptt_worker(args.threads)
+      if scaling then r1s[#r1s + 1] = bptt_worker(1) end
+      if have_torch then
+        trs[#trs + 1] = bench_torch(cell, H, L, B, T, args.threads)
+        if args.threads > 1 then t1s[#t1s + 1] = bench_torch(cell, H, L, B, T, 1) end
       end
     end
+    local r, r1 = median_round(rs), median_round(r1s)
+    local tr, t1 = median_round(trs), median_round(t1s) -- (a failed PyTorch run adds nothing)
+    if t1 and (not tr or t1.tok_s > tr.tok_s) then tr = t1 end
     print(string.format("| %s %dx%d B%d T%d | %s | %s | %s | %s | %s | %s | %s | %s |", cell, H, L, B, T,
       fmt(r.tok_s, "%.0f"), fmt(tr and tr.tok_s, "%.0f"), tr and string.format("%.2fx", r.tok_s / tr.tok_s) or "-",
       fmt(r.flops / r.step_s / 1e9, "%.1f"), fmt(100 * r.ceil_s / r.step_s, "%.0f%%"),
