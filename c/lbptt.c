@@ -24,12 +24,15 @@ static int l_set_num_threads(lua_State *L) {
   return 0;
 }
 
+static void stop_blas_pool(void);
+
 /* bptt.core.blas_set_num_threads(n): OpenBLAS's own pool, which the library
  * keeps at 1 thread; for benchmarks that compare its threading with the
  * team's (examples/bench/step.lua).  Set it back to 1 after. */
 static int l_blas_set_num_threads(lua_State *L) {
   int n = (int)bptt_checkint(L, 1, "bptt.core.blas_set_num_threads", "n", 1, BPTT_MAX_THREADS);
   openblas_set_num_threads(n);
+  if (n == 1) stop_blas_pool(); /* back to 1: its threads would spin on */
   return 0;
 }
 
@@ -137,6 +140,19 @@ static void pin_library(void) {
     (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
 }
 
+/* OpenBLAS's pool threads, started when OpenBLAS loads, spin (sched_yield)
+ * for a while after their last job before they sleep: ~0.5 s here, during
+ * which they take cycles from the team's threads (7-10% of a training step
+ * on 2 cores).  OpenBLAS runs on 1 thread from now on, so its pool is
+ * stopped, through its blas_thread_shutdown_ where the library has one
+ * (OpenBLAS builds with pthreads; looked up, not linked, so that any other
+ * BLAS still loads).  OpenBLAS starts the pool again by itself if it is
+ * later given more threads (bptt.core.blas_set_num_threads). */
+static void stop_blas_pool(void) {
+  void *f = dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+  if (f) ((int (*)(void))(uintptr_t)f)();
+}
+
 int luaopen_bptt_core(lua_State *L) {
   static int once = 0;
   if (!once) {
@@ -145,6 +161,7 @@ int luaopen_bptt_core(lua_State *L) {
     pin_library();
     bptt_parallel_set_threads(openblas_get_num_threads());
     openblas_set_num_threads(1);
+    stop_blas_pool();
     once = 1;
   }
   lua_newtable(L);

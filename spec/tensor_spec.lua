@@ -1304,6 +1304,20 @@ describe("bptt.set_num_threads, bptt.num_threads", function()
     assert.are.equal(before, bptt.num_threads())
   end)
 
+  it("OpenBLAS's own pool, stopped at load, starts again on demand and stops again (bptt.core.blas_set_num_threads)",
+    function()
+      local core = require "bptt.core"
+      local before = bptt.num_threads()
+      local a, b = bptt.ones(256, 300, "float64"), bptt.ones(300, 200, "float64")
+      for _, n in ipairs({ 2, 1, 2, 1 }) do
+        bptt.set_num_threads(1)
+        core.blas_set_num_threads(n)
+        local c = bptt.matmul(a, b)
+        assert.are.equal(256 * 200 * 300, c:sum())
+      end
+      bptt.set_num_threads(before)
+    end)
+
   it("report the BLAS in use", function()
     assert.is_truthy(bptt.blas_config():find("OpenBLAS", 1, true))
   end)
