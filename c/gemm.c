@@ -54,11 +54,16 @@ static void gemm_task(void *ctx, int tid, int n) {
   }
 }
 
-static void gemm(gemm_job *g) {
-  double flops = 2.0 * g->M * g->N * g->K;
+int bptt_gemm_threads(double flops, long long M, long long N, int *by_rows) {
   int n = bptt_parallel_threads();
   if (n > 1 && flops / MIN_FLOPS_PER_THREAD < n) n = (int)(flops / MIN_FLOPS_PER_THREAD);
-  g->by_rows = g->M >= g->N || g->M >= 64 * n;
+  if (n < 1) n = 1;
+  *by_rows = M >= N || M >= 64LL * n;
+  return n;
+}
+
+static void gemm(gemm_job *g) {
+  int n = bptt_gemm_threads(2.0 * g->M * g->N * g->K, g->M, g->N, &g->by_rows);
   if (n <= 1 || g->M <= 0 || g->N <= 0) {
     gemm_slice(g, 0, g->M, 0, g->N);
     return;

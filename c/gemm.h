@@ -21,4 +21,10 @@ void bptt_sgemm(int transa, int transb, int M, int N, int K, float alpha, const 
 void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const double *A, int lda,
                 const double *B, int ldb, double beta, double *C, int ldc);
 
+/* How the above split a product of `flops` FLOPs with an M x N output: the
+ * threads to use (1: the caller alone) and *by_rows, whether the output is
+ * split by rows (else by columns).  For kernels that run their own GEMM
+ * shares in a region of their own (nn.c's Linear). */
+int bptt_gemm_threads(double flops, long long M, long long N, int *by_rows);
+
 #endif

@@ -60,7 +60,7 @@ typedef struct {
   const float *a, *b;
   float *c, *pk[BPTT_MAX_THREADS];
   int64_t M, N, K, ldb, reps;
-  int transb, failed;
+  int transb, failed; /* failed: a thread could not allocate its buffer */
   double t0, t1; /* the products' start and end, packing excluded */
 } packed_job;
 
@@ -70,17 +70,21 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Each thread packs its columns into a buffer of its own (allocated here,
+ * for the threads the region really has), then all run the products. */
 static void packed_task(void *ctx, int tid, int n) {
   packed_job *j = ctx;
   long long lo, hi;
   int64_t r, w;
   bptt_parallel_range(j->N, 16, tid, n, &lo, &hi);
   w = hi - lo;
-  if (j->pk[tid] && w > 0)
+  if (w > 0 && !(j->pk[tid] = bptt_malloc((size_t)bptt_packed_floats(j->K, w) * sizeof(float))))
+    __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+  if (j->pk[tid])
     bptt_pack_f32(j->pk[tid], j->transb ? j->b + lo * j->ldb : j->b + lo, j->ldb, j->transb, j->K, w);
   bptt_parallel_barrier(n);
   if (tid == 0) j->t0 = now_s();
-  if (j->pk[tid] && w > 0)
+  if (j->pk[tid] && !__atomic_load_n(&j->failed, __ATOMIC_RELAXED))
     for (r = 0; r < j->reps; r++) bptt_sgemm_packed(j->M, w, j->K, j->a, j->K, j->pk[tid], 0, j->c + lo, j->N);
   bptt_parallel_barrier(n);
   if (tid == 0) j->t1 = now_s();
@@ -91,7 +95,7 @@ static int l_packed_matmul(lua_State *L) {
   bptt_tensor *a = bptt_checktensor(L, 1, fn, "a"), *b = bptt_checktensor(L, 2, fn, "b");
   bptt_tensor *c = bptt_checktensor(L, 3, fn, "out");
   packed_job j;
-  int k, n = bptt_parallel_threads(), ok = 1;
+  int k;
   if (!bptt_packed_available()) return luaL_error(L, "%s: the packed kernel cannot run here (no AVX-512F, or off)", fn);
   if (a->dtype != BPTT_FLOAT32 || b->dtype != BPTT_FLOAT32 || c->dtype != BPTT_FLOAT32 || a->ndim != 2 ||
       b->ndim != 2 || c->ndim != 2)
@@ -106,14 +110,9 @@ static int l_packed_matmul(lua_State *L) {
   else if (b->stride[0] == 1) j.transb = 1, j.ldb = b->stride[1];
   else return luaL_error(L, "%s: b must be contiguous or a transposed contiguous matrix", fn);
   j.a = bptt_tensor_data(a), j.b = bptt_tensor_data(b), j.c = bptt_tensor_data(c);
-  for (k = 0; k < n; k++) {
-    long long lo, hi;
-    bptt_parallel_range(j.N, 16, k, n, &lo, &hi);
-    if (hi > lo && !(j.pk[k] = bptt_malloc((size_t)bptt_packed_floats(j.K, hi - lo) * sizeof(float)))) ok = 0;
-  }
-  if (ok) bptt_parallel_run(packed_task, &j, n);
-  for (k = 0; k < n; k++) bptt_free(j.pk[k]);
-  if (!ok) return luaL_error(L, "%s: out of memory", fn);
+  bptt_parallel_run(packed_task, &j, bptt_parallel_threads());
+  for (k = 0; k < BPTT_MAX_THREADS; k++) bptt_free(j.pk[k]);
+  if (j.failed) return luaL_error(L, "%s: out of memory", fn);
   lua_settop(L, 3);
   lua_pushnumber(L, j.t1 - j.t0);
   return 2;

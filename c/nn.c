@@ -19,9 +19,6 @@
  * embedding's forward are split over the library's threads */
 #define PARALLEL_MIN 32768
 
-/* as gemm.c: below this many FLOPs per thread a split costs more than it saves */
-#define MIN_FLOPS_PER_THREAD 2e6
-
 /* cross-entropy forward: the loss adds up per block of rows, at most
  * CE_BLOCKS of them; the exponentials of a row go into CE_LANES partial
  * sums (16: the tree in nn_impl.h's row_sumexp halves it three times, then
@@ -75,14 +72,11 @@ static int ce_count(const int32_t *targets, int64_t N, int64_t C,
 }
 
 /* Threads for Linear's region: GEMMs of `flops` in all, with the output
- * rows split, as gemm.c would split them (under MIN_FLOPS_PER_THREAD per
- * thread, fewer threads; by rows only when rows >= cols or >= 64 per
- * thread).  1: no region, the plain path (gemm.h). */
+ * rows split, where gemm.c would split them by rows.  1: no region, the
+ * plain path (gemm.h). */
 static int linear_threads(double flops, int64_t rows, int64_t cols) {
-  int n = bptt_parallel_threads();
-  if (n > 1 && flops / MIN_FLOPS_PER_THREAD < n) n = (int)(flops / MIN_FLOPS_PER_THREAD);
-  if (n <= 1 || (rows < cols && rows < 64 * (int64_t)n)) return 1;
-  return n;
+  int by_rows, n = bptt_gemm_threads(flops, rows, cols, &by_rows);
+  return by_rows ? n : 1;
 }
 
 static int reduction_ok(int reduction) {

@@ -9,15 +9,9 @@
 -- A tiny char-LM trained step by step, as bptt.Trainer does; "leak" keeps
 -- one 16-float tensor per step (the check must see that).
 local bptt = require "bptt"
+local rss = require("helpers.tensor_util").rss
 
 local G = {}
-
-local function rss()
-  local f = assert(io.open("/proc/self/statm", "r"))
-  local pages = tonumber(f:read("*l"):match("^%d+%s+(%d+)"))
-  f:close()
-  return pages * 4096
-end
 
 function G.train(steps, warm, samples, leak)
   local before = bptt.num_threads()
