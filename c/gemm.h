@@ -21,6 +21,13 @@ void bptt_sgemm(int transa, int transb, int M, int N, int K, float alpha, const 
 void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const double *A, int lda,
                 const double *B, int ldb, double beta, double *C, int ldc);
 
+/* One thread's float32 GEMM (no split), the same arguments: packed.h's
+ * kernel, B packed on the way, where it applies (op(A) = A, alpha 1, beta 0
+ * or 1, enough rows, AVX-512F), else OpenBLAS's cblas_sgemm.  For the
+ * shares of the kernels that split their own products (nn.c, rnn.c). */
+void bptt_sgemm_thread(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc);
+
 /* How the above split a product of `flops` FLOPs with an M x N output: the
  * threads to use (1: the caller alone) and *by_rows, whether the output is
  * split by rows (else by columns).  For kernels that run their own GEMM

@@ -95,7 +95,8 @@ static double loss_scale(int reduction, double gout, int64_t count) {
 #define FN(name) name##_f32
 #define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
   bptt_sgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
-#define CBLAS_GEMM cblas_sgemm
+#define CBLAS_GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
+  bptt_sgemm_thread((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
 #define EXP bptt_expnegf
 #define UREAL uint32_t
 #include "nn_impl.h"

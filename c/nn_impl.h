@@ -6,8 +6,9 @@
  *   FN(name)  name##_f32 or name##_f64
  *   GEMM      bptt_sgemm or bptt_dgemm (gemm.h: split over the team), with
  *             cblas_?gemm's arguments
- *   CBLAS_GEMM cblas_sgemm or cblas_dgemm, for a thread's own share inside
- *             a region
+ *   CBLAS_GEMM bptt_sgemm_thread (gemm.h: packed.h's kernel where it
+ *             applies) or cblas_dgemm, with cblas_?gemm's arguments, for a
+ *             thread's own share inside a region
  *   EXP       bptt_expnegf (activations.h) or exp: e^y for y <= 0, all the
  *             softmax needs
  *   UREAL     uint32_t or uint64_t: an unsigned integer of real's size

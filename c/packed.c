@@ -105,6 +105,46 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
   }
 }
 
+/* The operand blocks of bptt_sgemm_packing: KC steps of k (a block of B's
+ * panel pair, 32 KB, stays in the L1 cache), MC rows of A (at most 256 KB
+ * of them, in the L2 cache, while every panel pair of B passes over them). */
+#define KC 256
+#define MC 256
+
+void bptt_sgemm_packing(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                        int transb, float beta, float *C, int64_t ldc) {
+  float buf[KC * 2 * PANEL] __attribute__((aligned(64)));
+  int64_t i0, k0, p, i, np = (N + PANEL - 1) / PANEL;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) { /* an empty sum: C = beta C */
+    if (beta == 0)
+      for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+    return;
+  }
+  for (i0 = 0; i0 < M; i0 += MC) {
+    int64_t mc = M - i0 < MC ? M - i0 : MC;
+    for (k0 = 0; k0 < K; k0 += KC) {
+      int64_t kc = K - k0 < KC ? K - k0 : KC;
+      float b = k0 ? 1.0f : beta; /* later blocks add onto the first */
+      for (p = 0; p < np; p += 2) {
+        int64_t n0 = p * PANEL, w = N - n0 < 2 * PANEL ? N - n0 : 2 * PANEL, r0;
+        bptt_pack_f32(buf, transb ? B + n0 * ldb + k0 : B + k0 * ldb + n0, ldb, transb, kc, w);
+        for (r0 = 0; r0 < mc; r0 += ROWS) {
+          const float *a[ROWS];
+          float *c[ROWS];
+          int r, rows = mc - r0 < ROWS ? (int)(mc - r0) : ROWS;
+          for (r = 0; r < ROWS; r++) a[r] = A + (i0 + r0 + (r < rows ? r : rows - 1)) * lda + k0;
+          for (r = 0; r < rows; r++) c[r] = C + (i0 + r0 + r) * ldc + n0;
+          if (w > PANEL)
+            tile2(kc, a, buf, PANEL * kc, b, c, rows, 0xFFFF, mask_of(w - PANEL));
+          else
+            tile1(kc, a, buf, PANEL * kc, b, c, rows, mask_of(w), 0);
+        }
+      }
+    }
+  }
+}
+
 #else /* no AVX-512 path in this build: BLAS everywhere */
 
 int bptt_packed_available(void) { return 0; }
@@ -112,6 +152,10 @@ void bptt_packed_enable(int on) { (void)on; }
 void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P, float beta,
                        float *C, int64_t ldc) {
   (void)M, (void)N, (void)K, (void)A, (void)lda, (void)P, (void)beta, (void)C, (void)ldc;
+}
+void bptt_sgemm_packing(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                        int transb, float beta, float *C, int64_t ldc) {
+  (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)transb, (void)beta, (void)C, (void)ldc;
 }
 
 #endif

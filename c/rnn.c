@@ -11,6 +11,7 @@
 #include <cblas.h>
 
 #include "activations.h"
+#include "gemm.h"
 #include "packed.h"
 #include "parallel.h"
 #include "rnn.h"
@@ -111,7 +112,8 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
  * exact values, which the elementwise loops vectorize.  float64: libm. */
 #define REAL float
 #define FN(name) name##_f32
-#define GEMM cblas_sgemm
+#define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
+  bptt_sgemm_thread((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
 #define GEMV cblas_sgemv
 #define USE_PACKED(B, T) (bptt_packed_available() && (B) >= 4 && (T) >= 2)
 #define PACK(P, W, ld, tr, K, N) bptt_pack_f32(P, W, ld, tr, K, N)

@@ -3,7 +3,7 @@
  * once per type, with
  *   REAL      float | double
  *   FN(name)  name##_f32 | name##_f64
- *   GEMM, GEMV  cblas_sgemm, cblas_sgemv | cblas_dgemm, cblas_dgemv
+ *   GEMM, GEMV  bptt_sgemm_thread (gemm.h), cblas_sgemv | cblas_dgemm, cblas_dgemv
  *   USE_PACKED(B, T), PACK, PACKED_GEMM   packed.h's kernel for float32
  *             (when the CPU has it, B >= 4, T >= 2) | 0 and no-ops
  *   SIGMOID, TANH   bptt_sigmoidf, bptt_tanhf (activations.h: inline,

@@ -1148,6 +1148,50 @@ describe("bptt.matmul", function()
     U.error_with({ "bptt.matmul", "out", "tensor" }, bptt.matmul, a, b, "x")
   end)
 
+  -- float32 products of at least 16 rows and 1 MFLOP go through packed.h's
+  -- kernel where the CPU has AVX-512F (gemm.c): row blocks of 256, k blocks
+  -- of 256, panels of 16 columns, so the shapes below cross each edge.
+  it("float32 products large enough for the packed kernel: every edge, layout and thread count", function()
+    local core = require "bptt.core"
+    local shapes = { -- m, k, n
+      { 300, 300, 37 }, { 19, 600, 70 }, { 513, 64, 65 }, { 40, 257, 33 }, { 1000, 16, 17 },
+      { 700, 1, 1000 }, { 1000, 500, 1 }, { 16, 300, 300 }, { 257, 512, 48 },
+    }
+    local g = U.gen(83)
+    local before = bptt.num_threads()
+    for i, sh in ipairs(shapes) do
+      local m, k, n = sh[1], sh[2], sh[3]
+      local la, lb = LAYOUTS[(i - 1) % 4 + 1], LAYOUTS[i % 4 + 1] -- not "strided": it is copied first
+      local a = operand(g, m, k, "float32", la)
+      local b = operand(g, k, n, "float32", lb)
+      local where = string.format("%dx%d (%s) * %dx%d (%s)", m, k, la, k, n, lb)
+      -- the exact product of the float32 values, in float64
+      local want = bptt.matmul(a:to("float64"), b:to("float64"))
+      local got = {}
+      for _, th in ipairs({ 1, 2, 3 }) do
+        bptt.set_num_threads(th)
+        got[th] = bptt.matmul(a, b)
+      end
+      bptt.set_num_threads(before)
+      local err = got[1]:to("float64"):add(want, -1)
+      local scale = math.max(want:max(), -want:min(), 1)
+      assert(math.max(err:max(), -err:min()) <= 1e-6 * math.sqrt(k) * scale, where)
+      -- each element one sum in a fixed order, whichever thread computes it
+      for _, th in ipairs({ 2, 3 }) do
+        assert.are.equal(0, got[th]:to("float64"):add(got[1]:to("float64"), -1):norm(), where .. ", " .. th .. " threads")
+      end
+      -- and the BLAS path, with the kernel off, agrees to float32 rounding
+      if core.packed_gemm() then
+        core.packed_gemm(false)
+        local ok, blas = pcall(bptt.matmul, a, b)
+        core.packed_gemm(true)
+        assert(ok, blas)
+        local d = blas:to("float64"):add(got[1]:to("float64"), -1)
+        assert(math.max(d:max(), -d:min()) <= 2e-6 * math.sqrt(k) * scale, where .. ": BLAS")
+      end
+    end
+  end)
+
   it("handles empty inner and outer sizes", function()
     local c = bptt.matmul(bptt.zeros(3, 0), bptt.zeros(0, 2))
     assert.are.same({ { 0, 0 }, { 0, 0 }, { 0, 0 } }, c:totable())
