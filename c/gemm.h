@@ -5,7 +5,9 @@
  * OpenBLAS itself runs single-threaded (the binding sets it to 1 thread when
  * it loads): every parallel GEMM of the library goes through here and splits
  * its output into row blocks (column blocks when it has few rows), each a
- * single-threaded BLAS call on a team thread.  One set of threads, never two
+ * single-threaded call on a team thread: float32 products with op(A) = A
+ * and at least 16 rows and 1 MFLOP to packed.h's AVX-512 kernel (where the
+ * CPU has it), the rest to OpenBLAS.  One set of threads, never two
  * pools competing for the cores.  Small products (under about 4 MFLOP) run
  * on the caller alone.  Each output element is computed by one call, so the
  * thread count changes only how the BLAS kernel blocks its loops.
