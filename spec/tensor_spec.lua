@@ -1176,9 +1176,18 @@ describe("bptt.matmul", function()
       local err = got[1]:to("float64"):add(want, -1)
       local scale = math.max(want:max(), -want:min(), 1)
       assert(math.max(err:max(), -err:min()) <= 1e-6 * math.sqrt(k) * scale, where)
-      -- each element one sum in a fixed order, whichever thread computes it
-      for _, th in ipairs({ 2, 3 }) do
-        assert.are.equal(0, got[th]:to("float64"):add(got[1]:to("float64"), -1):norm(), where .. ", " .. th .. " threads")
+      -- with the kernel, each element is one sum in a fixed order, whichever
+      -- thread computes it (OpenBLAS's rounding depends on the split: no
+      -- such promise without it, e.g. under valgrind, which hides AVX-512)
+      if core.packed_gemm() then
+        for _, th in ipairs({ 2, 3 }) do
+          assert.are.equal(0, got[th]:to("float64"):add(got[1]:to("float64"), -1):norm(), where .. ", " .. th .. " threads")
+        end
+      else
+        for _, th in ipairs({ 2, 3 }) do
+          local d = got[th]:to("float64"):add(got[1]:to("float64"), -1)
+          assert(math.max(d:max(), -d:min()) <= 2e-6 * math.sqrt(k) * scale, where .. ", " .. th .. " threads")
+        end
       end
       -- and the BLAS path, with the kernel off, agrees to float32 rounding
       if core.packed_gemm() then
