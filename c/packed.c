@@ -83,26 +83,33 @@ TILE(2)
 
 static __mmask16 mask_of(int64_t w) { return w >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << w) - 1); }
 
+/* The row tiles of M rows of A (lda) against one panel pair at P (K steps of
+ * k; the second panel PANEL * K floats on), the pair's w <= 2 PANEL columns
+ * of C (ldc) written. */
+static void panel_pair(int64_t M, int64_t w, int64_t K, const float *A, int64_t lda, const float *P, float beta,
+                       float *C, int64_t ldc) {
+  int64_t i0;
+  for (i0 = 0; i0 < M; i0 += ROWS) {
+    const float *a[ROWS];
+    float *c[ROWS];
+    int r, rows = M - i0 < ROWS ? (int)(M - i0) : ROWS;
+    for (r = 0; r < ROWS; r++) a[r] = A + (i0 + (r < rows ? r : rows - 1)) * lda;
+    for (r = 0; r < rows; r++) c[r] = C + (i0 + r) * ldc;
+    if (w > PANEL)
+      tile2(K, a, P, PANEL * K, beta, c, rows, 0xFFFF, mask_of(w - PANEL));
+    else
+      tile1(K, a, P, PANEL * K, beta, c, rows, mask_of(w), 0);
+  }
+}
+
 /* Panels (of the weights) outside, row tiles inside: each pair of panels
  * is read from memory once per call and then from the L1 cache for every
  * tile of rows; the rows (a B x K block of activations) stay in L2. */
 void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P, float beta,
                        float *C, int64_t ldc) {
-  int64_t i0, p, np = (N + PANEL - 1) / PANEL;
-  for (p = 0; p < np; p += 2) {
-    for (i0 = 0; i0 < M; i0 += ROWS) {
-      const float *a[ROWS];
-      float *c[ROWS];
-      int r, rows = M - i0 < ROWS ? (int)(M - i0) : ROWS;
-      for (r = 0; r < ROWS; r++) a[r] = A + (i0 + (r < rows ? r : rows - 1)) * lda;
-      for (r = 0; r < rows; r++) c[r] = C + (i0 + r) * ldc + p * PANEL;
-      if (p + 1 < np)
-        tile2(K, a, P + p * PANEL * K, PANEL * K, beta, c, rows, mask_of(N - p * PANEL),
-              mask_of(N - (p + 1) * PANEL));
-      else
-        tile1(K, a, P + p * PANEL * K, PANEL * K, beta, c, rows, mask_of(N - p * PANEL), 0);
-    }
-  }
+  int64_t n0;
+  for (n0 = 0; n0 < N; n0 += 2 * PANEL)
+    panel_pair(M, N - n0 < 2 * PANEL ? N - n0 : 2 * PANEL, K, A, lda, P + n0 * K, beta, C + n0, ldc);
 }
 
 /* The operand blocks of bptt_sgemm_packing: KC steps of k (a block of B's
@@ -114,7 +121,7 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 void bptt_sgemm_packing(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                         int transb, float beta, float *C, int64_t ldc) {
   float buf[KC * 2 * PANEL] __attribute__((aligned(64)));
-  int64_t i0, k0, p, i, np = (N + PANEL - 1) / PANEL;
+  int64_t i0, k0, n0, i;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) { /* an empty sum: C = beta C */
     if (beta == 0)
@@ -126,20 +133,10 @@ void bptt_sgemm_packing(int64_t M, int64_t N, int64_t K, const float *A, int64_t
     for (k0 = 0; k0 < K; k0 += KC) {
       int64_t kc = K - k0 < KC ? K - k0 : KC;
       float b = k0 ? 1.0f : beta; /* later blocks add onto the first */
-      for (p = 0; p < np; p += 2) {
-        int64_t n0 = p * PANEL, w = N - n0 < 2 * PANEL ? N - n0 : 2 * PANEL, r0;
+      for (n0 = 0; n0 < N; n0 += 2 * PANEL) {
+        int64_t w = N - n0 < 2 * PANEL ? N - n0 : 2 * PANEL;
         bptt_pack_f32(buf, transb ? B + n0 * ldb + k0 : B + k0 * ldb + n0, ldb, transb, kc, w);
-        for (r0 = 0; r0 < mc; r0 += ROWS) {
-          const float *a[ROWS];
-          float *c[ROWS];
-          int r, rows = mc - r0 < ROWS ? (int)(mc - r0) : ROWS;
-          for (r = 0; r < ROWS; r++) a[r] = A + (i0 + r0 + (r < rows ? r : rows - 1)) * lda + k0;
-          for (r = 0; r < rows; r++) c[r] = C + (i0 + r0 + r) * ldc + n0;
-          if (w > PANEL)
-            tile2(kc, a, buf, PANEL * kc, b, c, rows, 0xFFFF, mask_of(w - PANEL));
-          else
-            tile1(kc, a, buf, PANEL * kc, b, c, rows, mask_of(w), 0);
-        }
+        panel_pair(mc, w, kc, A + i0 * lda + k0, lda, buf, b, C + i0 * ldc + n0, ldc);
       }
     }
   }
