@@ -56,10 +56,17 @@ describe("no growth over many create/drop cycles", function()
   local CYCLES = U.light and 2000 or 100000
   local PASSES = U.light and 50 or 1000
   -- what the allocators keep back: glibc's heap trims lazily; ASan's
-  -- quarantine and memcheck's freed queue hold freed blocks by design
-  local BOUND = U.memtool == "asan" and 300 or U.memtool == "valgrind" and 40 or 4
+  -- quarantine holds freed blocks by design
+  local BOUND = U.memtool == "asan" and 300 or 4
+  -- memcheck holds every freed block back (its queue of 20 MB) and keeps
+  -- the pages of blocks it lets go mapped, so that under valgrind resident
+  -- memory grows with the allocations, not with what is live: 29-34 MB over
+  -- the 50 passes below, before and after the same code, and one run over
+  -- its old bound of 40 MB.  These loops are checked by the plain run
+  -- (`make test`, 4 MB) and leaks under valgrind by its leak checker.
+  local it_rss = U.memtool == "valgrind" and pending or it
 
-  it(CYCLES .. " small tensors made and dropped", function()
+  it_rss(CYCLES .. " small tensors made and dropped", function()
     local mb = growth(function(i)
       local t = bptt.zeros(4, 4)
       t:set(1, 1, i)
@@ -70,7 +77,7 @@ describe("no growth over many create/drop cycles", function()
     assert.is_true(mb < BOUND, string.format("grew by %.1f MB", mb))
   end)
 
-  it(CYCLES .. " views made and dropped (their storage outliving the tensor)", function()
+  it_rss(CYCLES .. " views made and dropped (their storage outliving the tensor)", function()
     local base = bptt.randn(16, 16)
     local mb = growth(function(i)
       local t = bptt.ones(8, 8)
@@ -83,7 +90,7 @@ describe("no growth over many create/drop cycles", function()
     assert.is_true(mb < BOUND, string.format("grew by %.1f MB", mb))
   end)
 
-  it(PASSES .. " forward/backward passes of each layer and a training step", function()
+  it_rss(PASSES .. " forward/backward passes of each layer and a training step", function()
     bptt.manual_seed(4)
     local layers = {
       { bptt.RNN{ cell = "lstm", input = 8, hidden = 16, layers = 2, dropout = 0.1 }, bptt.randn(10, 4, 8) },
