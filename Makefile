@@ -82,7 +82,7 @@ valgrind: all
 FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := build-fuzz
-FUZZ_SRC     := spec/fuzz/safetensors_fuzz.c c/safetensors.c c/crc32.c c/tensor.c c/core.c c/gemm.c c/parallel.c
+FUZZ_SRC     := spec/fuzz/safetensors_fuzz.c c/safetensors.c c/crc32.c c/tensor.c c/core.c c/gemm.c c/packed.c c/parallel.c
 fuzz: deps
 	@mkdir -p $(FUZZ_BUILD)
 	$(FUZZ_CC) $(WARN) -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \

@@ -5,7 +5,7 @@
  *
  * Build and run (from the repository root; never build into the repo):
  *   cc -std=c99 -Wall -Wextra -Wpedantic -Werror -O3 -Ic \
- *      spec/c/nn_check.c c/nn.c c/gemm.c c/parallel.c c/core.c -lopenblas -lm -o /tmp/nn_check
+ *      spec/c/nn_check.c c/nn.c c/gemm.c c/packed.c c/parallel.c c/core.c -lopenblas -lm -o /tmp/nn_check
  *   /tmp/nn_check
  * Prints one line per quantity with its worst relative error and exits
  * non-zero if any check fails.

@@ -25,7 +25,7 @@
  *
  * Build and run (from the repository root; never build into the repo):
  *   cc -std=c99 -Wall -Wextra -Wpedantic -Werror -O2 -Ic \
- *      spec/c/rnn_check.c c/rnn.c c/parallel.c c/core.c -lopenblas -lm -o /tmp/rnn_check
+ *      spec/c/rnn_check.c c/rnn.c c/gemm.c c/packed.c c/parallel.c c/core.c -lopenblas -lm -o /tmp/rnn_check
  *   /tmp/rnn_check            (exit status 0 = every check passed)
  */
 #include <math.h>
