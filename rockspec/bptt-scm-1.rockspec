@@ -1,4 +1,8 @@
--- LuaRocks build of bptt: `luarocks --lua-version=5.1 make rockspec/bptt-scm-1.rockspec`
+-- The rock of bptt.  It runs the Makefile (LuaRocks' make backend), the one
+-- build definition: the same sources and numerics flags as `make`, with
+-- LuaRocks' compiler, CFLAGS, Lua headers and install directories passed in.
+--   luarocks --lua-version=5.1 make rockspec/bptt-scm-1.rockspec       (from a checkout)
+--   make rock; luarocks --lua-version=5.1 install --only-server=/path/to/dist bptt   (offline)
 -- LuaJIT speaks the Lua 5.1 C API; the module builds against Debian's plain
 -- 5.1 headers (liblua5.1-0-dev) and loads in LuaJIT.
 rockspec_format = "3.0"
@@ -6,7 +10,10 @@ package = "bptt"
 version = "scm-1"
 
 source = {
-  url = "git+file:///dev/null", -- `luarocks make` builds the checkout it is run in
+  -- `luarocks make` builds the checkout it is run in; `make rock` packs the
+  -- sources into dist/bptt-scm-1.src.rock, where this url names the archive
+  url = "bptt-scm-1.tar.gz",
+  dir = "bptt",
 }
 
 description = {
@@ -31,40 +38,20 @@ external_dependencies = {
 }
 
 build = {
-  type = "builtin",
-  modules = {
-    ["bptt.core"] = {
-      sources = {
-        -- the core (no Lua headers)
-        "c/core.c", "c/crc32.c", "c/gemm.c", "c/nn.c", "c/optim.c", "c/packed.c", "c/parallel.c", "c/rng.c",
-        "c/rnn.c",
-        "c/safetensors.c", "c/sample.c",
-        "c/tensor.c", "c/text.c",
-        -- the Lua binding
-        "c/lbptt.c", "c/lio.c", "c/lnn.c", "c/loptim.c", "c/lrng.c", "c/lsample.c", "c/ltensor.c",
-        "c/ltext.c",
-      },
-      libraries = { "openblas", "m" },
-      libdirs = { "$(OPENBLAS_LIBDIR)" },
-      incdirs = { "c" },
-    },
-    ["bptt.CrossEntropy"] = "lua/bptt/CrossEntropy.lua",
-    ["bptt.Embedding"] = "lua/bptt/Embedding.lua",
-    ["bptt.LanguageModel"] = "lua/bptt/LanguageModel.lua",
-    ["bptt.Linear"] = "lua/bptt/Linear.lua",
-    ["bptt.MSE"] = "lua/bptt/MSE.lua",
-    ["bptt.Model"] = "lua/bptt/Model.lua",
-    ["bptt.Module"] = "lua/bptt/Module.lua",
-    ["bptt.RNN"] = "lua/bptt/RNN.lua",
-    ["bptt.Trainer"] = "lua/bptt/Trainer.lua",
-    ["bptt.clip"] = "lua/bptt/clip.lua",
-    ["bptt.data"] = "lua/bptt/data.lua",
-    ["bptt.gradcheck"] = "lua/bptt/gradcheck.lua",
-    ["bptt"] = "lua/bptt/init.lua",
-    ["bptt.optim"] = "lua/bptt/optim.lua",
-    ["bptt.plot"] = "lua/bptt/plot.lua",
-    ["bptt.progress"] = "lua/bptt/progress.lua",
-    ["bptt.schedule"] = "lua/bptt/schedule.lua",
-    ["bptt.util"] = "lua/bptt/util.lua",
+  type = "make",
+  -- the same variables for the build and the install pass (the Makefile
+  -- rebuilds when its compiler line changes); products go to build/rock,
+  -- apart from a `make` build's build/
+  variables = {
+    CC = "$(CC)",
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    OPENBLAS_LIBDIR = "$(OPENBLAS_LIBDIR)",
+    WERROR = "",
+    BUILD = "build/rock",
+    INST_LIBDIR = "$(LIBDIR)",
+    INST_LUADIR = "$(LUADIR)",
+    INST_BINDIR = "$(BINDIR)",
   },
 }

@@ -15,7 +15,7 @@ describe("allocation failure", function()
   -- terabytes): its allocator refuses blocks above max_allocation_size_mb
   -- instead, and returns NULL as malloc would (allocator_may_return_null=1).
   local asan = U.memtool == "asan"
-  local env = "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=" .. P.quote(package.cpath) .. " "
+  local env = "LUA_PATH=" .. P.quote(package.path) .. " LUA_CPATH=" .. P.quote(package.cpath) .. " "
   local child = P.luajit .. " spec/helpers/oom_child.lua"
   local HUGE = 1024 * MB -- each failing request; the limit leaves 256 MB
 
@@ -138,7 +138,7 @@ describe("no growth over 10,000 training steps", function()
   -- that earlier spec files freed could absorb a leak unseen.  Memory tools
   -- do not follow children, so under them the steps run here (with the
   -- looser bounds above).
-  local env = "LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH=" .. P.quote(package.cpath) .. " "
+  local env = "LUA_PATH=" .. P.quote(package.path) .. " LUA_CPATH=" .. P.quote(package.cpath) .. " "
   local function train(leak)
     if U.memtool then return G.train(STEPS, WARM, SAMPLES, leak) end
     local ok, out = P.run(env .. P.luajit .. " spec/helpers/growth_child.lua " .. STEPS .. " " .. WARM .. " "
