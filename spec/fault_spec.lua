@@ -20,7 +20,8 @@ local function classify(name)
   if name == "checkpoint.safetensors" then return "checkpoint" end
   local pid = name:match("^checkpoint%.safetensors%.tmp%.(%d+)$") or name:match("^checkpoint%.safetensors%.tmp%.(%d+)%.%d+$")
   if pid then return "tmp", tonumber(pid) end
-  if name == "log.csv" or name == "log.csv.tmp" or name == "loss.svg" or name:match("^loss%.svg%.tmp") then
+  if name == "train.lock" then return "lock" end
+  if name == "log.csv" or name:match("^log%.csv%.tmp%.%d+$") or name == "loss.svg" or name:match("^loss%.svg%.tmp") then
     return "log"
   end
   return nil

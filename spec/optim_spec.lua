@@ -641,10 +641,20 @@ describe("bptt.schedule", function()
     U.assert_close(lrs, { 0.1, 0.09, 0.081, 0.0729 }, 1e-15)
   end)
 
-  it("cosine: eta_min + (base - eta_min)(1 + cos(pi k / t_max)) / 2, then eta_min", function()
-    local lrs = sequence(function(o) return schedule.cosine(o, { t_max = 4, eta_min = 0.01 }) end, 6)
+  it("cosine: eta_min + (base - eta_min)(1 + cos(pi k / t_max)) / 2, climbing back after t_max as PyTorch", function()
+    local lrs = sequence(function(o) return schedule.cosine(o, { t_max = 4, eta_min = 0.01 }) end, 8)
+    local c = math.cos(math.pi / 4)
+    local lo, hi = 0.01 + 0.09 * (1 - c) / 2, 0.01 + 0.09 * (1 + c) / 2
+    -- torch.optim.lr_scheduler.CosineAnnealingLR(T_max=4, eta_min=0.01), base 0.1: its closed form
+    U.assert_close(lrs, { 0.1, hi, 0.055, lo, 0.01, lo, 0.055, hi, 0.1 }, 1e-15)
+  end)
+
+  it("cosine with hold = true stays at eta_min from t_max on", function()
+    local lrs = sequence(function(o) return schedule.cosine(o, { t_max = 4, eta_min = 0.01, hold = true }) end, 6)
     local c = math.cos(math.pi / 4)
     U.assert_close(lrs, { 0.1, 0.01 + 0.09 * (1 + c) / 2, 0.055, 0.01 + 0.09 * (1 - c) / 2, 0.01, 0.01, 0.01 }, 1e-15)
+    U.error_with({ "bptt.schedule.cosine: hold must be true or false, got 1" }, schedule.cosine, optim.sgd(model(), { lr = 0.1 }),
+      { t_max = 2, hold = 1 })
   end)
 
   it("warmup: linear from start_factor (1/3 by default) to 1 over steps, then the base lr", function()
@@ -658,7 +668,7 @@ describe("bptt.schedule", function()
     local lrs, s, opt = sequence(function(o)
       return schedule.chain { schedule.warmup(o, { steps = 2, start_factor = 0.5 }), schedule.cosine(o, { t_max = 2 }) }
     end, 5)
-    U.assert_close(lrs, { 0.05, 0.075, 0.1, 0.05, 0, 0 }, 1e-15, 0.1)
+    U.assert_close(lrs, { 0.05, 0.075, 0.1, 0.05, 0, 0.05 }, 1e-15, 0.1) -- the last cosine climbs back past t_max
     assert.are.equal(0.1, opt.initial_lr)
     assert.are.equal(4, s.length)
   end)

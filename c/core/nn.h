@@ -121,6 +121,19 @@ int bptt_crossentropy_backward_f64(const double *logits, const int32_t *targets,
                                    int32_t ignore_index, int reduction,
                                    double gout, double *dlogits, int64_t *bad_pos);
 
+/* reduction "none": per-row losses (N) from the cache a forward filled, and
+ * the backward with a per-row upstream gradient gout (N). */
+int bptt_crossentropy_rows_f32(const float *logits, const int32_t *targets, const float *cache,
+                               int64_t N, int64_t C, int32_t ignore_index, float *losses);
+int bptt_crossentropy_rows_f64(const double *logits, const int32_t *targets, const double *cache,
+                               int64_t N, int64_t C, int32_t ignore_index, double *losses);
+int bptt_crossentropy_backward_rows_f32(const float *logits, const int32_t *targets,
+                                        const float *cache, int64_t N, int64_t C,
+                                        int32_t ignore_index, const float *gout, float *dlogits);
+int bptt_crossentropy_backward_rows_f64(const double *logits, const int32_t *targets,
+                                        const double *cache, int64_t N, int64_t C,
+                                        int32_t ignore_index, const double *gout, double *dlogits);
+
 /* ------------------------------------------------------------------- MSE
  * loss = sum_k (pred_k - target_k)^2 / n  (mean)  or  / 1  (sum), over all n
  * elements; n == 0 gives loss 0 (PyTorch: NaN for mean).

@@ -440,6 +440,42 @@ int FN(bptt_crossentropy_backward)(const real *logits, const int32_t *targets,
   return BPTT_OK;
 }
 
+/* reduction "none": after a forward (any reduction) filled the cache,
+ * losses[i] = log s_i - (x_{i,t_i-1} - m_i), 0 on ignored rows. */
+int FN(bptt_crossentropy_rows)(const real *logits, const int32_t *targets,
+                               const real *cache, int64_t N, int64_t C,
+                               int32_t ignore_index, real *losses) {
+  int64_t nx, n2, i;
+  int err;
+  if ((err = check_mat(N, C, &nx)) || (err = check_mat(N, 2, &n2))) return err;
+  if (N && (!targets || !cache || !losses || !logits)) return BPTT_EARG;
+  for (i = 0; i < N; i++) {
+    int32_t t = targets[i];
+    if (ce_ignored(t, ignore_index)) { losses[i] = 0; continue; }
+    if (t < 1 || t > C) return BPTT_ERANGE;
+    losses[i] = cache[2 * i + 1] - (logits[i * C + t - 1] - cache[2 * i]);
+  }
+  return BPTT_OK;
+}
+
+/* reduction "none" backward: dlogits row i = (softmax(x_i) - onehot(t_i)) * gout[i],
+ * 0 on ignored rows (one thread: a row's work is O(C)). */
+int FN(bptt_crossentropy_backward_rows)(const real *logits, const int32_t *targets,
+                                        const real *cache, int64_t N, int64_t C,
+                                        int32_t ignore_index, const real *gout,
+                                        real *dlogits) {
+  int64_t nx, n2, i;
+  int err;
+  if ((err = check_mat(N, C, &nx)) || (err = check_mat(N, 2, &n2))) return err;
+  if (N && (!targets || !cache || !gout || !logits || !dlogits)) return BPTT_EARG;
+  for (i = 0; i < N; i++) {
+    int32_t t = targets[i];
+    if (!ce_ignored(t, ignore_index) && (t < 1 || t > C)) return BPTT_ERANGE;
+    FN(ce_back_rows)(logits, targets, cache, i, i + 1, C, ignore_index, gout[i], dlogits);
+  }
+  return BPTT_OK;
+}
+
 /* ------------------------------------------------------------------- MSE */
 
 /* loss = sum_k (pred_k - target_k)^2 / (n or 1) */

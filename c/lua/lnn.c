@@ -335,6 +335,48 @@ static int l_ce_backward(lua_State *L) {
   return 0;
 }
 
+/* ce_rows(logits (N,C), targets (N), ignore?, cache (N,2), losses (N)):
+ * per-row losses after ce_forward filled the cache */
+static int l_ce_rows(lua_State *L) {
+  const char *fn = "bptt.core.ce_rows";
+  int dt = real_dtype(L, 1, fn, "logits");
+  bptt_tensor *lg = bptt_checktensor(L, 1, fn, "logits");
+  int64_t N, C;
+  int32_t ignore;
+  void *px, *pt, *pc, *pl;
+  if (lg->ndim != 2) luaL_error(L, "%s: logits must be 2-d", fn);
+  N = lg->size[0], C = lg->size[1];
+  px = arg2(L, 1, fn, "logits", dt, 0, N, C);
+  pt = arg1(L, 2, fn, "targets", BPTT_INT32, 0, N);
+  ignore = check_ignore(L, 3, fn);
+  pc = arg2(L, 4, fn, "cache", dt, 0, N, 2);
+  pl = arg1(L, 5, fn, "losses", dt, 0, N);
+  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_crossentropy_rows_f32(px, pt, pc, N, C, ignore, pl)
+                                     : bptt_crossentropy_rows_f64(px, pt, pc, N, C, ignore, pl), fn);
+  return 0;
+}
+
+/* ce_backward_rows(logits, targets, ignore?, cache, gout (N), dlogits) */
+static int l_ce_backward_rows(lua_State *L) {
+  const char *fn = "bptt.core.ce_backward_rows";
+  int dt = real_dtype(L, 1, fn, "logits");
+  bptt_tensor *lg = bptt_checktensor(L, 1, fn, "logits");
+  int64_t N, C;
+  int32_t ignore;
+  void *px, *pt, *pc, *pg, *pd;
+  if (lg->ndim != 2) luaL_error(L, "%s: logits must be 2-d", fn);
+  N = lg->size[0], C = lg->size[1];
+  px = arg2(L, 1, fn, "logits", dt, 0, N, C);
+  pt = arg1(L, 2, fn, "targets", BPTT_INT32, 0, N);
+  ignore = check_ignore(L, 3, fn);
+  pc = arg2(L, 4, fn, "cache", dt, 0, N, 2);
+  pg = arg1(L, 5, fn, "gout", dt, 0, N);
+  pd = arg2(L, 6, fn, "dlogits", dt, 0, N, C);
+  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_crossentropy_backward_rows_f32(px, pt, pc, N, C, ignore, pg, pd)
+                                     : bptt_crossentropy_backward_rows_f64(px, pt, pc, N, C, ignore, pg, pd), fn);
+  return 0;
+}
+
 /* mse_forward(pred (n), target (n), reduction) -> loss */
 static int l_mse_forward(lua_State *L) {
   const char *fn = "bptt.core.mse_forward";
@@ -430,6 +472,8 @@ static const luaL_Reg functions[] = {{"rnn_sizes", l_rnn_sizes},
                                      {"embedding_backward", l_embedding_backward},
                                      {"ce_forward", l_ce_forward},
                                      {"ce_backward", l_ce_backward},
+                                     {"ce_rows", l_ce_rows},
+                                     {"ce_backward_rows", l_ce_backward_rows},
                                      {"mse_forward", l_mse_forward},
                                      {"mse_backward", l_mse_backward},
                                      {"dropout_apply", l_dropout_apply},

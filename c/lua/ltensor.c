@@ -146,6 +146,9 @@ bptt_tensor *bptt_pushview(lua_State *L, const bptt_tensor *hdr) {
  * from ({d1, ..., dn}); stops at a string (the dtype).  Returns ndim. */
 static int checksizes(lua_State *L, int from, const char *fn, int64_t *size, int *next) {
   int n = 0, i, top = lua_gettop(L);
+  /* bptt.zeros(nil): a size that is missing (a nil variable), not a 0-d request */
+  if (top >= from && lua_isnil(L, from))
+    luaL_error(L, "%s: sizes must be numbers or a table of numbers, got nil (call it with no argument for a 0-d tensor)", fn);
   if (lua_istable(L, from)) {
     int len = (int)bptt_rawlen(L, from);
     if (len > BPTT_MAXDIM) luaL_error(L, "%s: at most %d dimensions, got %d", fn, BPTT_MAXDIM, len);
@@ -263,6 +266,28 @@ static int l_tensor(lua_State *L) {
 
 #define SELF(fn) bptt_checktensor(L, 1, fn, "self")
 
+#define BPTT_SHAPE_MT "bptt.Shape"
+
+/* tostring(t:shape()) reads like the table constructor: "{3, 4}", "{}" */
+static int shape_tostring(lua_State *L) {
+  luaL_Buffer b;
+  int i, n;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = (int)bptt_rawlen(L, 1);
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '{');
+  for (i = 1; i <= n; i++) {
+    char num[32];
+    lua_rawgeti(L, 1, i);
+    snprintf(num, sizeof num, "%s%.17g", i > 1 ? ", " : "", (double)lua_tonumber(L, -1));
+    lua_pop(L, 1);
+    luaL_addstring(&b, num);
+  }
+  luaL_addchar(&b, '}');
+  luaL_pushresult(&b);
+  return 1;
+}
+
 static int m_shape(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:shape");
   int d;
@@ -271,6 +296,11 @@ static int m_shape(lua_State *L) {
     lua_pushnumber(L, (lua_Number)t->size[d]);
     lua_rawseti(L, -2, d + 1);
   }
+  if (luaL_newmetatable(L, BPTT_SHAPE_MT)) {
+    lua_pushcfunction(L, shape_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_setmetatable(L, -2);
   return 1;
 }
 

@@ -2,9 +2,12 @@
 -- likelihood.  loss = ce:forward(logits, targets) with logits `... x C` and
 -- targets `...` (class ids 1..C, int32 or whole floats) returns a Lua number;
 -- dlogits = ce:backward([gout]) has the logits' shape.
--- Options: reduction "mean" (over counted positions) or "sum"; ignore_index,
--- a target value whose positions count for nothing (padding).  When every
--- position is ignored the loss and gradient are 0 (PyTorch gives NaN).
+-- Options: reduction "mean" (over counted positions), "sum", or "none": the
+-- loss of each position as a tensor of the targets' shape (0 where ignored),
+-- and backward(gout) then takes a gradient of that shape; ignore_index, a
+-- target value (1-based ids: 0 is a usual padding value) whose positions
+-- count for nothing.  When every position is ignored the loss and gradient
+-- are 0 (PyTorch gives NaN for "mean").
 local core = require "bptt.core"
 local util = require "bptt.util"
 local Module = require "bptt.Module"
@@ -19,8 +22,8 @@ function CrossEntropy:__init(opts)
   util.options(fn, opts or {}, OPTIONS)
   opts = opts or {}
   self.reduction = opts.reduction or "mean"
-  if self.reduction ~= "mean" and self.reduction ~= "sum" then
-    error(fn .. ': reduction must be "mean" or "sum", got ' .. tostring(opts.reduction), 3)
+  if self.reduction ~= "mean" and self.reduction ~= "sum" and self.reduction ~= "none" then
+    error(fn .. ': reduction must be "mean", "sum" or "none", got ' .. tostring(opts.reduction), 3)
   end
   local ig = opts.ignore_index
   if ig ~= nil and (type(ig) ~= "number" or ig ~= math.floor(ig) or ig < -2 ^ 31 + 1 or ig > 2 ^ 31 - 1) then
@@ -50,25 +53,41 @@ function CrossEntropy:forward(logits, targets)
   if self._cache == nil or self._cache:size(1) ~= N or self._cache:dtype() ~= dt then
     self._cache = core.zeros(N, 2, dt)
   end
-  local loss, bad = core.ce_forward(x2, t:view(N), self.ignore_index, self.reduction, self._cache)
+  local none = self.reduction == "none"
+  local loss, bad = core.ce_forward(x2, t:view(N), self.ignore_index, none and "sum" or self.reduction, self._cache)
   if loss == nil then
     error(string.format("%s: targets%s is %d, expected 1..%d", fn, util.index_str(tshape, bad),
       t:view(N):get(bad), C), 2)
   end
-  self._x2, self._t, self._shape = x2, t:view(N), shape
+  self._x2, self._t, self._shape, self._tshape = x2, t:view(N), shape, tshape
+  if none then
+    local losses = core.zeros(N, dt)
+    core.ce_rows(x2, t:view(N), self.ignore_index, self._cache, losses)
+    return losses:view(tshape)
+  end
   return loss
 end
 
 function CrossEntropy:backward(gout)
   local fn = "bptt.CrossEntropy:backward"
   if self._x2 == nil then error(fn .. ": call forward first", 2) end
-  if gout ~= nil and type(gout) ~= "number" then error(fn .. ": gout must be a number, got " .. type(gout), 2) end
   local x2 = self._x2
+  local none = self.reduction == "none"
+  if none then
+    util.tensor(fn, "gout", gout, x2:dtype(), "the logits")
+    util.shape(fn, "gout", gout, self._tshape)
+  elseif gout ~= nil and type(gout) ~= "number" then
+    error(fn .. ": gout must be a number, got " .. type(gout), 2)
+  end
   if self._dx == nil or self._dx:size(1) ~= x2:size(1) or self._dx:size(2) ~= x2:size(2)
     or self._dx:dtype() ~= x2:dtype() then
     self._dx = core.zeros(x2:size(1), x2:size(2), x2:dtype())
   end
-  core.ce_backward(x2, self._t, self.ignore_index, self.reduction, self._cache, gout or 1, self._dx)
+  if none then
+    core.ce_backward_rows(x2, self._t, self.ignore_index, self._cache, gout:contiguous():view(-1), self._dx)
+  else
+    core.ce_backward(x2, self._t, self.ignore_index, self.reduction, self._cache, gout or 1, self._dx)
+  end
   return self._dx:view(self._shape)
 end
 

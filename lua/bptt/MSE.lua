@@ -1,6 +1,8 @@
 --- bptt.MSE: mean squared error.  loss = mse:forward(pred, target) (same
 -- shapes and dtype) returns a Lua number; dpred = mse:backward([gout]).
--- reduction "mean" (over all elements) or "sum".
+-- reduction "mean" (over all elements), "sum", or "none": the squared error
+-- of each element as a tensor of pred's shape, and backward(gout) then takes
+-- a gradient of that shape.
 local core = require "bptt.core"
 local util = require "bptt.util"
 local Module = require "bptt.Module"
@@ -13,8 +15,8 @@ function MSE:__init(opts)
   opts = opts or {}
   util.options(fn, opts, { reduction = true })
   self.reduction = opts.reduction or "mean"
-  if self.reduction ~= "mean" and self.reduction ~= "sum" then
-    error(fn .. ': reduction must be "mean" or "sum", got ' .. tostring(opts.reduction), 3)
+  if self.reduction ~= "mean" and self.reduction ~= "sum" and self.reduction ~= "none" then
+    error(fn .. ': reduction must be "mean", "sum" or "none", got ' .. tostring(opts.reduction), 3)
   end
 end
 
@@ -25,20 +27,34 @@ function MSE:forward(pred, target)
   util.tensor(fn, "target", target, pred:dtype(), "pred")
   util.shape(fn, "target", target, pred:shape())
   local p, t = pred:contiguous():view(-1), target:contiguous():view(-1)
-  local loss = core.mse_forward(p, t, self.reduction)
   self._p, self._t, self._shape = p, t, pred:shape()
-  return loss
+  if self.reduction == "none" then
+    local d = p - t
+    return d:cmul(d):view(self._shape) -- (p - t)^2 elementwise
+  end
+  return core.mse_forward(p, t, self.reduction)
 end
 
 function MSE:backward(gout)
   local fn = "bptt.MSE:backward"
   if self._p == nil then error(fn .. ": call forward first", 2) end
-  if gout ~= nil and type(gout) ~= "number" then error(fn .. ": gout must be a number, got " .. type(gout), 2) end
+  local none = self.reduction == "none"
+  if none then
+    util.tensor(fn, "gout", gout, self._p:dtype(), "pred")
+    util.shape(fn, "gout", gout, self._shape)
+  elseif gout ~= nil and type(gout) ~= "number" then
+    error(fn .. ": gout must be a number, got " .. type(gout), 2)
+  end
   local n = self._p:numel()
   if self._dx == nil or self._dx:numel() ~= n or self._dx:dtype() ~= self._p:dtype() then
     self._dx = core.zeros(n, self._p:dtype())
   end
-  core.mse_backward(self._p, self._t, self.reduction, gout or 1, self._dx)
+  if none then -- dpred = 2 (p - t) * gout, elementwise
+    core.mse_backward(self._p, self._t, "sum", 1, self._dx)
+    self._dx:cmul(gout:contiguous():view(-1))
+  else
+    core.mse_backward(self._p, self._t, self.reduction, gout or 1, self._dx)
+  end
   return self._dx:view(self._shape)
 end
 

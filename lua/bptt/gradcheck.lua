@@ -6,8 +6,12 @@
 --   for name, e in pairs(report.errors) do print(name, e) end   -- "weight_hh_l0", "input 1", ...
 --
 -- m follows the layer protocol (forward/backward/parameters), so this works
--- for a single layer and for a model a user composed.  Use float64 modules
--- and inputs: float32 rounding swamps finite differences.
+-- for a single layer and for a model a user composed.  The module and its
+-- inputs must be float64 (float32 rounding swamps finite differences; a
+-- float32 parameter or input is an error saying so).  A module that carries
+-- state from one forward to the next (m:get_state / m:set_state, as
+-- bptt.LanguageModel) is put back into the state it had before every
+-- evaluation; afterwards m is as after one forward and backward from it.  tostring(report) lists the errors.
 --
 -- The scalar that is differentiated is L = sum_k <out_k, R_k> over the tensor
 -- outputs of m:forward (R_k fixed random tensors, passed to m:backward as the
@@ -32,6 +36,19 @@ local function loss_of(outs, R)
     end
   end
   return L
+end
+
+-- tostring(report): "bptt.gradcheck: max_error 2.1e-09 (weight_hh_l0)" and
+-- one line per checked tensor
+local Report = {}
+Report.__index = Report
+function Report.__tostring(r)
+  local names = {}
+  for name in pairs(r.errors) do names[#names + 1] = name end
+  table.sort(names)
+  local lines = { string.format("bptt.gradcheck: max_error %.3g%s", r.max_error, r.worst and (" (" .. r.worst .. ")") or "") }
+  for _, name in ipairs(names) do lines[#lines + 1] = string.format("  %-24s %.3g", name, r.errors[name]) end
+  return table.concat(lines, "\n")
 end
 
 local function pack(...) return { n = select("#", ...), ... } end
@@ -72,10 +89,29 @@ local function gradcheck(m, inputs, opts)
     error(fn .. ": seed must be a whole number, got " .. tostring(opts.seed), 2)
   end
   local ninputs = inputs.n or #inputs
+  local params0 = m.parameters and m:parameters() or {}
+  local function need64(what, t)
+    if t:dtype() == "float32" then
+      error(string.format("%s: %s is float32: finite differences need float64 (make the module and its inputs "
+        .. "with dtype = \"float64\")", fn, what), 3)
+    end
+  end
+  local names = {}
+  for name in pairs(params0) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do need64("parameter " .. name, params0[name]) end
+  for i = 1, ninputs do
+    if core.is_tensor(inputs[i]) then need64("input " .. i, inputs[i]) end
+  end
 
   local state = core.rng_state()
+  -- carried state (a LanguageModel's h, c): every evaluation starts from it
+  local carried = m.get_state and m.set_state and m:get_state()
   local function run()
     core.set_rng_state(state)
+    if carried ~= nil or (m.get_state and m.set_state) then
+      m:set_state(carried and { h = carried.h and carried.h:clone(), c = carried.c and carried.c:clone() } or nil)
+    end
     return pack(m:forward(unpack(inputs, 1, ninputs)))
   end
 
@@ -111,7 +147,7 @@ local function gradcheck(m, inputs, opts)
   for i = 1, ninputs do
     if analytic["input " .. i] then targets["input " .. i] = inputs[i] end
   end
-  local report = { errors = {}, max_error = 0, worst = nil }
+  local report = setmetatable({ errors = {}, max_error = 0, worst = nil }, Report)
   for name, t in pairs(targets) do
     local a = analytic[name]:contiguous():view(-1)
     local shape = t:shape()

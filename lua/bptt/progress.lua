@@ -1,12 +1,15 @@
 --- bptt.progress: a progress line for training loops.  On a terminal it
--- redraws one line (a bar, iteration, loss, tokens/s, ETA); otherwise (a log
--- file, CI) it prints a plain line every `every` iterations.
+-- redraws one line (a bar, iteration, loss, tokens/s, elapsed time, ETA);
+-- otherwise (a log file, CI) it prints a plain line every `every` iterations;
+-- with quiet = true it prints no per-iteration line at all (messages still).
 --
---   local bar = bptt.progress.new{ total = 2000, tokens = B * T }
+--   local bar = bptt.progress.new{ total = 2000, tokens = B * T }   -- tty = nil: ask isatty
 --   bar:update(i, loss)            -- each iteration
 --   bar:message("val loss 1.52")   -- a line of its own, above the bar
 --   bar:finish()
 local core = require "bptt.core"
+local ffi = require "ffi"
+pcall(ffi.cdef, "int isatty(int fd);")
 
 local progress = {}
 local Bar = {}
@@ -14,16 +17,16 @@ Bar.__index = Bar
 
 --- True when stdout is a terminal.
 function progress.isatty()
-  local ok = os.execute("[ -t 1 ] 2>/dev/null")
-  return ok == true or ok == 0
+  return ffi.C.isatty(1) == 1
 end
 
 function progress.new(opts)
   local b = setmetatable({
     total = opts.total, tokens = opts.tokens or 1, every = opts.every or 100,
-    tty = opts.tty == nil and progress.isatty() or opts.tty, out = opts.out or io.stdout,
+    quiet = opts.quiet or false, out = opts.out or io.stdout,
     start_iter = opts.start or 0, t0 = core.clock(), drawn = false,
   }, Bar)
+  if opts.tty == nil then b.tty = not b.quiet and progress.isatty() else b.tty = opts.tty and not b.quiet end
   b.last_t, b.last_i, b.rate = b.t0, b.start_iter, nil
   return b
 end
@@ -46,12 +49,15 @@ end
 
 function Bar:update(i, loss)
   local tok_s, eta, elapsed = self:_stats(i)
-  if self.tty then
+  if self.quiet then
+    return tok_s
+  elseif self.tty then
     local width = 24
     local frac = self.total and math.min(1, i / self.total) or 0
     local fill = math.floor(frac * width + 0.5)
-    self.out:write(string.format("\r[%s%s] %d/%s  loss %.4f  %.0f tok/s  ETA %s ", string.rep("#", fill),
-      string.rep(".", width - fill), i, self.total and tostring(self.total) or "?", loss, tok_s, hms(eta)))
+    self.out:write(string.format("\r[%s%s] %d/%s  loss %.4f  %.0f tok/s  elapsed %s  ETA %s \27[K",
+      string.rep("#", fill), string.rep(".", width - fill), i, self.total and tostring(self.total) or "?", loss,
+      tok_s, hms(elapsed), hms(eta)))
     self.out:flush()
     self.drawn = true
   elseif i % self.every == 0 or i == self.total then

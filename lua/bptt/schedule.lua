@@ -10,9 +10,10 @@
 -- was called) and the base lr:
 --   step         base * gamma^floor(k / step_size)                  (gamma 0.1)
 --   exponential  base * gamma^k
---   cosine       eta_min + (base - eta_min) (1 + cos(pi min(k, t_max) / t_max)) / 2
---                (eta_min 0; holds eta_min after t_max, where PyTorch's
---                closed form would climb back up)
+--   cosine       eta_min + (base - eta_min) (1 + cos(pi k / t_max)) / 2
+--                (eta_min 0): past t_max it climbs back up, as PyTorch's
+--                CosineAnnealingLR; with hold = true it stays at eta_min
+--                from t_max on (k replaced by min(k, t_max))
 --   warmup       base * (f + (1 - f) min(k, steps) / steps)
 --                (start_factor f = 1/3, as PyTorch's LinearLR; then base)
 --   chain{s1, s2, ...}  runs s1 for its length, then s2 from its own k = 0,
@@ -20,8 +21,8 @@
 --                chain the sum (step and exponential have none, so they can
 --                only come last).
 -- These closed forms are the ones PyTorch documents for StepLR,
--- ExponentialLR, CosineAnnealingLR and LinearLR (the order of schedules in a
--- chain is SequentialLR's).
+-- ExponentialLR, CosineAnnealingLR (without hold) and LinearLR (the order of
+-- schedules in a chain is SequentialLR's).
 --
 -- The base lr is opt.initial_lr, which the first schedule made on opt sets
 -- from opt.lr (PyTorch's initial_lr); so several schedules of one chain share
@@ -153,15 +154,20 @@ end
 local Cosine = util.class("bptt.schedule.cosine", Schedule)
 function Cosine:_lr(k, base)
   local e = self.eta_min
-  return e + (base - e) * (1 + math.cos(math.pi * math.min(k, self.t_max) / self.t_max)) / 2
+  if self.hold and k > self.t_max then k = self.t_max end
+  return e + (base - e) * (1 + math.cos(math.pi * k / self.t_max)) / 2
 end
 
---- bptt.schedule.cosine(opt, {t_max=, eta_min=0})
+--- bptt.schedule.cosine(opt, {t_max=, eta_min=0, hold=false})
 function schedule.cosine(opt, opts)
   local fn = "bptt.schedule.cosine"
   local self = setmetatable({}, Cosine)
-  init(self, fn, opt, opts, { t_max = true, eta_min = true })
+  init(self, fn, opt, opts, { t_max = true, eta_min = true, hold = true })
   self.t_max = whole(fn, "t_max", opts.t_max)
+  if opts.hold ~= nil and type(opts.hold) ~= "boolean" then
+    fail(fn, "hold must be true or false, got %s", tostring(opts.hold))
+  end
+  self.hold = opts.hold or false
   self.eta_min = number(fn, "eta_min", opts.eta_min, 0)
   self.length = self.t_max
   return start(self)
