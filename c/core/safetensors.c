@@ -52,6 +52,22 @@ static int fail(int err, char *msg, size_t msglen, const char *fmt, ...) {
   return err;
 }
 
+/* The same for a failure of the outside world: BPTT_EIO, with the OS error e
+ * left in errno for the caller (0: none, e.g. the file was cut short). */
+#ifdef __GNUC__
+__attribute__((format(printf, 4, 5)))
+#endif
+static int io_fail(int e, char *msg, size_t msglen, const char *fmt, ...) {
+  va_list ap;
+  if (msg != NULL && msglen > 0) {
+    va_start(ap, fmt);
+    vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+  }
+  errno = e;
+  return BPTT_EIO;
+}
+
 /* Names in messages are cut to this many bytes. */
 #define NAMECUT 64
 #define NAMEFMT "'%.*s%s'"
@@ -132,6 +148,8 @@ typedef struct {
   size_t ntensors, captensors;
   bptt_st_pair *meta;
   size_t nmeta, capmeta;
+  const char *mark;    /* the first key that marks the file as bptt's (NULL: none) */
+  size_t mark_len;
   const char *sum;     /* the checksum's decoded value (NULL: none) */
   size_t sum_len;
   size_t sum_at, sum_raw; /* where its raw text starts, its length */
@@ -483,10 +501,28 @@ static int tensor_member(jparser *p, const char *key, size_t len, int depth) {
   return skip_value(p, depth + 1); /* a field we do not know */
 }
 
+/* Whether a metadata key marks the file as written by bptt: it starts with
+ * "bptt." or is BPTT_ST_CHECKSUM_KEY with at most one bit flipped.  A marked
+ * file must carry a valid checksum, so that no single flipped bit -- in the
+ * checksum's key either -- makes a bptt file pass for a foreign one that is
+ * loaded unchecked. */
+static int marks_bptt(const char *key, size_t len) {
+  static const char ck[] = BPTT_ST_CHECKSUM_KEY;
+  size_t i, bits = 0;
+  if (len >= 5 && memcmp(key, "bptt.", 5) == 0) return 1;
+  if (len != sizeof ck - 1) return 0;
+  for (i = 0; i < len && bits <= 1; i++) {
+    unsigned x = (unsigned char)key[i] ^ (unsigned char)ck[i];
+    for (; x; x &= x - 1) bits++;
+  }
+  return bits <= 1;
+}
+
 static int meta_member(jparser *p, const char *key, size_t len, int depth) {
   bptt_st_pair *m;
   int err;
   (void)depth;
+  if (p->mark == NULL && marks_bptt(key, len)) p->mark = key, p->mark_len = len;
   if (peek(p) != '"')
     return JFAIL(p, "__metadata__ values must be strings, but " NAMEFMT " is not", NAMEARG(key, len));
   if (len == sizeof BPTT_ST_CHECKSUM_KEY - 1 && memcmp(key, BPTT_ST_CHECKSUM_KEY, len) == 0) {
@@ -661,6 +697,8 @@ static int parse_header(bptt_st_reader *r, const char *text, size_t n, char *msg
   }
   r->tensors = p.tensors, r->ntensors = p.ntensors;
   r->meta = p.meta, r->nmeta = p.nmeta;
+  r->marked = p.mark != NULL;
+  r->mark = p.mark, r->mark_len = p.mark_len;
   if (!err && p.sum != NULL) err = parse_checksum(r, &p);
   return err;
 }
@@ -677,7 +715,7 @@ static int open_source(bptt_st_reader *r, int64_t size, char *msg, size_t msglen
                 size == 0 ? "file is empty" : "file is %lld bytes, too short for the 8-byte header size",
                 (long long)size);
   if (read_at(r, b8, 8, 0) != 0)
-    return fail(BPTT_EIO, msg, msglen, "cannot read: %s", errno ? strerror(errno) : "file shrank");
+    return io_fail(errno, msg, msglen, "cannot read: %s", errno ? strerror(errno) : "file shrank");
   for (i = 7; i >= 0; i--) n = (n << 8) | b8[i];
   if (n > (uint64_t)size - 8)
     return fail(BPTT_EFORMAT, msg, msglen, "header size %llu exceeds file size %lld", (unsigned long long)n,
@@ -691,7 +729,7 @@ static int open_source(bptt_st_reader *r, int64_t size, char *msg, size_t msglen
   if (text == NULL || r->strings == NULL)
     err = fail(BPTT_ENOMEM, msg, msglen, "out of memory for a header of %llu bytes", (unsigned long long)n);
   else if (read_at(r, text, (int64_t)n, 8) != 0)
-    err = fail(BPTT_EIO, msg, msglen, "cannot read the header: %s", errno ? strerror(errno) : "file shrank");
+    err = io_fail(errno, msg, msglen, "cannot read the header: %s", errno ? strerror(errno) : "file shrank");
   else {
     r->data_start = 8 + (int64_t)n;
     r->data_len = size - r->data_start;
@@ -707,11 +745,15 @@ int bptt_st_open(bptt_st_reader *r, const char *path, char *msg, size_t msglen) 
   int err;
   bptt_st_reader_init(r);
   r->fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (r->fd < 0) return fail(BPTT_EIO, msg, msglen, "cannot open: %s", strerror(errno));
-  if (fstat(r->fd, &st) != 0) err = fail(BPTT_EIO, msg, msglen, "cannot stat: %s", strerror(errno));
-  else if (!S_ISREG(st.st_mode)) err = fail(BPTT_EIO, msg, msglen, "not a regular file");
+  if (r->fd < 0) return io_fail(errno, msg, msglen, "cannot open: %s", strerror(errno));
+  if (fstat(r->fd, &st) != 0) err = io_fail(errno, msg, msglen, "cannot stat: %s", strerror(errno));
+  else if (!S_ISREG(st.st_mode)) err = io_fail(0, msg, msglen, "not a regular file");
   else err = open_source(r, (int64_t)st.st_size, msg, msglen);
-  if (err) bptt_st_close(r);
+  if (err) {
+    int e = errno;
+    bptt_st_close(r);
+    errno = e;
+  }
   return err;
 }
 
@@ -744,8 +786,12 @@ int bptt_st_verify(const bptt_st_reader *r, char *msg, size_t msglen) {
   const size_t cap = 1 << 20;
   int64_t end = r->data_start + r->data_len, at = r->checksum_at;
   uint32_t crc = 0;
-  int err = BPTT_OK;
+  int err = BPTT_OK, k;
   if (r->fd < 0 && r->mem == NULL) return fail(BPTT_EARG, msg, msglen, "reader is closed");
+  if (!r->has_checksum && r->marked)
+    return fail(BPTT_EFORMAT, msg, msglen,
+                "file carries bptt's metadata (key " NAMEFMT ") but no checksum under \"" BPTT_ST_CHECKSUM_KEY
+                "\" (file corrupt)", NAMEARG(r->mark, r->mark_len));
   if (!r->has_checksum) return BPTT_OK;
   tab = malloc(sizeof *tab);
   if (r->mem == NULL) buf = malloc(cap);
@@ -756,15 +802,17 @@ int bptt_st_verify(const bptt_st_reader *r, char *msg, size_t msglen) {
   bptt_crc32_init(tab);
   /* everything but the 8 digits at [at, at + 8) */
   if (crc_range(r, tab, &crc, 0, at, buf, cap) != 0 || crc_range(r, tab, &crc, at + 8, end, buf, cap) != 0) {
-    err = fail(BPTT_EIO, msg, msglen, "cannot read: %s", errno ? strerror(errno) : "file shrank");
+    err = io_fail(errno, msg, msglen, "cannot read: %s", errno ? strerror(errno) : "file shrank");
     goto done;
   }
   if (crc != r->checksum)
     err = fail(BPTT_EFORMAT, msg, msglen, "checksum mismatch (file corrupt): the file says crc32:%08lx, its bytes "
                "give crc32:%08lx", (unsigned long)r->checksum, (unsigned long)crc);
 done:
+  k = errno;
   free(buf);
   free(tab);
+  errno = k;
   return err;
 }
 
@@ -779,8 +827,8 @@ int bptt_st_read(const bptt_st_reader *r, size_t i, const bptt_tensor *t, char *
   if (!ok) return fail(BPTT_EARG, msg, msglen, "tensor " NAMEFMT ": wrong destination", NAMEARG(e->name, e->name_len));
   if (e->end == e->begin) return BPTT_OK;
   if (read_at(r, bptt_tensor_data(t), e->end - e->begin, r->data_start + e->begin) != 0)
-    return fail(BPTT_EIO, msg, msglen, "cannot read tensor " NAMEFMT ": %s", NAMEARG(e->name, e->name_len),
-                errno ? strerror(errno) : "file shrank while loading");
+    return io_fail(errno, msg, msglen, "cannot read tensor " NAMEFMT ": %s", NAMEARG(e->name, e->name_len),
+                   errno ? strerror(errno) : "file shrank while loading");
   if (!little_endian())
     swap_bytes(bptt_tensor_data(t), bptt_tensor_numel(t), bptt_dtype_size((bptt_dtype)t->dtype));
   return BPTT_OK;
@@ -1024,6 +1072,84 @@ static void sync_dir(const char *path) {
   }
 }
 
+/* The file a save to path writes: path itself, or for a symbolic link the
+ * end of its chain of links (made relative to each link's directory), which
+ * need not exist yet.  *out is malloc'd.  Refuses a target that exists and
+ * is not a regular file (a directory, a FIFO, a device: renaming over it
+ * would replace it, /dev/null included), and more than 40 links. */
+static int resolve_target(const char *path, char **out, char *msg, size_t msglen) {
+  char *cur = malloc(strlen(path) + 1), *link = NULL;
+  struct stat st;
+  int hops, err = BPTT_OK;
+  if (cur == NULL) return fail(BPTT_ENOMEM, msg, msglen, "out of memory");
+  strcpy(cur, path);
+  for (hops = 0;; hops++) {
+    ssize_t k;
+    size_t dirlen, cap;
+    const char *slash;
+    if (lstat(cur, &st) != 0) {
+      if (errno != ENOENT) err = io_fail(errno, msg, msglen, "cannot stat %s: %s", cur, strerror(errno));
+      break; /* a new file */
+    }
+    if (!S_ISLNK(st.st_mode)) {
+      /* named when a link led there: "... (the link's target x) is ..." */
+      const char *pre = hops ? "the link's target " : "it", *name = hops ? cur : "";
+      if (S_ISDIR(st.st_mode))
+        err = io_fail(EISDIR, msg, msglen, "%s%s is a directory, not a regular file: not replaced", pre, name);
+      else if (!S_ISREG(st.st_mode))
+        err = io_fail(0, msg, msglen, "%s%s is not a regular file (%s): not replaced", pre, name,
+                      S_ISFIFO(st.st_mode)                           ? "a FIFO"
+                      : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                     : "a socket or special file");
+      break;
+    }
+    if (hops == 40) {
+      err = io_fail(ELOOP, msg, msglen, "cannot follow %s: %s", path, strerror(ELOOP));
+      break;
+    }
+    /* a link: read it (st_size may be 0 for /proc-like links: grow) */
+    for (cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 256;; cap *= 2) {
+      free(link);
+      if ((link = malloc(cap)) == NULL) {
+        err = fail(BPTT_ENOMEM, msg, msglen, "out of memory");
+        break;
+      }
+      k = readlink(cur, link, cap);
+      if (k < 0) {
+        err = io_fail(errno, msg, msglen, "cannot read the link %s: %s", cur, strerror(errno));
+        break;
+      }
+      if ((size_t)k < cap) {
+        link[k] = '\0';
+        break;
+      }
+    }
+    if (err) break;
+    slash = strrchr(cur, '/');
+    dirlen = link[0] == '/' || slash == NULL ? 0 : (size_t)(slash - cur) + 1;
+    {
+      char *next = malloc(dirlen + strlen(link) + 1);
+      if (next == NULL) {
+        err = fail(BPTT_ENOMEM, msg, msglen, "out of memory");
+        break;
+      }
+      memcpy(next, cur, dirlen);
+      strcpy(next + dirlen, link);
+      free(cur);
+      cur = next;
+    }
+  }
+  free(link);
+  if (err) {
+    int e = errno;
+    free(cur);
+    errno = e;
+    return err;
+  }
+  *out = cur;
+  return BPTT_OK;
+}
+
 int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, const bptt_st_pair *meta, size_t nmeta,
                  char *msg, size_t msglen) {
   bptt_st_item *its = NULL;
@@ -1031,9 +1157,9 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
   sbuf hdr = {NULL, 0, 0, 0};
   wfile w = {-1, NULL, 0, 1 << 20, 0, 0, 0, 0, NULL};
   bptt_crc32_table *tab = NULL;
-  char *tmp = NULL;
+  char *tmp = NULL, *target = NULL;
   size_t i, tlen, sum_at = 0;
-  int err = BPTT_OK, k, created = 0;
+  int err = BPTT_OK, k, created = 0, e;
   unsigned char b8[8];
   struct stat st;
 
@@ -1063,7 +1189,8 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
   mts = malloc((nmeta ? nmeta : 1) * sizeof *mts);
   w.buf = malloc(w.cap);
   w.tab = tab = malloc(sizeof *tab);
-  tmp = malloc(tlen = strlen(path) + 48);
+  if ((err = resolve_target(path, &target, msg, msglen))) goto done;
+  tmp = malloc(tlen = strlen(target) + 48);
   if (its == NULL || mts == NULL || w.buf == NULL || tab == NULL || tmp == NULL) {
     err = fail(BPTT_ENOMEM, msg, msglen, "out of memory");
     goto done;
@@ -1083,19 +1210,21 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
   bptt_crc32_init(tab);
   w.skip = 8 + (int64_t)sum_at;
 
-  /* a fresh temporary next to the target (O_EXCL: never someone else's) */
-  for (k = 0; k < 100; k++) {
-    if (k == 0) snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    else snprintf(tmp, tlen, "%s.tmp.%ld.%d", path, (long)getpid(), k);
+  /* a fresh temporary next to the target, <target>.tmp.<pid>[.<k>]: O_EXCL
+   * makes it this call's alone (another process, or another Lua state of
+   * this one, moves on to the next k) */
+  for (k = 0; k < 1000; k++) {
+    if (k == 0) snprintf(tmp, tlen, "%s.tmp.%ld", target, (long)getpid());
+    else snprintf(tmp, tlen, "%s.tmp.%ld.%d", target, (long)getpid(), k);
     w.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (w.fd >= 0 || errno != EEXIST) break;
   }
   if (w.fd < 0) {
-    err = fail(BPTT_EIO, msg, msglen, "cannot create the temporary file %s: %s", tmp, strerror(errno));
+    err = io_fail(errno, msg, msglen, "cannot create the temporary file %s: %s", tmp, strerror(errno));
     goto done;
   }
   created = 1;
-  if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) (void)fchmod(w.fd, st.st_mode & 07777); /* keep permissions */
+  if (stat(target, &st) == 0 && S_ISREG(st.st_mode)) (void)fchmod(w.fd, st.st_mode & 07777); /* keep permissions */
 
   for (k = 0; k < 8; k++) b8[k] = (unsigned char)((uint64_t)hdr.n >> (8 * k));
   wf_put(&w, b8, 8);
@@ -1114,23 +1243,28 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
   w.fd = -1;
   if (!w.err && k != 0) w.err = errno;
   if (w.err) {
-    err = fail(BPTT_EIO, msg, msglen, "cannot write the temporary file %s: %s", tmp, strerror(w.err));
+    err = io_fail(w.err, msg, msglen, "cannot write the temporary file %s: %s", tmp, strerror(w.err));
     goto done;
   }
-  if (rename(tmp, path) != 0) {
-    err = fail(BPTT_EIO, msg, msglen, "cannot rename %s over it: %s", tmp, strerror(errno));
+  /* the target was checked to be a regular file or nothing; if something
+   * else took its place since, rename onto a directory fails (EISDIR) */
+  if (rename(tmp, target) != 0) {
+    err = io_fail(errno, msg, msglen, "cannot rename %s onto %s: %s", tmp, target, strerror(errno));
     goto done;
   }
-  sync_dir(path);
+  sync_dir(target);
 
 done:
+  e = errno;
   if (w.fd >= 0) close(w.fd);
   if (err && created) (void)unlink(tmp); /* what was at path is untouched */
+  free(target);
   free(tmp);
   free(w.buf);
   free(tab);
   free(hdr.p);
   free(its);
   free(mts);
+  errno = err ? e : 0;
   return err;
 }

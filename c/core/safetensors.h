@@ -60,12 +60,17 @@ typedef struct {
   size_t value_len;
 } bptt_st_pair;
 
-/* Writes the file atomically: to a fresh temporary file in path's directory,
- * synced, then renamed over path, then the directory synced.  On failure the
- * temporary is removed and whatever was at path is untouched.  Names must be
- * distinct, not "__metadata__", and valid UTF-8; metadata keys distinct and
- * not BPTT_ST_CHECKSUM_KEY, which is added (BPTT_EARG otherwise); I/O
- * failures give BPTT_EIO. */
+/* Writes the file atomically: to a fresh temporary file next to the target
+ * (<target>.tmp.<pid>[.<k>], created with O_EXCL, so two writers never share
+ * one), synced, then renamed onto the target, then the directory synced.
+ * The target is path, or where path's symbolic links lead (the link is
+ * written through, not replaced).  A target that exists and is not a
+ * regular file (a directory, a FIFO, a device such as /dev/null) is refused.
+ * On failure the temporary is removed and whatever was at the target is
+ * untouched.  Names must be distinct, not "__metadata__", and valid UTF-8;
+ * metadata keys distinct and not BPTT_ST_CHECKSUM_KEY, which is added
+ * (BPTT_EARG otherwise); failures of the outside world give BPTT_EIO with
+ * the OS error in errno (0 when there is none, as for a FIFO target). */
 int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, const bptt_st_pair *meta, size_t nmeta,
                  char *msg, size_t msglen);
 
@@ -93,6 +98,9 @@ typedef struct {
   size_t ntensors;
   bptt_st_pair *meta;       /* without BPTT_ST_CHECKSUM_KEY */
   size_t nmeta;
+  int marked;               /* 1 if a metadata key marks it as bptt's (see bptt_st_verify) */
+  const char *mark;         /* that key (into strings) */
+  size_t mark_len;
   int has_checksum;         /* 1 if the file has a (well-formed) checksum */
   uint32_t checksum;        /* its value */
   int64_t checksum_at;      /* file offset of its 8 hex digits */
@@ -102,13 +110,19 @@ typedef struct {
 void bptt_st_reader_init(bptt_st_reader *r);
 /* Opens path, reads and validates the header (and the checksum's form, not
  * its value: see bptt_st_verify).  On failure the reader is closed again
- * (BPTT_EIO: cannot open/read; BPTT_EFORMAT: not a valid file; BPTT_ENOMEM). */
+ * (BPTT_EIO: cannot open/read; BPTT_EFORMAT: not a valid file; BPTT_ENOMEM).
+ * Here and in bptt_st_verify and bptt_st_read, BPTT_EIO leaves the OS error
+ * in errno (0 when there is none: not a regular file, or it was cut short). */
 int bptt_st_open(bptt_st_reader *r, const char *path, char *msg, size_t msglen);
 /* The same over the len bytes at buf, which must outlive the reader. */
 int bptt_st_open_mem(bptt_st_reader *r, const void *buf, size_t len, char *msg, size_t msglen);
 /* Reads the whole file and checks it against its checksum: BPTT_OK if it
- * matches or there is none, BPTT_EFORMAT "checksum mismatch (file corrupt)"
- * if not, BPTT_EIO, BPTT_ENOMEM. */
+ * matches, or if there is none and the file is not marked as bptt's;
+ * BPTT_EFORMAT "checksum mismatch (file corrupt)" if not, or when a marked
+ * file has no checksum; BPTT_EIO, BPTT_ENOMEM.  A file is marked when a
+ * metadata key starts with "bptt." or is BPTT_ST_CHECKSUM_KEY with at most
+ * one bit flipped ("bptt.checksuo"): bptt_st_save always writes that key, so
+ * no single flipped bit turns a bptt file into an unchecked foreign one. */
 int bptt_st_verify(const bptt_st_reader *r, char *msg, size_t msglen);
 /* Reads tensor i into t, a contiguous tensor of its dtype and shape. */
 int bptt_st_read(const bptt_st_reader *r, size_t i, const bptt_tensor *t, char *msg, size_t msglen);

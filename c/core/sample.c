@@ -29,12 +29,23 @@ int bptt_sample(const bptt_tensor *logits, const bptt_sample_opts *o, bptt_rng *
   n = logits->size[0];
   if (n == 0 || o->top_k < 0 || !(o->top_p > 0 && o->top_p <= 1)) return BPTT_EARG;
   if (!o->greedy && !(o->temperature > 0 && isfinite(o->temperature))) return BPTT_EARG;
+  double raw = -INFINITY;
+  int64_t raw_best = -1;
   for (i = 0; i < n; i++) {
     double v = bptt_tensor_get(logits, logits->offset + i * logits->stride[0]);
     if (v != v) return BPTT_EARG;
+    if (v > raw) raw = v, raw_best = i;
     s[i].v = o->greedy ? v : v / o->temperature;
     s[i].i = i;
     if (s[i].v > m) m = s[i].v, best = i;
+  }
+  /* every logit -inf: every probability 0, nothing to draw */
+  if (raw_best < 0) return BPTT_ERANGE;
+  /* finite logits that v / temperature took to -inf (a tiny temperature):
+   * the limit of the distribution is the argmax */
+  if (m == -INFINITY) {
+    *out = raw_best;
+    return BPTT_OK;
   }
   if (o->greedy) {
     *out = best;

@@ -21,8 +21,8 @@ typedef struct {
 
 /* Picks a token (0-based) from n logits (any stride, float32/float64 tensor
  * of one dimension).  work: caller-owned scratch of 2*n doubles + n int64.
- * BPTT_EARG for bad options or n == 0; a NaN logit: BPTT_EARG (there is no
- * distribution to draw from). */
+ * BPTT_EARG for bad options or n == 0; a NaN logit: BPTT_EARG, and every
+ * logit -inf: BPTT_ERANGE (there is no distribution to draw from). */
 int bptt_sample(const bptt_tensor *logits, const bptt_sample_opts *o, bptt_rng *rng, void *work, int64_t *out);
 size_t bptt_sample_work_bytes(int64_t n);
 

@@ -8,7 +8,10 @@
 #define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
 #include <cblas.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "lbptt.h"
@@ -163,13 +166,64 @@ static void stop_blas_pool(void) {
   if (f) ((int (*)(void))(uintptr_t)f)();
 }
 
+/* A positive whole number in the environment variable, else 0. */
+static int env_count(const char *name) {
+  const char *v = getenv(name);
+  char *end;
+  long n;
+  if (v == NULL || *v == '\0') return 0;
+  n = strtol(v, &end, 10);
+  return *end == '\0' && n > 0 && n <= BPTT_MAX_THREADS ? (int)n : 0;
+}
+
+/* The team's first size: as large as OpenBLAS's pool would be.  lua/bptt/
+ * init.lua loads this module with OPENBLAS_NUM_THREADS=1, so that OpenBLAS
+ * starts no pool at all, and passes what the variable said before (maybe
+ * nothing) in BPTT_OPENBLAS_NUM_THREADS; OpenBLAS's own rule then gives the
+ * size: OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS, else the
+ * cores, at most the cores.  Loaded some other way, OpenBLAS's count. */
+static int first_team_size(void) {
+  int procs = openblas_get_num_procs(), n;
+  if (getenv("BPTT_OPENBLAS_NUM_THREADS") == NULL) return openblas_get_num_threads();
+  n = env_count("BPTT_OPENBLAS_NUM_THREADS");
+  if (n == 0) n = env_count("GOTO_NUM_THREADS");
+  if (n == 0) n = env_count("OMP_NUM_THREADS");
+  if (n == 0 || (procs > 0 && n > procs)) n = procs;
+  return n > 0 ? n : 1;
+}
+
+/* OpenBLAS maps a work buffer (128 MB of address space on x86-64 builds)
+ * at its first product, and when the mapping fails it tries again, forever,
+ * at 100% CPU.  Under a tight address-space limit (ulimit -v) that is a hang
+ * at the first matmul, or -- in a pool thread -- at load and at exit.  So
+ * the load maps that much itself first (nothing is touched; unmapped at
+ * once), and if it cannot, fails with a clear error instead; if it can, a
+ * 1 x 1 product makes OpenBLAS take its buffer now, which it keeps and
+ * reuses.  Returns 0, or the errno of the failed mapping. */
+#define BLAS_BUFFER_BYTES ((size_t)132 << 20)
+static int claim_blas_buffer(void) {
+  float a = 1, b = 1, c = 0;
+  double ad = 1, bd = 1, cd = 0;
+  void *p = mmap(NULL, BLAS_BUFFER_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return errno ? errno : ENOMEM;
+  munmap(p, BLAS_BUFFER_BYTES);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, 1, 1, 1.0, &ad, 1, &bd, 1, 0.0, &cd, 1);
+  return 0;
+}
+
 int luaopen_bptt_core(lua_State *L) {
   static int once = 0;
   if (!once) {
-    /* the team starts as large as OpenBLAS's pool would (OPENBLAS_NUM_THREADS
-     * or the cores), and takes over from it: OpenBLAS runs on 1 thread */
+    int e = claim_blas_buffer();
+    if (e != 0) /* before anything waits on OpenBLAS's threads */
+      return luaL_error(L, "bptt.core: cannot load: OpenBLAS needs %d MB of address space for its work buffer and "
+                        "cannot map it (%s; ulimit -v?); without it every matrix product would hang",
+                        (int)(BLAS_BUFFER_BYTES >> 20), strerror(e));
+    /* the team starts as large as OpenBLAS's pool would, and takes over
+     * from it: OpenBLAS runs on 1 thread */
     pin_library();
-    bptt_parallel_set_threads(openblas_get_num_threads());
+    bptt_parallel_set_threads(first_team_size());
     openblas_set_num_threads(1);
     stop_blas_pool();
     once = 1;

@@ -1,17 +1,22 @@
 /*
  * lio.c -- bptt.save and bptt.load: safetensors files (c/safetensors.c).
  *
- *   bptt.save(path, tensors [, metadata]) -> true | nil, message
- *   bptt.load(path) -> tensors, metadata | nil, message
+ *   bptt.save(path, tensors [, metadata]) -> true | nil, message [, errno]
+ *   bptt.load(path [, {require_checksum = true}])
+ *     -> tensors, metadata | nil, message [, errno]
  *
  * save adds a checksum of the file under the metadata key "bptt.checksum"
  * (reserved: passing it is an error); load verifies it when the file has one
  * ("checksum mismatch (file corrupt)" otherwise) and leaves it out of the
- * metadata it returns.  Files without one (from other writers) load as ever.
+ * metadata it returns.  Files without one (from other writers) load as ever,
+ * unless they carry bptt's marks (safetensors.h: a "bptt." key) or
+ * require_checksum is set (checkpoints: Trainer).  save writes through a
+ * symbolic link and refuses a target that is not a regular file.
  *
  * As LuaFileSystem: programming mistakes (a non-tensor value, a non-string
  * name) raise errors; failures of the outside world (a directory that is not
- * there, a missing or corrupt file) return nil and a message.
+ * there, a missing or corrupt file) return nil and a message, and the OS
+ * error number third when an OS call failed (ENOENT, ENOSPC, EACCES, ...).
  *
  * Memory: nothing here holds malloc'd memory across a call that can raise.
  * save keeps its item list in a userdata and calls the core only once every
@@ -19,6 +24,8 @@
  * userdata whose __gc closes it, so a Lua error (out of memory making a
  * tensor) in the middle of a load leaks nothing.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lbptt.h"
@@ -86,6 +93,15 @@ static size_t meta_pairs(lua_State *L, const char *fn, bptt_st_pair *fill) {
   return n;
 }
 
+/* nil, "fn: path: msg"[, errno] */
+static int push_failure(lua_State *L, const char *fn, const char *path, const char *msg, int e) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s: %s", fn, path, msg);
+  if (e == 0) return 2;
+  lua_pushinteger(L, e);
+  return 3;
+}
+
 static int l_save(lua_State *L) {
   const char *fn = "bptt.save";
   const char *path = checkpath(L, fn);
@@ -109,11 +125,7 @@ static int l_save(lua_State *L) {
   meta_pairs(L, fn, meta);
   err = bptt_st_save(path, items, n, meta, nmeta, msg, sizeof msg);
   if (err == BPTT_EARG) luaL_error(L, "%s: %s", fn, msg); /* checked above; not reached */
-  if (err) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s: %s", fn, path, msg);
-    return 2;
-  }
+  if (err) return push_failure(L, fn, path, msg, err == BPTT_EIO ? errno : 0);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -130,13 +142,25 @@ static int l_load(lua_State *L) {
   bptt_st_reader *r;
   char msg[MSGLEN];
   size_t i;
-  int err;
+  int err, require_sum = 0, oserr = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    if (lua_type(L, 2) != LUA_TTABLE) luaL_error(L, "%s: opts must be a table, got %s", fn, luaL_typename(L, 2));
+    lua_getfield(L, 2, "require_checksum");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+      luaL_error(L, "%s: opts.require_checksum must be a boolean, got %s", fn, luaL_typename(L, -1));
+    require_sum = lua_toboolean(L, -1);
+  }
   lua_settop(L, 1);
   r = lua_newuserdata(L, sizeof *r); /* 2 */
   bptt_st_reader_init(r);
   luaL_getmetatable(L, READER_MT);
   lua_setmetatable(L, -2);
   err = bptt_st_open(r, path, msg, sizeof msg);
+  if (!err && require_sum && !r->has_checksum) {
+    err = BPTT_EFORMAT;
+    snprintf(msg, sizeof msg, "no checksum (\"%s\"), which this file must carry (file corrupt or not bptt's)",
+             BPTT_ST_CHECKSUM_KEY);
+  }
   if (!err) err = bptt_st_verify(r, msg, sizeof msg);
   if (err) goto failed;
   lua_createtable(L, 0, (int)(r->ntensors < 1000000 ? r->ntensors : 1000000)); /* 3: tensors */
@@ -158,10 +182,9 @@ static int l_load(lua_State *L) {
   return 2;
 
 failed: /* nothing partial: the tables made so far are dropped */
+  if (err == BPTT_EIO) oserr = errno;
   bptt_st_close(r);
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s: %s", fn, path, msg);
-  return 2;
+  return push_failure(L, fn, path, msg, oserr);
 }
 
 static const luaL_Reg functions[] = {{"save", l_save}, {"load", l_load}, {NULL, NULL}};

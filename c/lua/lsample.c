@@ -43,6 +43,7 @@ static int l_sample(lua_State *L) {
   nwork = (int64_t)((bptt_sample_work_bytes(t->size[0]) + 7) / 8);
   work = bptt_newtensor(L, fn, BPTT_FLOAT64, 1, &nwork); /* scratch owned by the GC */
   err = bptt_sample(t, &o, bptt_default_rng(L), bptt_tensor_data(work), &id);
+  if (err == BPTT_ERANGE) luaL_error(L, "%s: every logit is -inf: there is no distribution to sample from", fn);
   if (err) luaL_error(L, "%s: logits contain NaN: there is no distribution to sample from", fn);
   lua_pushnumber(L, (lua_Number)(id + 1));
   return 1;

@@ -108,7 +108,7 @@ static const char *text_message(char *buf, size_t len, int err, const bptt_text_
 
 /* ------------------------------------------------------------ loading */
 
-/* text_load(path?, text?, unit, replace, vocab?) -> ids, vocab | nil, message
+/* text_load(path?, text?, unit, replace, vocab?) -> ids, vocab | nil, message[, errno]
  *
  * Exactly one of path and text.  Without a vocabulary one is built from the
  * text (first pass) and the text is encoded with it (second pass); with one,
@@ -146,10 +146,12 @@ static int l_text_load(lua_State *L) {
     err = bptt_text_encode(v, &src, replace, bptt_tensor_data(ids), n, &e);
     if (err == BPTT_ENOMEM) return bptt_raise(L, err, fn, "reading the text");
   }
-  if (err) {
+  if (err) { /* nil, message[, errno] (an OS error: as LuaFileSystem) */
     lua_pushnil(L);
     lua_pushfstring(L, "%s: %s", fn, text_message(msg, sizeof msg, err, &e, unit, src.path));
-    return 2;
+    if (err != BPTT_EIO || e.sys_errno == 0) return 2;
+    lua_pushinteger(L, e.sys_errno);
+    return 3;
   }
   lua_pushvalue(L, iv);
   return 2;

@@ -59,7 +59,11 @@ function Embedding:backward(dy)
   if self._ids == nil then error(fn .. ": call forward first", 2) end
   util.tensor(fn, "dy", dy, self.dtype)
   util.shape(fn, "dy", dy, self._out_shape)
-  core.embedding_backward(self._ids, self.grads.weight, dy:contiguous():view(self._ids:numel(), self.dim))
+  local bad = core.embedding_backward(self._ids, self.grads.weight, dy:contiguous():view(self._ids:numel(), self.dim))
+  if bad then -- the ids were changed after forward (nothing was added)
+    error(string.format("%s: ids%s is %d, expected 1..%d (the ids were changed after forward)", fn,
+      util.index_str(self._shape, bad), self._ids:get(bad), self.vocab), 2)
+  end
 end
 
 function Embedding:__tostring()

@@ -151,7 +151,7 @@ end
 --- The configuration a checkpoint's model was made with (config.* metadata
 -- as a table of numbers/strings), and the metadata; or nil, message.
 function Trainer.read_config(path)
-  local tensors, meta = core.load(path)
+  local tensors, meta = core.load(path, { require_checksum = true }) -- a checkpoint always carries one
   if not tensors then return nil, meta end
   if meta["bptt.format"] ~= FORMAT then
     return nil, string.format("%s is not a bptt training checkpoint (bptt.format = %s)", path, tostring(meta["bptt.format"]))

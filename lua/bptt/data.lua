@@ -132,7 +132,8 @@ local INVALID = { error = false, replace = true }
 --   instead of building one from the text.
 -- Returns a corpus { tokens = 1-d int32 tensor of ids, vocab = Vocab, unit = }
 -- or nil, message when the file cannot be read, is not valid UTF-8, or holds
--- a symbol not in the given vocabulary.
+-- a symbol not in the given vocabulary (and the OS error number third when
+-- the file could not be opened or read).
 function data.text(path, opts)
   local fn = "bptt.data.text"
   if type(path) == "table" and opts == nil then path, opts = nil, path end -- data.text{text = s}
@@ -152,8 +153,8 @@ function data.text(path, opts)
   end
   local invalid = opts.invalid or "error"
   if INVALID[invalid] == nil then errorf(2, "%s: invalid must be \"error\" or \"replace\", got %s", fn, tostring(invalid)) end
-  local ids, ud = core.text_load(path, opts.text, unit, INVALID[invalid], vocab and vocab._ud)
-  if not ids then return nil, ud end
+  local ids, ud, errno = core.text_load(path, opts.text, unit, INVALID[invalid], vocab and vocab._ud)
+  if not ids then return nil, ud, errno end
   return { tokens = ids, vocab = vocab or wrap(ud), unit = unit }
 end
 

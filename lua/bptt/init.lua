@@ -1,7 +1,26 @@
 --- bptt: recurrent neural networks for LuaJIT.
 -- `local bptt = require "bptt"` gives one table: the native tensor core
 -- (functions of bptt.core, copied in) and the Lua layers built on it.
-local core = require "bptt.core"
+-- OpenBLAS (loaded with bptt.core) starts a pool of threads as it loads
+-- unless OPENBLAS_NUM_THREADS is 1, and a pool thread that cannot map its
+-- work buffer (ulimit -v) spins forever, hanging the load and the exit.
+-- bptt runs OpenBLAS on one thread anyway (its own team splits the work), so
+-- it asks for 1 while the module loads and hands the user's setting on to
+-- size the team (c/lbptt.c); the environment is put back after.
+local function load_core()
+  local has_ffi, ffi = pcall(require, "ffi")
+  if not has_ffi or package.loaded["bptt.core"] then return require "bptt.core" end
+  pcall(ffi.cdef, "int setenv(const char *name, const char *value, int overwrite); int unsetenv(const char *name);")
+  local user = os.getenv("OPENBLAS_NUM_THREADS")
+  ffi.C.setenv("BPTT_OPENBLAS_NUM_THREADS", user or "", 1)
+  ffi.C.setenv("OPENBLAS_NUM_THREADS", "1", 1)
+  local ok, core = pcall(require, "bptt.core")
+  if user then ffi.C.setenv("OPENBLAS_NUM_THREADS", user, 1) else ffi.C.unsetenv("OPENBLAS_NUM_THREADS") end
+  ffi.C.unsetenv("BPTT_OPENBLAS_NUM_THREADS")
+  if not ok then error(core, 0) end
+  return core
+end
+local core = load_core()
 
 local bptt = {}
 -- the public part of the core; its layer kernels stay in bptt.core
