@@ -11,6 +11,7 @@
 #   make rock-check install that rock into a temporary tree and run the specs against it
 #   make demo       train a small LSTM on built-in text for about a minute, then sample (DATA=file.txt for yours)
 #   make bench      benchmarks against PyTorch when python3-torch is installed (examples/bench/)
+#   make lint       luacheck (.luacheckrc) over the Lua, clang-format (.clang-format) check over the C
 #   make install    copy the module, the Lua files and the commands to INST_LIBDIR, INST_LUADIR, INST_BINDIR
 #   make NATIVE=1   tune for this CPU (-march=native)
 #
@@ -57,7 +58,10 @@ BIN_SCRIPTS := $(wildcard bin/*)
 # --cpath wins over .busted's build/?.so, so that `make sanitize` loads build/san
 BUSTED  = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUAJIT) /usr/bin/busted --cpath='$(BUILD)/?.so'
 
-.PHONY: all deps test check-c sanitize valgrind run-specs fuzz rock rock-check demo bench install lint clean
+# V=1 prints every compiler line
+Q := $(if $(filter 1,$(V)),,@)
+
+.PHONY: all deps lint format test check-c sanitize valgrind run-specs fuzz rock rock-check demo bench install lint clean
 
 all: $(MODULE)
 
@@ -73,19 +77,23 @@ $(FLAGS_STAMP): FORCE
 # The core compiles without Lua's include path: a Lua header there is an error.
 $(BUILD)/obj/core/%.o: c/core/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CORE_CFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CORE_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/obj/lua/%.o: c/lua/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CORE_CFLAGS) -Ic/core $(LUA_CFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CORE_CFLAGS) -Ic/core $(LUA_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(CORE_LIB): $(CORE_OBJ)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)$(AR) rcs $@ $^
 
 $(MODULE): $(LUA_OBJ) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(OPT) $(LIBFLAG) -o $@ $(LUA_OBJ) $(CORE_LIB) $(LIBS) $(LDFLAGS)
+	@$(if $(Q),echo "  LINK    $@ ($$(cat $(FLAGS_STAMP)))")
+	$(Q)$(CC) $(CFLAGS) $(OPT) $(LIBFLAG) -o $@ $(LUA_OBJ) $(CORE_LIB) $(LIBS) $(LDFLAGS)
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d)
 
@@ -101,6 +109,17 @@ install: $(MODULE)
 	install -m 644 $(LUA_MODULES) $(INST_LUADIR)/bptt/
 	@if [ -n "$(INST_BINDIR)" ] && [ -n "$(BIN_SCRIPTS)" ]; then \
 	  install -d $(INST_BINDIR) && install -m 755 $(BIN_SCRIPTS) $(INST_BINDIR)/; fi
+
+# The style checks: luacheck over every Lua file, clang-format over every C
+# file (a file that clang-format would change fails; `make format` changes it).
+LINT_DEBS := lua-check clang-format
+C_FILES    = $(wildcard c/core/*.[ch] c/lua/*.[ch] spec/c/*.c spec/fuzz/*.c)
+lint:
+	@$(MAKE) --no-print-directory deps DEBS="$(LINT_DEBS)"
+	luacheck -q lua spec examples bin .ci
+	clang-format --dry-run -Werror $(C_FILES)
+format:
+	clang-format -i $(C_FILES)
 
 # Installs what is missing, with apt-get (through sudo when not root).
 deps:
@@ -120,7 +139,8 @@ CHECK_SRC := $(wildcard spec/c/*.c)
 CHECK_BIN  = $(CHECK_SRC:spec/c/%.c=$(BUILD)/check/%)
 $(BUILD)/check/%: spec/c/%.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CORE_CFLAGS) -Ic/core -o $@ $< $(CORE_LIB) $(LIBS) $(LDFLAGS)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CORE_CFLAGS) -Ic/core -o $@ $< $(CORE_LIB) $(LIBS) $(LDFLAGS)
 check-c: $(CHECK_BIN)
 	@for c in $(CHECK_BIN); do echo "== $$c"; $$c > $$c.log 2>&1 || { cat $$c.log; echo "check-c: $$c failed"; exit 1; }; \
 	  tail -n 1 $$c.log; done

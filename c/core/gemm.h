@@ -18,6 +18,8 @@
 #ifndef BPTT_GEMM_H
 #define BPTT_GEMM_H
 
+#include "tensor.h"
+
 void bptt_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                 const float *B, int ldb, float beta, float *C, int ldc);
 void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const double *A, int lda,
@@ -35,5 +37,13 @@ void bptt_sgemm_thread(int transa, int transb, int M, int N, int K, float alpha,
  * split by rows (else by columns).  For kernels that run their own GEMM
  * shares in a region of their own (nn.c's Linear). */
 int bptt_gemm_threads(double flops, long long M, long long N, int *by_rows);
+
+/* C (M,N) = A (M,K) B (K,N), float32 or float64, C contiguous and not
+ * overlapping A or B.  A and B may be any 2-d views; a view whose inner
+ * stride is not 1 in either orientation is first copied into *scratch*, a
+ * caller-owned buffer of at least bptt_matmul_scratch_bytes(A, B) bytes
+ * (may be NULL when that is 0). */
+int64_t bptt_matmul_scratch_bytes(const bptt_tensor *a, const bptt_tensor *b);
+int bptt_matmul(const bptt_tensor *c, const bptt_tensor *a, const bptt_tensor *b, void *scratch);
 
 #endif

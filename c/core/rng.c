@@ -39,7 +39,7 @@ uint64_t bptt_rng_next(bptt_rng *r) {
 
 double bptt_rng_uniform(bptt_rng *r) { return (double)(bptt_rng_next(r) >> 11) * 0x1.0p-53; }
 
-static float uniform24(bptt_rng *r) { return (float)(bptt_rng_next(r) >> 40) * 0x1.0p-24f; }
+float bptt_rng_uniformf(bptt_rng *r) { return (float)(bptt_rng_next(r) >> 40) * 0x1.0p-24f; }
 
 double bptt_rng_normal(bptt_rng *r) {
   double u, v, rad;
@@ -54,40 +54,6 @@ double bptt_rng_normal(bptt_rng *r) {
   r->spare = rad * sin(2.0 * BPTT_PI * v);
   r->has_spare = 1;
   return rad * cos(2.0 * BPTT_PI * v);
-}
-
-/* Fills go element by element in row-major order over any strides, so the
- * draws a tensor gets do not depend on its layout. */
-static int fill(bptt_rng *r, const bptt_tensor *t, int normal, double a, double b) {
-  int64_t n = bptt_tensor_numel(t), i, idx[BPTT_MAXDIM] = {0}, off = t->offset;
-  int d;
-  if (t->dtype != BPTT_FLOAT32 && t->dtype != BPTT_FLOAT64) return BPTT_EDTYPE;
-  for (i = 0; i < n; i++) {
-    double v;
-    if (normal) v = a + b * bptt_rng_normal(r);
-    else if (t->dtype == BPTT_FLOAT32) {
-      float f = (float)a + (float)(b - a) * uniform24(r);
-      v = f < (float)b ? f : (float)a; /* rounding may not reach b */
-    } else v = a + (b - a) * bptt_rng_uniform(r);
-    bptt_tensor_set(t, off, v);
-    for (d = t->ndim - 1; d >= 0; d--) {
-      off += t->stride[d];
-      if (++idx[d] < t->size[d]) break;
-      off -= t->stride[d] * t->size[d];
-      idx[d] = 0;
-    }
-  }
-  return BPTT_OK;
-}
-
-int bptt_rng_fill_uniform(bptt_rng *r, const bptt_tensor *t, double a, double b) {
-  if (!(a <= b) || !isfinite(a) || !isfinite(b)) return BPTT_EARG;
-  return fill(r, t, 0, a, b);
-}
-
-int bptt_rng_fill_normal(bptt_rng *r, const bptt_tensor *t, double mean, double std) {
-  if (!(std >= 0) || !isfinite(mean) || !isfinite(std)) return BPTT_EARG;
-  return fill(r, t, 1, mean, std);
 }
 
 static const char prefix[] = "xoshiro256**:";

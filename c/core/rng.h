@@ -8,7 +8,10 @@
 #ifndef BPTT_RNG_H
 #define BPTT_RNG_H
 
-#include "tensor.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h" /* error codes */
 
 typedef struct bptt_rng {
   uint64_t s[4];
@@ -21,14 +24,11 @@ void bptt_rng_seed(bptt_rng *r, uint64_t seed);
 uint64_t bptt_rng_next(bptt_rng *r);
 /* Uniform on [0, 1) with 53 random bits. */
 double bptt_rng_uniform(bptt_rng *r);
+/* Uniform on [0, 1) with 24 random bits: a float that never rounds up to 1. */
+float bptt_rng_uniformf(bptt_rng *r);
 /* Standard normal. */
 double bptt_rng_normal(bptt_rng *r);
 
-/* Fills t (float32 or float64, any strides) with uniform [a, b) or normal
- * (mean, std) draws in row-major element order.  float32 uniforms use 24 bits
- * so that they never round up to b. */
-int bptt_rng_fill_uniform(bptt_rng *r, const bptt_tensor *t, double a, double b);
-int bptt_rng_fill_normal(bptt_rng *r, const bptt_tensor *t, double mean, double std);
 
 /* The state as text and back: "xoshiro256**:" then 4 x 16 hex digits of s, and
  * ":" + 16 hex digits of the spare's bits or ":-" when none.  BPTT_RNG_STATE_LEN

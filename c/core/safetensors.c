@@ -23,6 +23,7 @@
 #define _POSIX_C_SOURCE 200809L
 #define _FILE_OFFSET_BITS 64
 #include "safetensors.h"
+#include "utf8.h"
 
 #include "crc32.h"
 
@@ -90,38 +91,6 @@ static void swap_bytes(unsigned char *p, int64_t n, size_t es) {
     }
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid:
- * no overlong forms, no surrogates (U+D800..DFFF), nothing above U+10FFFF. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned c = s[0], lo = 0x80, hi = 0xBF;
-  size_t len, i;
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) len = 2;
-  else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else return 0;
-  if (n < len) return 0;
-  if (s[1] < lo || s[1] > hi) return 0;
-  for (i = 2; i < len; i++)
-    if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-  return len;
-}
-
-int bptt_st_utf8_valid(const char *s, size_t len) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t i = 0, k;
-  while (i < len) {
-    if ((k = utf8_len(p + i, len - i)) == 0) return 0;
-    i += k;
-  }
-  return 1;
-}
 
 static const char *const st_names[BPTT_NDTYPES] = {"F32", "F64", "I32"};
 
@@ -192,23 +161,6 @@ static int hex4(const jparser *p, size_t at, unsigned *v) {
   return 1;
 }
 
-static char *put_utf8(char *o, unsigned cp) {
-  if (cp < 0x80) *o++ = (char)cp;
-  else if (cp < 0x800) {
-    *o++ = (char)(0xC0 | (cp >> 6));
-    *o++ = (char)(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    *o++ = (char)(0xE0 | (cp >> 12));
-    *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-    *o++ = (char)(0x80 | (cp & 0x3F));
-  } else {
-    *o++ = (char)(0xF0 | (cp >> 18));
-    *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-    *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-    *o++ = (char)(0x80 | (cp & 0x3F));
-  }
-  return o;
-}
 
 /* A JSON string at pos, decoded into the arena (NUL-ended).  The decoded
  * form is never longer than the source, quotes included, so an arena of the
@@ -255,7 +207,7 @@ static int parse_string(jparser *p, const char **str, size_t *len) {
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             p->pos += 6;
           }
-          o = put_utf8(o, cp);
+          o += bptt_utf8_put(cp, (unsigned char *)o);
           p->pos += 4;
           break;
         default:
@@ -266,7 +218,7 @@ static int parse_string(jparser *p, const char **str, size_t *len) {
       *o++ = (char)c;
       p->pos++;
     } else {
-      size_t k = utf8_len((const unsigned char *)p->s + p->pos, p->n - p->pos);
+      size_t k = bptt_utf8_len((const unsigned char *)p->s + p->pos, p->n - p->pos);
       if (k == 0) return JFAIL(p, "header is not valid UTF-8 at byte %lu", (unsigned long)p->pos);
       memcpy(o, p->s + p->pos, k);
       o += k;
@@ -1168,14 +1120,14 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
     if (it->t == NULL || it->t->storage == NULL || (unsigned)it->t->dtype >= BPTT_NDTYPES || it->t->ndim < 0 ||
         it->t->ndim > BPTT_MAXDIM)
       return fail(BPTT_EARG, msg, msglen, "tensor " NAMEFMT " is not a valid tensor", NAMEARG(it->name, it->name_len));
-    if (!bptt_st_utf8_valid(it->name, it->name_len))
+    if (!bptt_utf8_valid(it->name, it->name_len))
       return fail(BPTT_EARG, msg, msglen, "tensor name " NAMEFMT " is not valid UTF-8",
                   NAMEARG(it->name, it->name_len));
     if (it->name_len == 12 && memcmp(it->name, "__metadata__", 12) == 0)
       return fail(BPTT_EARG, msg, msglen, "\"__metadata__\" cannot name a tensor");
   }
   for (i = 0; i < nmeta; i++) {
-    if (!bptt_st_utf8_valid(meta[i].key, meta[i].key_len) || !bptt_st_utf8_valid(meta[i].value, meta[i].value_len))
+    if (!bptt_utf8_valid(meta[i].key, meta[i].key_len) || !bptt_utf8_valid(meta[i].value, meta[i].value_len))
       return fail(BPTT_EARG, msg, msglen, "metadata " NAMEFMT " is not valid UTF-8",
                   NAMEARG(meta[i].key, meta[i].key_len));
     if (meta[i].key_len == sizeof BPTT_ST_CHECKSUM_KEY - 1 &&

@@ -74,8 +74,6 @@ typedef struct {
 int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, const bptt_st_pair *meta, size_t nmeta,
                  char *msg, size_t msglen);
 
-/* 1 if s[0..len) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-int bptt_st_utf8_valid(const char *s, size_t len);
 
 /* One tensor described by a header.  The name points into the reader. */
 typedef struct {

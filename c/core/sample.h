@@ -11,6 +11,7 @@
 #define BPTT_SAMPLE_H
 
 #include "rng.h"
+#include "tensor.h"
 
 typedef struct {
   double temperature; /* > 0; ignored when greedy */

@@ -1,5 +1,6 @@
 /*
- * tensor.c -- storage, views, elementwise operations, reductions and matmul.
+ * tensor.c -- storage, views, elementwise operations and reductions (matmul:
+ * gemm.c).
  *
  * Elementwise work walks the tensors row by row (the innermost dimension is
  * one row): walk() hands each row, as byte pointers and byte strides, to a row
@@ -8,7 +9,6 @@
  * and are never read as if they were contiguous.
  */
 #include "tensor.h"
-#include "gemm.h"
 #include "parallel.h"
 
 #include <cblas.h>
@@ -584,86 +584,5 @@ int bptt_tensor_argmax(const bptt_tensor *dst, const bptt_tensor *src, int dim) 
     }
   }
   bptt_tensor_release(&outer);
-  return BPTT_OK;
-}
-
-/* ---------------------------------------------------------------- matmul */
-
-/* How BLAS can read a 2-d view (rows x cols): as row-major with leading
- * dimension ld (trans = 0), as the transpose of a row-major matrix
- * (trans = 1), or not at all (returns 0: copy it first). */
-static int blas_layout(const bptt_tensor *t, int *trans, int64_t *ld) {
-  int64_t rows = t->size[0], cols = t->size[1];
-  if (t->stride[1] == 1 || cols == 1) {
-    int64_t l = rows == 1 ? (cols > 1 ? cols : 1) : t->stride[0];
-    if (l >= (cols > 1 ? cols : 1)) {
-      *trans = 0, *ld = l;
-      return 1;
-    }
-  }
-  if (t->stride[0] == 1 || rows == 1) {
-    int64_t l = cols == 1 ? (rows > 1 ? rows : 1) : t->stride[1];
-    if (l >= (rows > 1 ? rows : 1)) {
-      *trans = 1, *ld = l;
-      return 1;
-    }
-  }
-  return 0;
-}
-
-int64_t bptt_matmul_scratch_bytes(const bptt_tensor *a, const bptt_tensor *b) {
-  int trans;
-  int64_t ld, bytes = 0, es = (int64_t)bptt_dtype_size(a->dtype);
-  if (a->ndim != 2 || b->ndim != 2) return 0;
-  if (!blas_layout(a, &trans, &ld)) bytes += bptt_tensor_numel(a) * es + BPTT_ALIGN;
-  if (!blas_layout(b, &trans, &ld)) bytes += bptt_tensor_numel(b) * es + BPTT_ALIGN;
-  return bytes;
-}
-
-/* Copies t into contiguous memory at *scratch (advanced past it), returning a
- * header that describes the copy. */
-static bptt_tensor to_scratch(const bptt_tensor *t, char **scratch, bptt_storage *st) {
-  bptt_tensor c = *t;
-  st->data = *scratch;
-  st->nbytes = bptt_tensor_numel(t) * (int64_t)bptt_dtype_size(t->dtype);
-  st->refcount = 1;
-  c.storage = st;
-  c.offset = 0;
-  c.stride[0] = t->size[1], c.stride[1] = 1;
-  bptt_tensor_copy(&c, t);
-  *scratch += (st->nbytes + BPTT_ALIGN - 1) / BPTT_ALIGN * BPTT_ALIGN;
-  return c;
-}
-
-int bptt_matmul(const bptt_tensor *c, const bptt_tensor *a, const bptt_tensor *b, void *scratch) {
-  bptt_tensor ac = *a, bc = *b;
-  bptt_storage sa, sb;
-  char *scr = scratch;
-  int64_t M, N, K, lda = 0, ldb = 0;
-  int ta = 0, tb = 0;
-  if (a->ndim != 2 || b->ndim != 2 || c->ndim != 2) return BPTT_ESHAPE;
-  if (a->dtype != b->dtype || a->dtype != c->dtype) return BPTT_EDTYPE;
-  if (a->dtype == BPTT_INT32) return BPTT_EDTYPE;
-  M = a->size[0], K = a->size[1], N = b->size[1];
-  if (b->size[0] != K || c->size[0] != M || c->size[1] != N) return BPTT_ESHAPE;
-  if (!bptt_tensor_is_contiguous(c)) return BPTT_EARG;
-  if (M > INT32_MAX || N > INT32_MAX || K > INT32_MAX) return BPTT_EOVERFLOW; /* BLAS takes int */
-  if (M == 0 || N == 0) return BPTT_OK;
-  if (K == 0) return bptt_tensor_fill(c, 0.0);
-  if (!blas_layout(&ac, &ta, &lda)) {
-    ac = to_scratch(a, &scr, &sa);
-    blas_layout(&ac, &ta, &lda);
-  }
-  if (!blas_layout(&bc, &tb, &ldb)) {
-    bc = to_scratch(b, &scr, &sb);
-    blas_layout(&bc, &tb, &ldb);
-  }
-  if (lda > INT32_MAX || ldb > INT32_MAX) return BPTT_EOVERFLOW;
-  if (a->dtype == BPTT_FLOAT32)
-    bptt_sgemm(ta, tb, (int)M, (int)N, (int)K, 1.0f, bptt_tensor_data(&ac), (int)lda, bptt_tensor_data(&bc), (int)ldb, 0.0f,
-                bptt_tensor_data(c), (int)N);
-  else
-    bptt_dgemm(ta, tb, (int)M, (int)N, (int)K, 1.0, bptt_tensor_data(&ac), (int)lda, bptt_tensor_data(&bc), (int)ldb, 0.0,
-                bptt_tensor_data(c), (int)N);
   return BPTT_OK;
 }

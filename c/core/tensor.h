@@ -85,12 +85,5 @@ int bptt_tensor_reduce(const bptt_tensor *t, bptt_reduction op, double *out);
  * maximum along dim (first one on ties; a NaN counts as the maximum). */
 int bptt_tensor_argmax(const bptt_tensor *dst, const bptt_tensor *src, int dim);
 
-/* C (M,N) = A (M,K) B (K,N), float32 or float64, C contiguous and not
- * overlapping A or B.  A and B may be any 2-d views; a view whose inner
- * stride is not 1 in either orientation is first copied into *scratch*, a
- * caller-owned buffer of at least bptt_matmul_scratch_bytes(A, B) bytes
- * (may be NULL when that is 0). */
-int64_t bptt_matmul_scratch_bytes(const bptt_tensor *a, const bptt_tensor *b);
-int bptt_matmul(const bptt_tensor *c, const bptt_tensor *a, const bptt_tensor *b, void *scratch);
 
 #endif

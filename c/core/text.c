@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "rng.h"
+#include "utf8.h"
 
 const char *bptt_unit_name(int unit) { return unit == BPTT_UNIT_UTF8 ? "utf8" : "byte"; }
 
@@ -102,10 +103,9 @@ static int invalid(bptt_text_error *e, int64_t start, int byte, int64_t byte_off
  * stores the offset where its encoding starts in *found (the slow path that
  * names an unknown symbol's offset).
  *
- * UTF-8 (RFC 3629; Unicode, table 3-7): a lead byte fixes the length and the
- * range of the first continuation byte, which rules out overlong forms (E0 and
- * F0), surrogates (ED) and values above 10FFFF (F4) as soon as that byte is
- * seen; the other continuation bytes are 80..BF.  A sequence cut short by a
+ * UTF-8 (utf8.h: a lead byte fixes the length and the range of the first
+ * continuation byte, which rules out overlong forms, surrogates and values
+ * above U+10FFFF as soon as that byte is seen).  A sequence cut short by a
  * byte outside the expected range is one maximal subpart: it becomes one
  * U+FFFD, and that byte is decoded afresh. */
 static int utf8_decode(utf8_state *st, const unsigned char *p, size_t len, int64_t pos, int replace, uint32_t *cps,
@@ -145,17 +145,10 @@ static int utf8_decode(utf8_state *st, const unsigned char *p, size_t len, int64
         PUT(p[i], pos + (int64_t)i);
         i++;
       }
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      cp = c & 0x1F, need = 1, lo = 0x80, hi = 0xBF, start = at;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      cp = c & 0x0F, need = 2, start = at;
-      lo = c == 0xE0 ? 0xA0 : 0x80; /* E0 80..9F would be overlong */
-      hi = c == 0xED ? 0x9F : 0xBF; /* ED A0..BF would be a surrogate */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      cp = c & 0x07, need = 3, start = at;
-      lo = c == 0xF0 ? 0x90 : 0x80; /* F0 80..8F would be overlong */
-      hi = c == 0xF4 ? 0x8F : 0xBF; /* F4 90.. would pass 10FFFF */
-    } else {                        /* 80..BF (a stray continuation), C0, C1, F5..FF */
+    } else if ((need = (unsigned)bptt_utf8_lead(c, &lo, &hi)) > 1) {
+      need--, start = at;
+      cp = c & (0x7Fu >> (need + 1)); /* the lead byte's payload: 5, 4 or 3 bits */
+    } else {                          /* 80..BF (a stray continuation), C0, C1, F5..FF */
       if (!replace) return invalid(e, at, (int)c, at);
       PUT(BPTT_REPLACEMENT, at);
     }
@@ -382,22 +375,7 @@ int bptt_symbol_bytes(int unit, uint32_t s, char out[4]) {
     o[0] = (unsigned char)s;
     return 1;
   }
-  if (s < 0x800) {
-    o[0] = (unsigned char)(0xC0 | s >> 6);
-    o[1] = (unsigned char)(0x80 | (s & 0x3F));
-    return 2;
-  }
-  if (s < 0x10000) {
-    o[0] = (unsigned char)(0xE0 | s >> 12);
-    o[1] = (unsigned char)(0x80 | (s >> 6 & 0x3F));
-    o[2] = (unsigned char)(0x80 | (s & 0x3F));
-    return 3;
-  }
-  o[0] = (unsigned char)(0xF0 | s >> 18);
-  o[1] = (unsigned char)(0x80 | (s >> 12 & 0x3F));
-  o[2] = (unsigned char)(0x80 | (s >> 6 & 0x3F));
-  o[3] = (unsigned char)(0x80 | (s & 0x3F));
-  return 4;
+  return bptt_utf8_put(s, o);
 }
 
 int bptt_symbol_parse(int unit, const char *s, size_t len, uint32_t *symbol) {

@@ -29,6 +29,10 @@ bptt_tensor *bptt_pushview(lua_State *L, const bptt_tensor *hdr);
 /* "2x3x4" (or "scalar") into buf. */
 const char *bptt_shapestr(const bptt_tensor *t, char *buf, size_t len);
 
+/* A number at idx, or an error naming fn and arg ("got string '5'" style). */
+double bptt_checknum(lua_State *L, int idx, const char *fn, const char *arg);
+/* v in decimal into buf (for messages). */
+const char *bptt_i64str(char *buf, size_t len, int64_t v);
 /* A whole number within [lo, hi] at idx, or an error naming fn and arg. */
 int64_t bptt_checkint(lua_State *L, int idx, const char *fn, const char *arg, int64_t lo, int64_t hi);
 /* An optional dtype name at idx (def when none/nil). */

@@ -11,136 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "lbptt.h"
-
-/* ------------------------------------------------------------ utilities */
-
-bptt_tensor *bptt_totensor(lua_State *L, int idx) { return bptt_testudata(L, idx, BPTT_TENSOR_MT); }
-
-bptt_tensor *bptt_checktensor(lua_State *L, int idx, const char *fn, const char *arg) {
-  bptt_tensor *t = bptt_totensor(L, idx);
-  if (t == NULL) {
-    luaL_error(L, "%s: %s must be a tensor, got %s", fn, arg, luaL_typename(L, idx));
-    return NULL;
-  }
-  if (t->storage == NULL) luaL_error(L, "%s: %s was freed (t:free()) and cannot be used", fn, arg);
-  return t;
-}
-
-const char *bptt_shapestr(const bptt_tensor *t, char *buf, size_t len) {
-  size_t used = 0;
-  int d;
-  if (t->ndim == 0) {
-    snprintf(buf, len, "scalar");
-    return buf;
-  }
-  buf[0] = '\0';
-  for (d = 0; d < t->ndim && used < len; d++)
-    used += (size_t)snprintf(buf + used, len - used, d ? "x%lld" : "%lld", (long long)t->size[d]);
-  return buf;
-}
-
-int bptt_raise(lua_State *L, int err, const char *fn, const char *what) {
-  return luaL_error(L, "%s: %s%s%s", fn, what ? what : "", what ? ": " : "", bptt_strerror(err));
-}
-
-/* luaL_error with the whole of C's printf: the message is formatted by
- * vsnprintf first (up to 511 bytes). */
-int bptt_error(lua_State *L, const char *fmt, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  return luaL_error(L, "%s", buf);
-}
-
-/* lua_pushfstring (so luaL_error) knows only %s %d %f %c %p, %d is 32-bit, and
- * LuaJIT ends the message at "?" on %lld (plain Lua 5.1 also lacks %g): 64-bit
- * integers are printed with snprintf into a buffer first, doubles with %f. */
-static const char *i64str(char *buf, size_t len, int64_t v) {
-  snprintf(buf, len, "%lld", (long long)v);
-  return buf;
-}
-
-#define BPTT_MAXEXACT 9007199254740992.0 /* 2^53: doubles are whole and exact up to here */
-
-int64_t bptt_checkint(lua_State *L, int idx, const char *fn, const char *arg, int64_t lo, int64_t hi) {
-  double v;
-  if (lua_type(L, idx) != LUA_TNUMBER)
-    luaL_error(L, "%s: %s must be a whole number, got %s", fn, arg, luaL_typename(L, idx));
-  v = lua_tonumber(L, idx);
-  if (v != floor(v)) /* NaN too */
-    luaL_error(L, "%s: %s must be a whole number, got %f", fn, arg, v);
-  if (v < -BPTT_MAXEXACT || v > BPTT_MAXEXACT || (int64_t)v < lo || (int64_t)v > hi) {
-    /* the bounds shown are the ones that apply: nothing beyond 2^53 passes */
-    char a[32], b[32];
-    if (lo < -(INT64_C(1) << 53)) lo = -(INT64_C(1) << 53);
-    if (hi > (INT64_C(1) << 53)) hi = INT64_C(1) << 53;
-    luaL_error(L, "%s: %s must be in %s..%s, got %f", fn, arg, i64str(a, sizeof a, lo), i64str(b, sizeof b, hi), v);
-  }
-  return (int64_t)v;
-}
-
-int bptt_optdtype(lua_State *L, int idx, const char *fn, int def) {
-  int dt;
-  if (lua_isnoneornil(L, idx)) return def;
-  if (lua_type(L, idx) != LUA_TSTRING)
-    luaL_error(L, "%s: dtype must be \"float32\", \"float64\" or \"int32\", got %s", fn, luaL_typename(L, idx));
-  dt = bptt_dtype_from_name(lua_tostring(L, idx));
-  if (dt < 0)
-    luaL_error(L, "%s: dtype must be \"float32\", \"float64\" or \"int32\", got \"%s\"", fn, lua_tostring(L, idx));
-  return dt;
-}
-
-static double checknum(lua_State *L, int idx, const char *fn, const char *arg) {
-  if (lua_type(L, idx) != LUA_TNUMBER) luaL_error(L, "%s: %s must be a number, got %s", fn, arg, luaL_typename(L, idx));
-  return lua_tonumber(L, idx);
-}
-
-static bptt_tensor *pushempty(lua_State *L) {
-  bptt_tensor *t = lua_newuserdata(L, sizeof *t);
-  memset(t, 0, sizeof *t);
-  luaL_getmetatable(L, BPTT_TENSOR_MT);
-  lua_setmetatable(L, -2);
-  return t;
-}
-
-/* Large storage lives outside the Lua heap, where the collector cannot see
- * it: tell it, so that a loop making and dropping big tensors stays flat. */
-static void gc_hint(lua_State *L, int64_t nbytes) {
-  if (nbytes >= (1 << 16)) lua_gc(L, LUA_GCSTEP, (int)(nbytes >> 10 > (1 << 30) ? (1 << 30) : nbytes >> 10));
-}
-
-bptt_tensor *bptt_newtensor(lua_State *L, const char *fn, int dtype, int ndim, const int64_t *size) {
-  bptt_tensor *t;
-  int err;
-  gc_hint(L, 0);
-  t = pushempty(L);
-  err = bptt_tensor_init(t, dtype, ndim, size);
-  if (err == BPTT_ENOMEM) {
-    /* one full collection may free enough dropped tensors */
-    lua_gc(L, LUA_GCCOLLECT, 0);
-    err = bptt_tensor_init(t, dtype, ndim, size);
-  }
-  if (err) {
-    bptt_tensor tmp;
-    char buf[160];
-    tmp.ndim = ndim;
-    memcpy(tmp.size, size, sizeof(int64_t) * (size_t)(ndim > 0 ? ndim : 0));
-    if (err == BPTT_EARG) luaL_error(L, "%s: sizes must be >= 0 and at most %d dimensions", fn, BPTT_MAXDIM);
-    luaL_error(L, "%s: cannot allocate a %s %s tensor: %s", fn, bptt_shapestr(&tmp, buf, sizeof buf),
-               bptt_dtype_name(dtype), bptt_strerror(err));
-  }
-  gc_hint(L, t->storage->nbytes);
-  return t;
-}
-
-bptt_tensor *bptt_pushview(lua_State *L, const bptt_tensor *hdr) {
-  bptt_tensor *t = pushempty(L);
-  bptt_tensor_share(t, hdr);
-  return t;
-}
+#include "tensor_random.h"
 
 /* Reads sizes from the arguments from..top (numbers), or from a table at
  * from ({d1, ..., dn}); stops at a string (the dtype).  Returns ndim. */
@@ -190,8 +63,8 @@ static int random_tensor(lua_State *L, const char *fn, int normal) {
   bptt_tensor *t;
   if (dt == BPTT_INT32) luaL_error(L, "%s: dtype must be \"float32\" or \"float64\", got \"int32\"", fn);
   t = bptt_newtensor(L, fn, dt, ndim, size);
-  if (normal) bptt_rng_fill_normal(bptt_default_rng(L), t, 0.0, 1.0);
-  else bptt_rng_fill_uniform(bptt_default_rng(L), t, 0.0, 1.0);
+  if (normal) bptt_tensor_normal(t, bptt_default_rng(L), 0.0, 1.0);
+  else bptt_tensor_uniform(t, bptt_default_rng(L), 0.0, 1.0);
   return 1;
 }
 
@@ -376,7 +249,7 @@ static int m_set(lua_State *L) {
     luaL_error(L, "bptt.Tensor:set: expected %d indices and a value for a %d-d tensor, got %d arguments", t->ndim,
                t->ndim, lua_gettop(L) - 1);
   off = element_offset(L, t, 2, "bptt.Tensor:set");
-  v = checknum(L, t->ndim + 2, "bptt.Tensor:set", "value");
+  v = bptt_checknum(L, t->ndim + 2, "bptt.Tensor:set", "value");
   if (t->dtype == BPTT_INT32 && !(v == floor(v) && v > -2147483649.0 && v < 2147483648.0))
     luaL_error(L, "bptt.Tensor:set: value must be a whole number in int32 range for an int32 tensor, got %f", v);
   bptt_tensor_set(t, off, v);
@@ -470,7 +343,7 @@ static int m_copy(lua_State *L) {
 
 static int m_fill(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:fill");
-  double v = checknum(L, 2, "bptt.Tensor:fill", "v");
+  double v = bptt_checknum(L, 2, "bptt.Tensor:fill", "v");
   if (bptt_tensor_fill(t, v)) luaL_error(L, "bptt.Tensor:fill: v must be a whole number in int32 range for an int32 tensor, got %f", v);
   lua_settop(L, 1);
   return 1;
@@ -484,11 +357,11 @@ static int m_zero(lua_State *L) {
 
 static int m_uniform(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:uniform");
-  double a = lua_isnoneornil(L, 2) ? 0.0 : checknum(L, 2, "bptt.Tensor:uniform", "a");
-  double b = lua_isnoneornil(L, 3) ? 1.0 : checknum(L, 3, "bptt.Tensor:uniform", "b");
+  double a = lua_isnoneornil(L, 2) ? 0.0 : bptt_checknum(L, 2, "bptt.Tensor:uniform", "a");
+  double b = lua_isnoneornil(L, 3) ? 1.0 : bptt_checknum(L, 3, "bptt.Tensor:uniform", "b");
   int err;
   if (t->dtype == BPTT_INT32) luaL_error(L, "bptt.Tensor:uniform: self must be float32 or float64, got int32");
-  err = bptt_rng_fill_uniform(bptt_default_rng(L), t, a, b);
+  err = bptt_tensor_uniform(t, bptt_default_rng(L), a, b);
   if (err) luaL_error(L, "bptt.Tensor:uniform: need finite a <= b, got a = %f, b = %f", a, b);
   lua_settop(L, 1);
   return 1;
@@ -496,11 +369,11 @@ static int m_uniform(lua_State *L) {
 
 static int m_normal(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:normal");
-  double mean = lua_isnoneornil(L, 2) ? 0.0 : checknum(L, 2, "bptt.Tensor:normal", "mean");
-  double std = lua_isnoneornil(L, 3) ? 1.0 : checknum(L, 3, "bptt.Tensor:normal", "std");
+  double mean = lua_isnoneornil(L, 2) ? 0.0 : bptt_checknum(L, 2, "bptt.Tensor:normal", "mean");
+  double std = lua_isnoneornil(L, 3) ? 1.0 : bptt_checknum(L, 3, "bptt.Tensor:normal", "std");
   int err;
   if (t->dtype == BPTT_INT32) luaL_error(L, "bptt.Tensor:normal: self must be float32 or float64, got int32");
-  err = bptt_rng_fill_normal(bptt_default_rng(L), t, mean, std);
+  err = bptt_tensor_normal(t, bptt_default_rng(L), mean, std);
   if (err) luaL_error(L, "bptt.Tensor:normal: need finite mean and std >= 0, got mean = %f, std = %f", mean, std);
   lua_settop(L, 1);
   return 1;
@@ -546,7 +419,7 @@ static int m_view(lua_State *L) {
   if (infer >= 0) {
     if (known == 0 || n % known != 0)
       luaL_error(L, "bptt.Tensor:view: cannot infer the -1 size: %s elements do not divide into %s",
-                 i64str(a, sizeof a, n), i64str(b, sizeof b, known));
+                 bptt_i64str(a, sizeof a, n), bptt_i64str(b, sizeof b, known));
     size[infer] = n / known;
   }
   err = bptt_tensor_view(&v, t, ndim, size);
@@ -637,7 +510,7 @@ static int m_add(lua_State *L) {
     if (bptt_tensor_add_scalar(t, lua_tonumber(L, 2))) raise_int32_number(L, "bptt.Tensor:add", "v", lua_tonumber(L, 2));
   } else {
     bptt_tensor *u = bptt_checktensor(L, 2, "bptt.Tensor:add", "u");
-    double alpha = lua_isnoneornil(L, 3) ? 1.0 : checknum(L, 3, "bptt.Tensor:add", "alpha");
+    double alpha = lua_isnoneornil(L, 3) ? 1.0 : bptt_checknum(L, 3, "bptt.Tensor:add", "alpha");
     int err;
     check_same(L, t, u, "bptt.Tensor:add", "u");
     err = bptt_tensor_add(t, u, alpha);
@@ -651,7 +524,7 @@ static int m_add(lua_State *L) {
 
 static int m_mul(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:mul");
-  double s = checknum(L, 2, "bptt.Tensor:mul", "s");
+  double s = bptt_checknum(L, 2, "bptt.Tensor:mul", "s");
   if (bptt_tensor_mul_scalar(t, s)) raise_int32_number(L, "bptt.Tensor:mul", "s", s);
   lua_settop(L, 1);
   return 1;
@@ -803,7 +676,7 @@ static int l_matmul(lua_State *L) {
   else rsize[rdim++] = b->size[1];
   if (a2.size[1] != b2.size[0]) {
     char k[32];
-    luaL_error(L, "bptt.matmul: b must have %s rows to match a (%s), got %s", i64str(k, sizeof k, a2.size[1]),
+    luaL_error(L, "bptt.matmul: b must have %s rows to match a (%s), got %s", bptt_i64str(k, sizeof k, a2.size[1]),
                bptt_shapestr(a, sa, sizeof sa), bptt_shapestr(b, sb, sizeof sb));
   }
   sbytes = bptt_matmul_scratch_bytes(&a2, &b2);

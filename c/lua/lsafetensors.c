@@ -30,6 +30,7 @@
 
 #include "lbptt.h"
 #include "safetensors.h"
+#include "utf8.h"
 
 #define READER_MT "bptt.safetensors.reader"
 #define MSGLEN 512
@@ -60,7 +61,7 @@ static size_t tensor_items(lua_State *L, const char *fn, bptt_st_item *fill) {
     if (t->storage == NULL) luaL_error(L, "%s: tensors[\"%s\"] was freed (t:free()) and cannot be saved", fn, name);
     if (len == 12 && memcmp(name, "__metadata__", 12) == 0)
       luaL_error(L, "%s: \"__metadata__\" is reserved for the metadata and cannot name a tensor", fn);
-    if (!bptt_st_utf8_valid(name, len)) luaL_error(L, "%s: tensor name \"%s\" is not valid UTF-8", fn, name);
+    if (!bptt_utf8_valid(name, len)) luaL_error(L, "%s: tensor name \"%s\" is not valid UTF-8", fn, name);
     if (fill) fill[n].name = name, fill[n].name_len = len, fill[n].t = t;
     n++;
     lua_pop(L, 1);
@@ -82,8 +83,8 @@ static size_t meta_pairs(lua_State *L, const char *fn, bptt_st_pair *fill) {
     if (lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "%s: metadata[\"%s\"] must be a string, got %s", fn, k, luaL_typename(L, -1));
     v = lua_tolstring(L, -1, &vlen);
-    if (!bptt_st_utf8_valid(k, klen)) luaL_error(L, "%s: metadata key \"%s\" is not valid UTF-8", fn, k);
-    if (!bptt_st_utf8_valid(v, vlen)) luaL_error(L, "%s: metadata[\"%s\"] is not valid UTF-8", fn, k);
+    if (!bptt_utf8_valid(k, klen)) luaL_error(L, "%s: metadata key \"%s\" is not valid UTF-8", fn, k);
+    if (!bptt_utf8_valid(v, vlen)) luaL_error(L, "%s: metadata[\"%s\"] is not valid UTF-8", fn, k);
     if (klen == sizeof BPTT_ST_CHECKSUM_KEY - 1 && memcmp(k, BPTT_ST_CHECKSUM_KEY, klen) == 0)
       luaL_error(L, "%s: metadata key \"%s\" is reserved (save writes the checksum there)", fn, k);
     if (fill) fill[n].key = k, fill[n].key_len = klen, fill[n].value = v, fill[n].value_len = vlen;

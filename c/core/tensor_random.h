@@ -1,0 +1,18 @@
+/*
+ * tensor_random.h -- tensors filled from the generator (rng.h).
+ */
+#ifndef BPTT_TENSOR_RANDOM_H
+#define BPTT_TENSOR_RANDOM_H
+
+#include "rng.h"
+#include "tensor.h"
+
+/* Fills t (float32 or float64, any strides) with uniform [a, b) or normal
+ * (mean, std) draws of r in row-major element order, so that the values a
+ * tensor gets do not depend on its layout.  float32 uniforms use 24 bits so
+ * that they never round up to b.  BPTT_EARG for a bad range, BPTT_EDTYPE for
+ * int32. */
+int bptt_tensor_uniform(const bptt_tensor *t, bptt_rng *r, double a, double b);
+int bptt_tensor_normal(const bptt_tensor *t, bptt_rng *r, double mean, double std);
+
+#endif
