@@ -43,7 +43,7 @@ end
 local function sequential()
   local dt = pick(F.FLOATS)
   local a = linear(dt)
-  return bptt.Sequential{ a, bptt.Linear{ input = a.output, output = rnd(1, 3), dtype = dt } }
+  return bptt.Sequential{ a, bptt.Linear{ input = a.output_size, output = rnd(1, 3), dtype = dt } }
 end
 local function model()
   local k = rnd(5)

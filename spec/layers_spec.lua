@@ -44,7 +44,7 @@ describe("bptt.Linear", function()
   it("rejects bad options", function()
     N.error_with({ "bptt.Linear", "output must be a whole number >= 1, got nil" }, bptt.Linear, { input = 3 })
     N.error_with({ "bptt.Linear", 'unknown option "outputs"' }, bptt.Linear, { input = 3, outputs = 2 })
-    N.error_with({ "bptt.Linear", "bias must be true or false, got no" }, bptt.Linear,
+    N.error_with({ "bptt.Linear", "bias must be true or false, got string 'no'" }, bptt.Linear,
       { input = 3, output = 2, bias = "no" })
     N.error_with({ "bptt.Linear", 'dtype must be "float32" or "float64", got float16' }, bptt.Linear,
       { input = 3, output = 2, dtype = "float16" })
@@ -540,5 +540,40 @@ describe("bptt layer errors", function()
       assert.is_false(ok)
       assert.truthy(err:find(here, 1, true), "error\n  " .. err .. "\ndoes not point at " .. here)
     end
+  end)
+end)
+
+describe("a layer fed its own buffers", function()
+  it("Linear: forward of its own output or input gradient, backward of its own input gradient: an error", function()
+    bptt.manual_seed(7)
+    local l = bptt.Linear{ input = 3, output = 3, dtype = "float64" }
+    local x = bptt.randn(4, 3, "float64")
+    local y = l:forward(x)
+    assert.equal(y, l.output, "the output is linear.output")
+    N.error_with({ "bptt.Linear:forward: x shares memory with this layer's output" }, l.forward, l, y)
+    N.error_with({ "bptt.Linear:forward: x shares memory with this layer's output" }, l.forward, l, y:view(2, 2, 3))
+    -- what a copy gives is right
+    local want = bptt.Linear{ input = 3, output = 3, dtype = "float64" }
+    want:load_state_dict(l:state_dict())
+    local yy = l:forward(l:forward(x):clone())
+    N.assert_equal(yy, want:forward(want:forward(x):clone()), "forward of a copy")
+    local dx = l:backward(bptt.ones(4, 3, "float64"))
+    N.error_with({ "bptt.Linear:backward: dy shares memory with this layer's input gradient" }, l.backward, l, dx)
+    N.error_with({ "bptt.Linear:forward: x shares memory with this layer's input gradient" }, l.forward, l, dx)
+    -- a strided view of its own output is copied first: no error, right values
+    local l2 = bptt.Linear{ input = 2, output = 4, dtype = "float64" }
+    local twin = bptt.Linear{ input = 2, output = 4, dtype = "float64" }
+    twin:load_state_dict(l2:state_dict())
+    local y2 = l2:forward(bptt.randn(5, 2, "float64"))
+    assert.is_false(y2:narrow(2, 1, 2):is_contiguous())
+    local want2 = twin:forward(y2:narrow(2, 1, 2):clone())
+    N.assert_equal(l2:forward(y2:narrow(2, 1, 2)), want2, "forward of a strided view of its own output")
+  end)
+
+  it("Embedding: the output is emb.output", function()
+    local e = bptt.Embedding{ vocab = 4, dim = 2 }
+    local y = e:forward(bptt.tensor({ 1, 2, 3 }, "int32"))
+    assert.equal(y, e.output)
+    assert.same({ 3, 2 }, e.output:shape())
   end)
 end)

@@ -276,3 +276,158 @@ describe("bptt.Trainer", function()
     assert.equal(0, lm.grads["rnn.weight_hh_l0"]:norm()) -- gradients of the dropped step cleared
   end)
 end)
+
+describe("bptt.Model: parameters flattened once, a module in one model", function()
+  local N = require "helpers.nn_util"
+  local function linear(dtype) return bptt.Linear{ input = 2, output = 2, dtype = dtype or "float64" } end
+
+  it("views and optimizers taken from a child before it joins a model follow its parameters", function()
+    local a, b = linear(), linear()
+    local w = b:parameters().weight
+    local _, gw = b:parameters()
+    local flat_b = b:flat_parameters()
+    local opt = bptt.optim.sgd(b, { lr = 1 })
+    local s = bptt.Sequential{ a, b }
+    local flat, grad = s:flat_parameters()
+    assert.equal(12, flat:numel())
+    flat:fill(0.5)
+    assert.equal(0.5, w:get(2, 1), "the weight view taken before")
+    assert.equal(0.5, flat_b:get(6), "the flat buffer taken before")
+    gw["weight"]:fill(0.25)
+    assert.equal(0.25, grad:get(7), "the gradient view taken before")
+    opt:step() -- over b, made before b joined s
+    assert.equal(0.25, flat:get(7), "the optimizer made for the child moves the model's buffer")
+    assert.equal(0.5, flat:get(1), "and nothing of the other child")
+  end)
+
+  it("add() does not move parameters; adding after the first use is an error naming the model", function()
+    local M = bptt.Model:extend("MyModel")
+    local m = M()
+    local a = m:add("a", linear())
+    local pa = a:flat_parameters():pointer()
+    m:add("b", linear())
+    assert.equal(pa, a:flat_parameters():pointer(), "add moved a's parameters")
+    m:parameters()
+    N.error_with({ "MyModel:add", "MyModel's parameters are already in use" }, m.add, m, "c", linear())
+    assert.is_nil(m.c)
+    assert.equal(2, #m:children())
+  end)
+
+  it("refuses a module listed twice, in two models, or inside itself, naming it", function()
+    local l = linear()
+    N.error_with({ "bptt.Sequential: element 2 (bptt.Linear) is element 1 already" }, bptt.Sequential, { l, l })
+    local s = bptt.Sequential{ l } -- the failed one above left l free
+    N.error_with({ "bptt.Sequential", "bptt.Linear (child 0 of bptt.Sequential) is already in a model" },
+      bptt.Sequential, { l })
+    local M = bptt.Model:extend("M2")
+    local m = M()
+    N.error_with({ "M2:add", "bptt.Linear (child 0 of bptt.Sequential) is already in a model" }, m.add, m, "l", l)
+    N.error_with({ "M2:add", "bptt.Sequential", "is already in a model" }, m.add, m, "s",
+      bptt.Sequential{ bptt.Sequential{ linear() } }:children()[1].module)
+    N.error_with({ "M2:add: M2 would contain itself" }, m.add, m, "me", m)
+    local outer = M()
+    outer:add("inner", m)
+    N.error_with({ "M2:add: M2 would contain itself" }, m.add, m, "outer", outer)
+    -- an optimizer over the one model still trains it (no hidden second slot)
+    assert.equal(6, s:num_parameters())
+  end)
+
+  it("a LanguageModel made from its parts has one flat buffer and no stale copies", function()
+    local lm = bptt.LanguageModel{ vocab = 5, embed = 3, cell = "lstm", hidden = 4, layers = 2 }
+    local w = lm.rnn:parameters().weight_hh_l1 -- taken before the model's first use
+    local flat = lm:flat_parameters()
+    flat:fill(0.125)
+    assert.equal(0.125, w:get(1, 1))
+    local e, d = lm.embed:flat_parameters(), lm.decoder:flat_parameters()
+    assert.equal(e:numel() + lm.rnn:num_parameters() + d:numel(), flat:numel())
+    e:fill(2)
+    assert.equal(2, flat:get(1))
+    d:fill(3)
+    assert.equal(3, flat:get(flat:numel()))
+  end)
+end)
+
+describe("bptt.Trainer checks its parts when it is made", function()
+  local N = require "helpers.nn_util"
+  local function parts()
+    bptt.manual_seed(1)
+    local corpus = bptt.data.text{ text = TEXT }
+    local lm = bptt.LanguageModel{ vocab = corpus.vocab:size(), embed = 4, hidden = 6 }
+    return lm, bptt.optim.adam(lm, { lr = 1e-2 }), bptt.data.Batches(corpus.tokens, { batch = 2, seq = 4 })
+  end
+
+  it("names the field: optimizer, train, val, model, loss, schedule", function()
+    local lm, opt, batches = parts()
+    N.error_with({ "bptt.Trainer: optimizer must be an optimizer", "got string 'adam'" }, bptt.Trainer,
+      { model = lm, optimizer = "adam", train = {} })
+    N.error_with({ "bptt.Trainer: train must be batches (with :next())", "got an empty table" }, bptt.Trainer,
+      { model = lm, optimizer = opt, train = {} })
+    N.error_with({ "bptt.Trainer: val must be batches" }, bptt.Trainer,
+      { model = lm, optimizer = opt, train = batches, val = { next = function() end } })
+    N.error_with({ "bptt.Trainer: model must be a module", "got an empty table" }, bptt.Trainer,
+      { model = {}, optimizer = opt, train = batches })
+    N.error_with({ "bptt.Trainer: loss must be a criterion" }, bptt.Trainer,
+      { model = lm, optimizer = opt, train = batches, loss = 5 })
+    N.error_with({ "bptt.Trainer: schedule must be a schedule" }, bptt.Trainer,
+      { model = lm, optimizer = opt, train = batches, schedule = {} })
+    N.error_with({ "bptt.Trainer: clip must be a number > 0", "got string '5'" }, bptt.Trainer,
+      { model = lm, optimizer = opt, train = batches, clip = "5" })
+  end)
+
+  it("refuses an optimizer made for another model", function()
+    local lm, _, batches = parts()
+    local other = bptt.LanguageModel{ vocab = lm.config.vocab, embed = 4, hidden = 6 }
+    N.error_with({ "bptt.Trainer: optimizer updates none of the model's parameters" }, bptt.Trainer,
+      { model = lm, optimizer = bptt.optim.adam(other, { lr = 1e-2 }), train = batches })
+    -- one over part of the model (fine-tuning the decoder only) is fine
+    bptt.Trainer{ model = lm, optimizer = bptt.optim.sgd(lm.decoder, { lr = 0.1 }), train = batches }
+  end)
+
+  it("trains any model with forward, backward, parameters and a loss", function()
+    bptt.manual_seed(2)
+    local m = bptt.Sequential{ bptt.Linear{ input = 3, output = 8, dtype = "float64" },
+      bptt.Linear{ input = 8, output = 1, dtype = "float64" } }
+    local x = bptt.randn(16, 3, "float64")
+    local w = bptt.tensor({ { 0.5 }, { -1 }, { 2 } }, "float64")
+    local y = bptt.matmul(x, w)
+    local batches = { next = function() return x, y, false end }
+    local trainer = bptt.Trainer{ model = m, optimizer = bptt.optim.adam(m, { lr = 0.05 }), train = batches,
+      loss = bptt.MSE{} }
+    local first = trainer:step()
+    local last
+    for _ = 1, 200 do last = trainer:step() end
+    assert.is_true(last < first / 100, string.format("loss %g -> %g", first, last))
+  end)
+end)
+
+describe("errors name the function the user called", function()
+  local N = require "helpers.nn_util"
+  it("LanguageModel's options and sample's", function()
+    N.error_with({ "bptt.LanguageModel: cell must be" }, bptt.LanguageModel, { vocab = 5, hidden = 4, cell = "lstmx" })
+    N.error_with({ "bptt.LanguageModel: dropout must be" }, bptt.LanguageModel, { vocab = 5, hidden = 4, dropout = 1 })
+    N.error_with({ "bptt.LanguageModel: layers must be a whole number >= 1, got 0" }, bptt.LanguageModel,
+      { vocab = 5, hidden = 4, layers = 0 })
+    N.error_with({ "bptt.LanguageModel: hidden must be a whole number >= 1, got string '5'" }, bptt.LanguageModel,
+      { vocab = 5, hidden = "5" })
+    local lm = bptt.LanguageModel{ vocab = 5, hidden = 4 }
+    N.error_with({ "bptt.LanguageModel:sample: temperature must be a number > 0, got 0" }, lm.sample, lm,
+      { temperature = 0 })
+    N.error_with({ "bptt.LanguageModel:sample: top_p must be a number in (0, 1], got string '0.5'" }, lm.sample, lm,
+      { top_p = "0.5" })
+    N.error_with({ "bptt.LanguageModel:sample: top_k must be a whole number >= 0, got -1" }, lm.sample, lm,
+      { top_k = -1 })
+  end)
+
+  it("bptt.clip does not need bptt.optim", function()
+    local saved_clip, saved_optim = package.loaded["bptt.clip"], package.loaded["bptt.optim"]
+    package.loaded["bptt.clip"], package.loaded["bptt.optim"] = nil, nil
+    local ok, c = pcall(require, "bptt.clip")
+    local loaded = package.loaded["bptt.optim"]
+    package.loaded["bptt.clip"], package.loaded["bptt.optim"] = saved_clip, saved_optim
+    assert.is_true(ok, tostring(c))
+    assert.is_nil(loaded, "requiring bptt.clip loaded bptt.optim")
+    local l = bptt.Linear{ input = 2, output = 2, dtype = "float64" }
+    l.grads.weight:fill(3)
+    assert.equal(6, c.clip_grad_norm(l, 1))
+  end)
+end)

@@ -861,6 +861,25 @@ static int mm_gc(lua_State *L) {
   return 0;
 }
 
+/* tensor_rebind(dst, src): dst becomes a view of src (src's storage, shared,
+ * and src's header); the storage dst held loses a reference, and is freed
+ * with its last one.  Same dtype and shape required.  Internal, for
+ * lua/bptt/Module.lua: a container moves a child's parameters into its own
+ * flat buffer, and every tensor already handed out follows them there. */
+static int l_tensor_rebind(lua_State *L) {
+  const char *fn = "bptt.core.tensor_rebind";
+  bptt_tensor *dst = bptt_checktensor(L, 1, fn, "dst"), *src = bptt_checktensor(L, 2, fn, "src"), tmp;
+  if (dst->dtype != src->dtype || !bptt_tensor_same_shape(dst, src)) {
+    char a[96], b[96];
+    luaL_error(L, "%s: src must be %s %s like dst, got %s %s", fn, bptt_dtype_name(dst->dtype),
+               bptt_shapestr(dst, a, sizeof a), bptt_dtype_name(src->dtype), bptt_shapestr(src, b, sizeof b));
+  }
+  bptt_tensor_share(&tmp, src); /* first: src may hold dst's storage's last other reference */
+  bptt_tensor_release(dst);
+  *dst = tmp;
+  return 0;
+}
+
 static int l_is_tensor(lua_State *L) {
   lua_pushboolean(L, bptt_totensor(L, 1) != NULL);
   return 1;
@@ -883,7 +902,8 @@ static const luaL_Reg metamethods[] = {{"__gc", mm_gc},   {"__tostring", mm_tost
 
 static const luaL_Reg functions[] = {{"tensor", l_tensor}, {"zeros", l_zeros},   {"ones", l_ones},
                                      {"randn", l_randn},   {"rand", l_rand},     {"matmul", l_matmul},
-                                     {"is_tensor", l_is_tensor}, {NULL, NULL}};
+                                     {"is_tensor", l_is_tensor}, {"tensor_rebind", l_tensor_rebind},
+                                     {NULL, NULL}};
 
 void bptt_open_tensor(lua_State *L) {
   /* the metatable is created once per Lua state and reused by later opens */

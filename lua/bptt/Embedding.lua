@@ -38,7 +38,8 @@ local function range_error(self, fn, ids, pos)
     ids:contiguous():view(-1):get(pos), self.vocab), 3)
 end
 
---- y = emb:forward(ids): ids' shape x dim (a buffer reused by the next call).
+--- y = emb:forward(ids): ids' shape x dim, also emb.output (a buffer reused
+-- by the next call).
 function Embedding:forward(ids)
   local fn = "bptt.Embedding:forward"
   local flat = check_ids(self, fn, ids)
@@ -49,8 +50,8 @@ function Embedding:forward(ids)
   self._ids, self._shape = flat, ids:shape()
   local out = ids:shape()
   out[#out + 1] = self.dim
-  self._out_shape = out
-  return self._y:view(out)
+  self.output = self._y:view(out)
+  return self.output
 end
 
 --- emb:backward(dy): adds into the weight gradient (ids have no gradient).
@@ -58,7 +59,7 @@ function Embedding:backward(dy)
   local fn = "bptt.Embedding:backward"
   if self._ids == nil then error(fn .. ": call forward first", 2) end
   util.tensor(fn, "dy", dy, self.dtype)
-  util.shape(fn, "dy", dy, self._out_shape)
+  util.shape(fn, "dy", dy, self.output:shape())
   local bad = core.embedding_backward(self._ids, self.grads.weight, dy:contiguous():view(self._ids:numel(), self.dim))
   if bad then -- the ids were changed after forward (nothing was added)
     error(string.format("%s: ids%s is %d, expected 1..%d (the ids were changed after forward)", fn,

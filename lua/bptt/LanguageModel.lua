@@ -16,7 +16,9 @@
 -- batch boundary (no gradient flows into the previous batch).  reset_state()
 -- zeroes the carried state (all streams, or stream b); it is reset by itself
 -- when B changes.  get_state()/set_state() save and restore it (checkpoints,
--- or validation in between).
+-- or validation in between).  lm.carry_state = false turns it off (every
+-- forward from zeros).  The state lives in the RNN (its carry_state mode);
+-- the model talks to its layers only through their public methods.
 local core = require "bptt.core"
 local util = require "bptt.util"
 local Model = require "bptt.Model"
@@ -27,6 +29,7 @@ local Embedding = require "bptt.Embedding"
 local LanguageModel = Model:extend("bptt.LanguageModel")
 
 local OPTIONS = { vocab = true, embed = true, cell = true, hidden = true, layers = true, dropout = true, dtype = true }
+local CELLS = { tanh = true, relu = true, lstm = true, gru = true }
 
 function LanguageModel:__init(opts)
   local fn = "bptt.LanguageModel"
@@ -35,116 +38,87 @@ function LanguageModel:__init(opts)
   local vocab = util.count(fn, "vocab", opts.vocab, 1)
   local hidden = util.count(fn, "hidden", opts.hidden, 1)
   local embed = util.count(fn, "embed", opts.embed, 1, math.min(hidden, 64))
+  local layers = util.count(fn, "layers", opts.layers, 1, 1)
   local dtype = util.dtype(fn, opts.dtype)
-  self.config = {
-    vocab = vocab, embed = embed, cell = opts.cell or "lstm", hidden = hidden,
-    layers = opts.layers or 1, dropout = opts.dropout or 0, dtype = dtype,
-  }
-  local c = self.config
-  -- Each add moves every parameter into a new flat buffer (bptt.Model).  The
-  -- buffers and views it replaces are freed at once, not left to the
-  -- collector: nobody else can hold them (the children are made here), and
-  -- a model of P parameters would otherwise leave about 4P of garbage.
-  local stale = {}
-  local function add(name, child)
-    local ms = { self, child }
-    for _, ch in ipairs(self:children()) do ms[#ms + 1] = ch.module end
-    for _, m in ipairs(ms) do
-      local p, g = m:parameters()
-      for _, t in pairs(p) do stale[#stale + 1] = t end
-      for _, t in pairs(g) do stale[#stale + 1] = t end
-      stale[#stale + 1], stale[#stale + 2] = m:flat_parameters()
-    end
-    self:add(name, child)
+  local cell = opts.cell or "lstm"
+  if not CELLS[cell] then
+    util.raise(string.format('%s: cell must be "tanh", "relu", "lstm" or "gru", got %s', fn, tostring(opts.cell)))
   end
-  add("embed", Embedding{ vocab = vocab, dim = embed, dtype = dtype })
-  add("rnn", RNN{ cell = c.cell, input = embed, hidden = hidden, layers = c.layers, dropout = c.dropout, dtype = dtype })
-  add("decoder", Linear{ input = hidden, output = vocab, dtype = dtype })
-  for _, t in pairs(stale) do t:free() end
+  local dropout = opts.dropout or 0
+  if type(dropout) ~= "number" or not (dropout >= 0 and dropout < 1) then
+    util.raise(fn .. ": dropout must be a number in [0, 1), got " .. util.got(opts.dropout))
+  end
+  self.config = {
+    vocab = vocab, embed = embed, cell = cell, hidden = hidden, layers = layers, dropout = dropout, dtype = dtype,
+  }
+  -- the parameters move into one flat buffer at the first use (bptt.Model)
+  self:add("embed", Embedding{ vocab = vocab, dim = embed, dtype = dtype })
+  self:add("rnn", RNN{ cell = cell, input = embed, hidden = hidden, layers = layers, dropout = dropout, dtype = dtype })
+  self:add("decoder", Linear{ input = hidden, output = vocab, dtype = dtype })
   self.carry_state = true
 end
 
--- the carried state for batch B, zeroed when B changes
-function LanguageModel:_state(B)
-  local c = self.config
-  if self._h == nil or self._h:size(2) ~= B then
-    -- both or neither: a failed allocation leaves the old pair
-    local h = core.zeros(c.layers, B, c.hidden, c.dtype)
-    local cc = c.cell == "lstm" and core.zeros(c.layers, B, c.hidden, c.dtype) or nil
-    self._h, self._c = h, cc
-  end
-  return self._h, self._c
-end
-
---- logits = lm:forward(x): x T x B token ids (1..vocab) -> T x B x vocab.
+--- logits = lm:forward(x): x T x B token ids (1..vocab) -> T x B x vocab,
+-- also lm.output.
 function LanguageModel:forward(x)
   local fn = "bptt.LanguageModel:forward"
   util.tensor(fn, "x", x)
   if x:dim() ~= 2 then error(fn .. ": x must be T x B token ids, got " .. util.shape_str(x), 2) end
-  local e = self.embed:forward(x)
-  local h0, c0
-  if self.carry_state then h0, c0 = self:_state(x:size(2)) end
-  local y, hT, cT = self.rnn:forward(e, h0, c0)
-  if self.carry_state then
-    self._h:copy(hT)
-    if cT then self._c:copy(cT) end
-  end
-  return self.decoder:forward(y)
+  local rnn = self.rnn
+  rnn.carry_state = self.carry_state and true or false
+  local y = rnn:forward(self.embed:forward(x))
+  self.output = self.decoder:forward(y)
+  return self.output
 end
 
 --- lm:backward(dlogits): dlogits T x B x vocab; adds into every gradient.
 function LanguageModel:backward(dlogits)
   local fn = "bptt.LanguageModel:backward"
-  if self.decoder._x2 == nil then error(fn .. ": call forward first", 2) end
+  if self.output == nil then util.raise(fn .. ": call forward first") end
   util.tensor(fn, "dlogits", dlogits, self.config.dtype, "the model")
-  util.shape(fn, "dlogits", dlogits, self.decoder._out_shape)
+  util.shape(fn, "dlogits", dlogits, self.output:shape())
   local dy = self.decoder:backward(dlogits)
   -- dy is the decoder's buffer, dead once the top layer has read it: the
-  -- layers below write their input gradients over it (one buffer less)
-  local dx = self.rnn:_backward(fn, dy, nil, nil, dy)
+  -- layers below may write their input gradients over it (one buffer less)
+  local dx = self.rnn:backward(dy, nil, nil, { reuse_dy = true })
   self.embed:backward(dx)
 end
 
 --- Zeroes the carried state: every stream, or stream b (1-based).
 function LanguageModel:reset_state(b)
-  if self._h == nil then return self end
-  if b == nil then
-    self._h:zero()
-    if self._c then self._c:zero() end
-  else
-    local B = self._h:size(2)
+  local h = self.rnn:carried()
+  if h == nil then return self end
+  if b ~= nil then
+    local B = h:size(2)
     if type(b) ~= "number" or b ~= math.floor(b) or b < 1 or b > B then
-      error(string.format("bptt.LanguageModel:reset_state: b must be a stream in 1..%d, got %s", B, tostring(b)), 2)
+      util.raise(string.format("bptt.LanguageModel:reset_state: b must be a stream in 1..%d, got %s", B, util.got(b)))
     end
-    self._h:select(2, b):zero()
-    if self._c then self._c:select(2, b):zero() end
   end
+  self.rnn:reset_state(b)
   return self
 end
 
 --- A copy of the carried state: {h = L x B x H, c = ... (lstm)} or nil.
 function LanguageModel:get_state()
-  if self._h == nil then return nil end
-  return { h = self._h:clone(), c = self._c and self._c:clone() or nil }
+  return self.rnn:get_state()
 end
 
+--- Restores a get_state() table; nil forgets the state (zeros next).
 function LanguageModel:set_state(s)
   local fn = "bptt.LanguageModel:set_state"
-  if s == nil then
-    self._h, self._c = nil, nil
-    return self
+  if s ~= nil then
+    local c = self.config
+    if type(s) ~= "table" then
+      util.raise(fn .. ": s must be a table {h =, c =} from get_state() or nil, got " .. util.got(s))
+    end
+    util.tensor(fn, "s.h", s.h, c.dtype)
+    util.shape(fn, "s.h", s.h, { c.layers, "B", c.hidden })
+    if c.cell == "lstm" then
+      util.tensor(fn, "s.c", s.c, c.dtype)
+      util.shape(fn, "s.c", s.c, s.h:shape())
+    end
   end
-  local c = self.config
-  if type(s) ~= "table" then error(fn .. ": s must be a table {h =, c =} from get_state() or nil, got " .. type(s), 2) end
-  util.tensor(fn, "s.h", s.h, c.dtype)
-  util.shape(fn, "s.h", s.h, { c.layers, "B", c.hidden })
-  if c.cell == "lstm" then
-    util.tensor(fn, "s.c", s.c, c.dtype)
-    util.shape(fn, "s.c", s.c, s.h:shape())
-  end
-  local h = self:_state(s.h:size(2))
-  h:copy(s.h)
-  if self._c then self._c:copy(s.c) end
+  self.rnn:set_state(s)
   return self
 end
 
@@ -180,14 +154,25 @@ function LanguageModel:sample(opts)
   local c = self.config
   local n = util.count(fn, "n", opts.n, 0, 100)
   if opts.on_token ~= nil and type(opts.on_token) ~= "function" then
-    error(fn .. ": on_token must be a function, got " .. type(opts.on_token), 2)
+    util.raise(fn .. ": on_token must be a function, got " .. util.got(opts.on_token))
   end
   local prime = opts.prime and ids_of(fn, "prime", opts.prime, c.vocab)
   if opts.seed ~= nil then core.manual_seed(opts.seed) end
-  local sopts = { temperature = opts.temperature, top_k = opts.top_k, top_p = opts.top_p, greedy = opts.greedy }
-  core.sample(core.zeros(1), sopts) -- validates the options before any work
-  local was_training = self.training
+  local t, k, p = opts.temperature, opts.top_k, opts.top_p
+  if t ~= nil and (type(t) ~= "number" or not (t > 0 and t <= 1e300)) then
+    util.raise(fn .. ": temperature must be a number > 0, got " .. util.got(t))
+  end
+  if k ~= nil then util.count(fn, "top_k", k, 0) end
+  if p ~= nil and (type(p) ~= "number" or not (p > 0 and p <= 1)) then
+    util.raise(fn .. ": top_p must be a number in (0, 1], got " .. util.got(p))
+  end
+  if opts.greedy ~= nil and type(opts.greedy) ~= "boolean" then
+    util.raise(fn .. ": greedy must be true or false, got " .. util.got(opts.greedy))
+  end
+  local sopts = { temperature = t, top_k = k, top_p = p, greedy = opts.greedy }
+  local was_training, carry = self.training, self.rnn.carry_state
   self:evaluate()
+  self.rnn.carry_state = false -- the training state carried for the batch is left alone
   local out = core.zeros(n, "int32")
   local ok, err = pcall(function()
     local h, cc
@@ -218,6 +203,7 @@ function LanguageModel:sample(opts)
       logits = self.decoder:forward(y)
     end
   end)
+  self.rnn.carry_state = carry
   if was_training then self:train() end
   if not ok then error(err, 0) end
   return out
@@ -231,14 +217,16 @@ function LanguageModel:score(ids)
   ids = ids_of(fn, "ids", ids, self.config.vocab)
   if ids == nil or ids:numel() < 2 then error(fn .. ": ids must hold at least 2 tokens", 2) end
   local n = ids:numel()
-  local was_training = self.training
+  local was_training, carry = self.training, self.rnn.carry_state
   self:evaluate()
+  self.rnn.carry_state = false
   local ok, res = pcall(function()
     local x = ids:narrow(1, 1, n - 1):contiguous():view(n - 1, 1)
     local y = self.rnn:forward(self.embed:forward(x))
     local logits = self.decoder:forward(y)
     return core.log_prob(logits:view(n - 1, self.config.vocab), ids:narrow(1, 2, n - 1):contiguous())
   end)
+  self.rnn.carry_state = carry
   if was_training then self:train() end
   if not ok then error(res, 0) end
   return res, math.exp(-res:mean())
@@ -332,7 +320,8 @@ function LanguageModel:memory_estimate(T, B)
   for k = L, 1, -2 do w1 = math.max(w1, k == 1 and E or H) end
   for k = L - 1, 1, -2 do w2 = math.max(w2, k == 1 and E or H) end
   n = n + N * w1 + (w2 > H and N * w2 or 0)
-  n = n + (lstm and 8 or 4) * L * B * H -- h0, hT, dh0, the carried h (and c0, cT, dc0, c)
+  -- h0, hT, dh0 and the carried h's two turns (and c0, cT, dc0, c's two)
+  n = n + (lstm and 10 or 5) * L * B * H
   n = n + 2 * N * V + N * H + 2 * N -- logits, dlogits, the decoder's dx, CE's cache
   return n * es + 2 * N * 4 -- and the ids and targets, int32
 end
@@ -343,8 +332,11 @@ function LanguageModel:__tostring()
     string.format('bptt.LanguageModel{vocab=%d, embed=%d, cell="%s", hidden=%d, layers=%d, dropout=%g, dtype="%s"}',
       c.vocab, c.embed, c.cell, c.hidden, c.layers, c.dropout, c.dtype),
   }
-  for _, name in ipairs(self._names) do
-    lines[#lines + 1] = string.format("  %-24s %s", name, util.shape_str(self.params[name]))
+  for _, ch in ipairs(self:children()) do -- (without flattening: printing is not a use)
+    local p = ch.module:parameters()
+    for _, name in ipairs(ch.module:parameter_names()) do
+      lines[#lines + 1] = string.format("  %-24s %s", ch.name .. "." .. name, util.shape_str(p[name]))
+    end
   end
   lines[#lines + 1] = string.format("  parameters: %d", self:num_parameters())
   lines[#lines + 1] = string.format("  training memory (T=64, B=32, Adam): %.1f MB",

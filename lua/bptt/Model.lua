@@ -9,10 +9,14 @@
 --   function M:forward(x) ... end      function M:backward(dy) ... end
 --
 -- parameters() and state_dict() use dotted names ("rnn.weight_ih_l0",
--- "head.bias") in the order children were added.  Every child's parameters
--- are moved into the model's ONE flat parameter tensor and ONE flat gradient
--- tensor (Module:_adopt), so an optimizer step or a clip over the whole model
--- is one loop; children keep working on views of it.
+-- "head.bias") in the order children were added.  At the model's first use
+-- of its parameters (parameters(), flat_parameters(), state_dict(),
+-- load_state_dict(), zero_grad(), and so an optimizer or a clip), every
+-- child's parameters are moved into the model's ONE flat parameter tensor and
+-- ONE flat gradient tensor (Module:_adopt), once, as nn's getParameters does:
+-- an optimizer step or a clip over the whole model is one loop, and children
+-- keep working on views of it.  Add every child before that: add() on a
+-- flattened model is an error.  A module belongs to one model, once.
 local core = require "bptt.core"
 local util = require "bptt.util"
 local Module = require "bptt.Module"
@@ -27,25 +31,72 @@ end
 function Model:__init()
   Module.__init(self)
   self._children = {}
-  self.params, self.grads = {}, {}
+  self.params, self.grads = {}, {} -- dotted name -> the children's tensors
+end
+
+-- The name a message gives a module: "bptt.Linear", or its name in its model.
+local function label(m)
+  local s = type(m.__name) == "string" and m.__name or "a module"
+  if m._parent then s = string.format("%s (child %s of %s)", s, m._parent_name, m._parent.__name) end
+  return s
+end
+
+-- Checks that child may become a child of self, named name; fn names the
+-- function the user called.  A module belongs to one model, once, and a
+-- model never contains itself.
+local function check_child(self, fn, name, child)
+  if type(child) ~= "table" or type(child.parameters) ~= "function" then
+    util.raise(string.format("%s: %s must be a module, got %s", fn, name, type(child)))
+  end
+  if rawget(self, "_flattened") then
+    util.raise(string.format("%s: %s's parameters are already in use (flattened into one buffer by parameters(), "
+      .. "flat_parameters(), state_dict(), zero_grad(), an optimizer or a clip); add every child before that",
+      fn, self.__name))
+  end
+  if child._parent ~= nil then
+    util.raise(string.format("%s: %s is already in a model: a module belongs to one model, once "
+      .. "(bptt does not share weights between two uses; make a second module)", fn, label(child)))
+  end
+  local m = self
+  while m ~= nil do
+    if m == child then util.raise(string.format("%s: %s would contain itself", fn, self.__name)) end
+    m = m._parent
+  end
+  local fp = child:num_parameters() > 0 and child.dtype
+  if fp and self.dtype and fp ~= self.dtype then
+    util.raise(string.format("%s: %s is %s, the others are %s", fn, name, fp, self.dtype))
+  end
+end
+
+-- Makes child a child of self; the dotted name tables get the child's own
+-- tensors (no allocation: flattening later rebinds these very tensors).
+local function attach(self, name, child)
+  self._children[#self._children + 1] = { name, child }
+  child._parent, child._parent_name = self, name
+  if child:num_parameters() > 0 then self.dtype = self.dtype or child.dtype end
+  local p, g = child.params or {}, child.grads or {}
+  for _, n in ipairs(child:parameter_names()) do
+    local dotted = name .. "." .. n
+    self.params[dotted], self.grads[dotted] = p[n], g[n]
+    self._names[#self._names + 1] = dotted
+  end
 end
 
 --- Adds a child module under `name` (also reachable as self[name]); returns it.
 function Model:add(name, child)
   local fn = self.__name .. ":add"
   if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
-    error(fn .. ": name must be an identifier string, got " .. tostring(name), 2)
+    error(fn .. ": name must be an identifier string, got " .. util.got(name), 2)
   end
-  if type(child) ~= "table" or type(child.parameters) ~= "function" then
-    error(fn .. ": child must be a module, got " .. type(child), 2)
-  end
+  check_child(self, fn, "child " .. name, child)
   for _, c in ipairs(self._children) do
     if c[1] == name then error(fn .. ": a child named " .. name .. " exists already", 2) end
   end
-  if self[name] ~= nil then error(fn .. ": name " .. name .. " is taken by a field or method", 2) end
-  self._children[#self._children + 1] = { name, child }
+  if self[name] ~= nil or name == "forward" or name == "backward" then
+    error(fn .. ": name " .. name .. " is taken by a field or method", 2)
+  end
+  attach(self, name, child)
   self[name] = child
-  self:_flatten()
   return child
 end
 
@@ -55,53 +106,50 @@ function Model:children()
   return out
 end
 
--- (Re)builds the flat buffers over all children, copying their values and
--- gradients in, and the dotted name tables.
+--- Number of parameters (the children's; does not flatten).
+function Model:num_parameters()
+  local n = 0
+  for _, c in ipairs(self._children) do n = n + c[2]:num_parameters() end
+  return n
+end
+
+-- Builds the flat buffers over all children, once, moving their values and
+-- gradients in (Module:_adopt), and the dotted name tables.
 function Model:_flatten()
-  local total, dtype = 0, nil
-  for _, c in ipairs(self._children) do
-    local flat = c[2]:flat_parameters()
-    if flat then
-      if dtype and flat:dtype() ~= dtype then
-        error(string.format("%s:add: child %s is %s, the others are %s", self.__name, c[1], flat:dtype(), dtype), 3)
-      end
-      dtype = flat:dtype()
-      total = total + flat:numel()
-    end
-  end
-  if dtype == nil then
-    self._flat, self._flat_grad = nil, nil
+  if rawget(self, "_flattened") then return self end
+  local total = self:num_parameters()
+  if total > 0 then
+    self:_adopt(core.zeros(total, self.dtype), core.zeros(total, self.dtype))
   else
-    self.dtype = dtype
-    local flat, grad = core.zeros(total, dtype), core.zeros(total, dtype)
-    self:_adopt(flat, grad)
+    self._flattened = true
   end
-  self:_name_views()
+  return self
 end
 
 function Model:_adopt(flat, flat_grad)
   local off = 0
   for _, c in ipairs(self._children) do
-    local f = c[2]:flat_parameters()
-    if f then
-      local n = f:numel()
-      if n > 0 then c[2]:_adopt(flat:narrow(1, off + 1, n), flat_grad:narrow(1, off + 1, n)) end
+    local n = c[2]:num_parameters()
+    if n > 0 then
+      c[2]:_adopt(flat:narrow(1, off + 1, n), flat_grad:narrow(1, off + 1, n))
       off = off + n
     end
   end
-  self._flat, self._flat_grad = flat, flat_grad
-  self:_name_views()
+  if self._flat then
+    core.tensor_rebind(self._flat, flat)
+    core.tensor_rebind(self._flat_grad, flat_grad)
+  else
+    self._flat, self._flat_grad = flat, flat_grad
+  end
+  self._flattened = true -- (the name tables hold the children's tensors, rebound in place)
 end
 
-function Model:_name_views()
-  self.params, self.grads, self._names = {}, {}, {}
-  for _, c in ipairs(self._children) do
-    local p, g = c[2]:parameters()
-    for _, n in ipairs(c[2]:parameter_names()) do
-      local name = c[1] .. "." .. n
-      self.params[name], self.grads[name] = p[n], g[n]
-      self._names[#self._names + 1] = name
-    end
+-- Everything that hands out or touches the parameters flattens first.
+for _, k in ipairs({ "parameters", "flat_parameters", "state_dict", "load_state_dict", "zero_grad" }) do
+  local f = Module[k]
+  Model[k] = function(self, ...)
+    if not rawget(self, "_flattened") then self:_flatten() end
+    return f(self, ...)
   end
 end
 
@@ -130,15 +178,24 @@ end
 local Sequential = util.class("bptt.Sequential", Model)
 
 function Sequential:__init(list)
+  local fn = "bptt.Sequential"
   Model.__init(self)
-  if type(list) ~= "table" then error("bptt.Sequential: expected a list of modules, got " .. type(list), 3) end
+  if type(list) ~= "table" then util.raise(fn .. ": expected a list of modules, got " .. type(list)) end
   for i, m in ipairs(list) do
     if type(m) ~= "table" or type(m.forward) ~= "function" then
-      error("bptt.Sequential: element " .. i .. " is not a module", 3)
+      util.raise(fn .. ": element " .. i .. " is not a module")
     end
-    self._children[i] = { tostring(i - 1), m }
+    for j = 1, i - 1 do
+      if list[j] == m then
+        util.raise(string.format("%s: element %d (%s) is element %d already: a module belongs to one model, once "
+          .. "(bptt does not share weights between two uses; make a second module)", fn, i, m.__name, j))
+      end
+    end
+    check_child(self, fn, "element " .. i, m)
+    if m:num_parameters() > 0 then self.dtype = self.dtype or m.dtype end
   end
-  self:_flatten()
+  self.dtype = nil
+  for i, m in ipairs(list) do attach(self, tostring(i - 1), m) end -- all checked: nothing half done
 end
 
 function Sequential:forward(x)

@@ -9,8 +9,17 @@
 -- All parameters of a module live in ONE flat tensor and all gradients in
 -- another of the same layout; the named tensors are views into them.  An
 -- optimizer step, a clip or a checkpoint is then one loop over (ptr, n).
--- A container that owns children moves their parameters into its own flat
--- buffers (Module:_adopt), so a whole model is still one buffer.
+-- A container (bptt.Model) moves its children's parameters into flat buffers
+-- of its own once, at its first use (Module:_adopt), so a whole model is
+-- still one buffer.  Moving keeps every tensor already handed out live: the
+-- views of parameters(), state_dict() and flat_parameters(), and an
+-- optimizer made for the child, follow the values into the new buffer
+-- (bptt.core.tensor_rebind).  Views you cut from them yourself before the
+-- move (w:narrow(...)) keep the old storage: take them after.
+--
+-- A module belongs to one container at most: bptt.Model refuses a module
+-- that is already in a model (two uses of one module would need one
+-- flat slot that both uses add into; bptt does not share weights).
 local core = require "bptt.core"
 local util = require "bptt.util"
 
@@ -50,15 +59,26 @@ function Module:_make_views()
   end
 end
 
---- Moves this module's parameters into (flat, flat_grad), which must be views
--- of the right size and dtype owned by a container; values and gradients are
--- copied.  Used by containers so that a model has a single flat buffer.
+--- Moves this module's parameters into (flat, flat_grad), which must be
+-- views of the right size and dtype owned by a container; values and
+-- gradients are copied.  The module's tensors (flat buffers and named views)
+-- are rebound to the new storage, so whoever holds them sees the live
+-- values; the old storage is freed at once unless a view cut from it is
+-- still held elsewhere.
 function Module:_adopt(flat, flat_grad)
   if self._flat == nil then return end
   flat:copy(self._flat)
   flat_grad:copy(self._flat_grad)
-  self._flat, self._flat_grad = flat, flat_grad
-  self:_make_views()
+  local off = 0
+  for _, s in ipairs(self._specs) do
+    local n = 1
+    for _, d in ipairs(s[2]) do n = n * d end
+    core.tensor_rebind(self.params[s[1]], flat:narrow(1, off + 1, n):view(s[2]))
+    core.tensor_rebind(self.grads[s[1]], flat_grad:narrow(1, off + 1, n):view(s[2]))
+    off = off + n
+  end
+  core.tensor_rebind(self._flat, flat)
+  core.tensor_rebind(self._flat_grad, flat_grad)
 end
 
 --- Two tables keyed by parameter name: parameter views and gradient views.
@@ -134,6 +154,88 @@ end
 
 function Module:__tostring()
   return string.format("%s (%d parameters)", self.__name, self:num_parameters())
+end
+
+-------------------------------------------- the flat pairs of anything
+
+-- What bptt.optim and bptt.clip take: a module (its flat buffers, or one
+-- pair per named parameter for a module without them), an optimizer (its
+-- pairs) or a Lua list of those.
+
+local function is_optimizer(m) return type(m) == "table" and getmetatable(m) ~= nil and getmetatable(m).__optimizer end
+
+local function add_pair(fn, what, out, p, g)
+  if not core.is_tensor(p) or not core.is_tensor(g) then
+    return string.format("%s: %s: parameters and gradients must be tensors, got %s and %s", fn, what, type(p), type(g))
+  end
+  local dt = p:dtype()
+  if dt ~= "float32" and dt ~= "float64" then
+    return string.format("%s: %s: parameters must be float32 or float64, got %s", fn, what, dt)
+  end
+  if g:dtype() ~= dt or g:numel() ~= p:numel() then
+    return string.format("%s: %s: gradients must be %s with %d elements like the parameters, got %s with %d",
+      fn, what, dt, p:numel(), g:dtype(), g:numel())
+  end
+  if not p:is_contiguous() or not g:is_contiguous() then
+    return string.format("%s: %s: parameters and gradients must be contiguous", fn, what)
+  end
+  if p:numel() > 0 then out[#out + 1] = { p, g } end
+end
+
+local function collect_into(fn, m, what, out, sources)
+  if type(m) ~= "table" then
+    return string.format("%s: %s must be a module, an optimizer or a list of them, got %s", fn, what, type(m))
+  end
+  if is_optimizer(m) then
+    for _, pg in ipairs(m._pairs) do out[#out + 1] = { pg[1], pg[2] } end
+    for _, s in ipairs(m._sources) do sources[#sources + 1] = s end
+  elseif type(m.flat_parameters) == "function" then
+    local p, g = m:flat_parameters()
+    if p ~= nil then
+      local err = add_pair(fn, what, out, p, g)
+      if err then return err end
+      sources[#sources + 1] = { m, p, g }
+    end
+  elseif type(m.parameters) == "function" then
+    -- a module without flat buffers: one pair per named parameter, by name
+    local ps, gs = m:parameters()
+    local names = {}
+    for name in pairs(ps or {}) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local err = add_pair(fn, what .. "." .. tostring(name), out, ps[name], gs and gs[name])
+      if err then return err end
+    end
+  elseif #m > 0 then
+    for i = 1, #m do
+      local err = collect_into(fn, m[i], string.format("%s[%d]", what, i), out, sources)
+      if err then return err end
+    end
+  else
+    return string.format("%s: %s must be a module (with :flat_parameters()), an optimizer or a list of them, got %s",
+      fn, what, #m == 0 and next(m) == nil and "an empty table" or "a table without parameters")
+  end
+end
+
+--- The (parameters, gradients) tensor pairs of m: a module, an optimizer or
+-- a list of them.  Returns pairs, sources, or nil, message (m has none, or
+-- two pairs share elements, e.g. a container listed with its own child).
+function Module.collect(fn, m)
+  local out, sources = {}, {}
+  local err = collect_into(fn, m, "m", out, sources)
+  if err then return nil, err end
+  if #out == 0 then return nil, fn .. ": m has no parameters" end
+  for i = 1, #out do
+    for j = i + 1, #out do
+      local a, b = out[i], out[j]
+      if core.optim_overlap(a[1], b[1]) or core.optim_overlap(a[2], b[2]) or core.optim_overlap(a[1], b[2])
+        or core.optim_overlap(a[2], b[1]) then
+        return nil, string.format("%s: m lists some parameters twice (pairs %d and %d share elements: "
+          .. "a module listed twice, or with a container that holds it?)", fn, i, j)
+      end
+    end
+  end
+  return out, sources
 end
 
 return Module

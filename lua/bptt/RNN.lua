@@ -3,7 +3,16 @@
 --
 --   local rnn = bptt.RNN{cell = "lstm", input = 65, hidden = 256, layers = 2, dropout = 0.1}
 --   local y, hT, cT = rnn:forward(x, h0, c0)       -- x: T x B x input
---   local dx, dh0, dc0 = rnn:backward(dy, dhT, dcT)
+--   local dx, dh0, dc0 = rnn:backward(dy, dhT, dcT [, {reuse_dy = true}])
+--   rnn.output                                      -- y of the last forward
+--
+-- Carried state (truncated BPTT): with rnn.carry_state = true (or the
+-- option carry_state = true), forward starts from the state the previous
+-- forward ended in (zeros at first, and when B changes) and keeps the new
+-- one; h0 and c0 are not given then.  reset_state([b]), get_state(),
+-- set_state(s) and carried() zero, copy, restore and show it.  Two L x B x H
+-- buffers (per state) take turns: forward reads one and writes the other,
+-- so the state is never copied, and the one read stays intact for backward.
 --
 -- Parameters per layer k (PyTorch's names and layouts, gate blocks G = 1, 1,
 -- 4, 3 for tanh, relu, lstm (i,f,g,o), gru (r,z,n)):
@@ -21,10 +30,14 @@
 -- backward scratch shared by the layers (T*B*H*G' + 2BH, c/rnn.h) and the
 -- L x B x H states.  The input gradients take two buffers, not one per layer:
 -- going down the stack, layer k writes its dx into the buffer layer k+2
--- wrote (dead by then), so they alternate, T*B*max I_k each (LanguageModel
--- lends its decoder's dx, dead once the top layer has read it, for the
--- second); backward makes them at its first call (a forward-only user never
--- pays for them).
+-- wrote (dead by then), so they alternate, T*B*max I_k each (backward's
+-- reuse_dy = true lends dy, dead once the top layer has read it, for the
+-- second: LanguageModel lends its decoder's dx); backward makes them at its
+-- first call (a forward-only user never pays for them).
+--
+-- A layer fed one of its own buffers (rnn:forward(rnn:forward(x)) with
+-- input = hidden, or backward given what the last backward returned) is an
+-- error naming the argument: the kernels would read what they are writing.
 -- Buffers grow to the largest T seen and are reused: no allocation per call
 -- in steady state.  The returned tensors are these buffers, overwritten by
 -- the next call: clone() what you keep.
@@ -35,26 +48,31 @@ local Module = require "bptt.Module"
 local RNN = util.class("bptt.RNN", Module)
 
 local GATES = { tanh = 1, relu = 1, lstm = 4, gru = 3 }
-local OPTIONS = { cell = true, input = true, hidden = true, layers = true, bias = true, dropout = true, dtype = true }
+local OPTIONS = { cell = true, input = true, hidden = true, layers = true, bias = true, dropout = true, dtype = true,
+  carry_state = true }
 
 function RNN:__init(opts)
   local fn = "bptt.RNN"
   Module.__init(self)
   util.options(fn, opts, OPTIONS)
   if GATES[opts.cell] == nil then
-    error(string.format('%s: cell must be "tanh", "relu", "lstm" or "gru", got %s', fn, tostring(opts.cell)), 3)
+    util.raise(string.format('%s: cell must be "tanh", "relu", "lstm" or "gru", got %s', fn, tostring(opts.cell)))
   end
   self.cell = opts.cell
   self.input = util.count(fn, "input", opts.input, 1)
   self.hidden = util.count(fn, "hidden", opts.hidden, 1)
   self.layers = util.count(fn, "layers", opts.layers, 1, 1)
   if opts.bias ~= nil and type(opts.bias) ~= "boolean" then
-    error(fn .. ": bias must be true or false, got " .. tostring(opts.bias), 3)
+    util.raise(fn .. ": bias must be true or false, got " .. util.got(opts.bias))
   end
   self.bias = opts.bias ~= false
+  if opts.carry_state ~= nil and type(opts.carry_state) ~= "boolean" then
+    util.raise(fn .. ": carry_state must be true or false, got " .. util.got(opts.carry_state))
+  end
+  self.carry_state = opts.carry_state or false
   local p = opts.dropout or 0
   if type(p) ~= "number" or not (p >= 0 and p < 1) then
-    error(fn .. ": dropout must be a number in [0, 1), got " .. tostring(opts.dropout), 3)
+    util.raise(fn .. ": dropout must be a number in [0, 1), got " .. util.got(opts.dropout))
   end
   self.dropout = p
   local G, H = GATES[self.cell], self.hidden
@@ -135,8 +153,34 @@ local function state_arg(fn, name, t, self, B)
   return t
 end
 
+-- Raises when t (contiguous) shares an element with one of the buffers this
+-- call writes (a list of tensors, false for none): the kernel would read
+-- what it is writing.
+local function check_alias(fn, name, t, bufs, what)
+  for _, b in ipairs(bufs) do
+    if b and core.optim_overlap(t, b) then
+      util.raise(string.format("%s: %s shares memory with this layer's %s, which this call overwrites "
+        .. "(e.g. the output of its own last call): clone() it first", fn, name, what))
+    end
+  end
+end
+
+-- The carried state for batch B (carry_state): two pairs that take turns,
+-- zeroed when B changes (all or nothing).
+function RNN:_carry(B)
+  if self._sh == nil or self._sh:size(2) ~= B then
+    local L, H, dt, lstm = self.layers, self.hidden, self.dtype, self.cell == "lstm"
+    local sh, sh2 = core.zeros(L, B, H, dt), core.zeros(L, B, H, dt)
+    local sc, sc2
+    if lstm then sc, sc2 = core.zeros(L, B, H, dt), core.zeros(L, B, H, dt) end
+    self._sh, self._sh2, self._sc, self._sc2 = sh, sh2, sc, sc2
+  end
+end
+
 --- y, hT [, cT] = rnn:forward(x, h0, c0)
--- x: T x B x input; h0, c0: layers x B x hidden or nil (zeros); cT only for lstm.
+-- x: T x B x input; h0, c0: layers x B x hidden or nil (zeros); cT only for
+-- lstm.  With carry_state, h0 and c0 are the carried state (not given) and
+-- hT, cT the new one.
 function RNN:forward(x, h0, c0)
   local fn = "bptt.RNN:forward"
   util.tensor(fn, "x", x, self.dtype)
@@ -145,14 +189,33 @@ function RNN:forward(x, h0, c0)
   end
   local T, B, L = x:size(1), x:size(2), self.layers
   local lstm = self.cell == "lstm"
+  local carry = self.carry_state
+  if carry and (h0 ~= nil or c0 ~= nil) then
+    util.raise(fn .. ": h0 and c0 must be nil with carry_state (the carried state is used; set_state sets it)")
+  end
   state_arg(fn, "h0", h0, self, B)
   if c0 ~= nil and not lstm then error(fn .. ": c0 is only for cell \"lstm\", this is \"" .. self.cell .. "\"", 2) end
   state_arg(fn, "c0", c0, self, B)
   local buf = self:_buffers(T, B, fn)
-  -- h0 and c0 are copied: the caller may pass the hT of the previous call
-  -- (truncated BPTT), which this call overwrites and backward needs.
-  if h0 then self._h0:copy(h0) end
-  if c0 then self._c0:copy(c0) end
+  if x:is_contiguous() then -- (a strided x is copied below)
+    for k = 1, L do
+      local s = self._st[k]
+      check_alias(fn, "x", x, { s.y, s.drop or false, s.mask or false, s.cache or false }, "output and caches")
+    end
+    check_alias(fn, "x", x, { self._scratch, self._gx and self._gx[1] or false, self._gx and self._gx[2] or false },
+      "backward buffers")
+  end
+  local sh0, sc0, shT, scT -- the states read and written
+  if carry then
+    self:_carry(B)
+    sh0, sc0, shT, scT = self._sh, self._sc, self._sh2, self._sc2
+  else
+    -- h0 and c0 are copied: the caller may pass the hT of the previous call
+    -- (truncated BPTT), which this call overwrites and backward needs.
+    if h0 then self._h0:copy(h0) end
+    if c0 then self._c0:copy(c0) end
+    sh0, sc0, shT, scT = h0 and self._h0, c0 and self._c0, self._hT, self._cT
+  end
   x = x:contiguous()
   local cell, P, train = self.cell, self.params, self.training and self.dropout > 0
   local inp = x
@@ -160,8 +223,8 @@ function RNN:forward(x, h0, c0)
     local s, l = buf[k], k - 1
     s.x = inp
     core.rnn_forward(cell, P["weight_ih_l" .. l], P["weight_hh_l" .. l], P["bias_ih_l" .. l], P["bias_hh_l" .. l],
-      inp, h0 and self._h0:select(1, k), c0 and self._c0:select(1, k), s.y, self._hT:select(1, k),
-      lstm and self._cT:select(1, k) or nil, s.cache)
+      inp, sh0 and sh0:select(1, k), sc0 and sc0:select(1, k), s.y, shT:select(1, k),
+      lstm and scT:select(1, k) or nil, s.cache)
     s.dropped = false
     if train and k < L then
       s.mask:uniform()
@@ -172,9 +235,12 @@ function RNN:forward(x, h0, c0)
       inp = s.y
     end
   end
-  self._fwd = { T = T, B = B, buf = buf, h0 = h0 ~= nil, c0 = c0 ~= nil }
-  if lstm then return buf[L].y, self._hT, self._cT end
-  return buf[L].y, self._hT
+  -- the state read stays as it is until the next forward: backward reads it
+  if carry then self._sh, self._sh2, self._sc, self._sc2 = shT, sh0, scT, sc0 end
+  self._fwd = { T = T, B = B, buf = buf, h0 = sh0 or nil, c0 = sc0 or nil }
+  self.output = buf[L].y
+  if lstm then return buf[L].y, shT, scT end
+  return buf[L].y, shT
 end
 
 -- Input-gradient buffer j (1 or 2), flat, capT*B*width: buffer 1 takes the
@@ -198,33 +264,55 @@ local function input_grad_buffer(self, fn, j)
   return gx[j]
 end
 
--- The backward pass.  spare, if not nil, is a tensor the caller no longer
--- needs once layer L has read its dy (LanguageModel passes dy itself, the
--- decoder's input gradient, which it owns): where it is contiguous and large
--- enough it stands in for buffer 2, which then is never made.
-function RNN:_backward(fn, dy, dhT, dcT, spare)
+local BACKWARD_OPTIONS = { reuse_dy = true }
+
+--- dx, dh0 [, dc0] = rnn:backward(dy, dhT, dcT [, opts])
+-- dy: T x B x hidden or nil; dhT, dcT: layers x B x hidden or nil.  Adds the
+-- parameter gradients; may be called again after the same forward (the
+-- gradients then add up).  opts.reuse_dy = true lends dy as scratch: once
+-- the top layer has read it, the layers below may write their input
+-- gradients over it (one T x B x max(input, hidden) buffer less); dy's
+-- content is undefined afterwards.  (For a non-lstm layer, dcT is nil.)
+function RNN:backward(dy, dhT, dcT, opts)
+  local fn = "bptt.RNN:backward"
   local f = self._fwd
   if f == nil then util.raise(fn .. ": call forward first") end
+  local reuse = false
+  if opts ~= nil then
+    util.options(fn, opts, BACKWARD_OPTIONS)
+    if opts.reuse_dy ~= nil and type(opts.reuse_dy) ~= "boolean" then
+      util.raise(fn .. ": reuse_dy must be true or false, got " .. util.got(opts.reuse_dy))
+    end
+    reuse = opts.reuse_dy or false
+  end
   local T, B, L, H = f.T, f.B, self.layers, self.hidden
   local lstm = self.cell == "lstm"
   if dy ~= nil then
     util.tensor(fn, "dy", dy, self.dtype)
     util.shape(fn, "dy", dy, { T, B, H })
-    dy = dy:contiguous()
+    if not dy:is_contiguous() then dy, reuse = dy:contiguous(), false end
   end
   if dhT ~= nil then dhT = state_arg(fn, "dhT", dhT, self, B):contiguous() end
   if dcT ~= nil and not lstm then util.raise(fn .. ": dcT is only for cell \"lstm\", this is \"" .. self.cell .. "\"") end
   if dcT ~= nil then dcT = state_arg(fn, "dcT", dcT, self, B):contiguous() end
-  local gx = { input_grad_buffer(self, fn, 1), false }
+  local gx, lent = { input_grad_buffer(self, fn, 1), false }, false
   if L > 1 then
     local need = 0
     for k = L - 1, 1, -2 do need = math.max(need, T * B * (k == 1 and self.input or H)) end
-    if spare ~= nil and spare:is_contiguous() and spare:numel() >= need then
-      gx[2] = spare:view(-1)
+    if reuse and dy ~= nil and dy:numel() >= need then
+      gx[2], lent = dy:view(-1), true
     else
       gx[2] = input_grad_buffer(self, fn, 2)
     end
   end
+  -- what the kernels write must not share memory with what they read (dy
+  -- lent as buffer 2 is read by the top layer before the next one writes it)
+  local written = { gx[1], self._scratch, self._dh0, self._dc0 or false, not lent and gx[2] }
+  local what = "input, state or scratch gradients"
+  if dy ~= nil then check_alias(fn, "dy", dy, written, what) end
+  written[5] = gx[2]
+  if dhT ~= nil then check_alias(fn, "dhT", dhT, written, what) end
+  if dcT ~= nil then check_alias(fn, "dcT", dcT, written, what) end
   local cell, P, G = self.cell, self.params, self.grads
   local g = dy
   for k = L, 1, -1 do
@@ -233,7 +321,7 @@ function RNN:_backward(fn, dy, dhT, dcT, spare)
     -- layer k reads g (layer k+1's dx) and writes over layer k+2's, now dead
     local dx = gx[(L - k) % 2 + 1]:narrow(1, 1, T * B * I):view(T, B, I)
     core.rnn_backward(cell, P["weight_ih_l" .. l], P["weight_hh_l" .. l], s.x,
-      f.h0 and self._h0:select(1, k) or nil, f.c0 and self._c0:select(1, k) or nil, s.y, s.cache,
+      f.h0 and f.h0:select(1, k) or nil, f.c0 and f.c0:select(1, k) or nil, s.y, s.cache,
       g, dhT and dhT:select(1, k), dcT and dcT:select(1, k),
       dx, self._dh0:select(1, k), lstm and self._dc0:select(1, k) or nil,
       G["weight_ih_l" .. l], G["weight_hh_l" .. l], G["bias_ih_l" .. l], G["bias_hh_l" .. l], f.buf.scratch)
@@ -246,12 +334,57 @@ function RNN:_backward(fn, dy, dhT, dcT, spare)
   return g, self._dh0
 end
 
---- dx, dh0 [, dc0] = rnn:backward(dy, dhT, dcT)
--- dy: T x B x hidden or nil; dhT, dcT: layers x B x hidden or nil.  Adds the
--- parameter gradients; may be called again after the same forward (the
--- gradients then add up).
-function RNN:backward(dy, dhT, dcT)
-  return self:_backward("bptt.RNN:backward", dy, dhT, dcT)
+--- Zeroes the carried state (carry_state): every stream, or stream b (1-based).
+function RNN:reset_state(b)
+  local fn = "bptt.RNN:reset_state"
+  if self._sh == nil then return self end
+  if b == nil then
+    self._sh:zero()
+    if self._sc then self._sc:zero() end
+  else
+    local B = self._sh:size(2)
+    if type(b) ~= "number" or b ~= math.floor(b) or b < 1 or b > B then
+      util.raise(string.format("%s: b must be a stream in 1..%d, got %s", fn, B, util.got(b)))
+    end
+    self._sh:select(2, b):zero()
+    if self._sc then self._sc:select(2, b):zero() end
+  end
+  return self
+end
+
+--- The carried state itself (live tensors, not copies): h, c (lstm), or nil
+-- before the first forward with carry_state.  The next forward reads them.
+function RNN:carried()
+  return self._sh, self._sc
+end
+
+--- A copy of the carried state: {h = L x B x H, c = ... (lstm)} or nil.
+function RNN:get_state()
+  if self._sh == nil then return nil end
+  return { h = self._sh:clone(), c = self._sc and self._sc:clone() or nil }
+end
+
+--- Restores a get_state() table (its B may differ: the state is remade);
+-- nil forgets the state (zeros at the next forward).
+function RNN:set_state(s)
+  local fn = "bptt.RNN:set_state"
+  if s == nil then
+    self._sh, self._sh2, self._sc, self._sc2 = nil, nil, nil, nil
+    return self
+  end
+  if type(s) ~= "table" then
+    util.raise(fn .. ": s must be a table {h =, c =} from get_state() or nil, got " .. util.got(s))
+  end
+  util.tensor(fn, "s.h", s.h, self.dtype)
+  util.shape(fn, "s.h", s.h, { self.layers, "B", self.hidden })
+  if self.cell == "lstm" then
+    util.tensor(fn, "s.c", s.c, self.dtype)
+    util.shape(fn, "s.c", s.c, s.h:shape())
+  end
+  self:_carry(s.h:size(2))
+  self._sh:copy(s.h)
+  if self._sc then self._sc:copy(s.c) end
+  return self
 end
 
 function RNN:__tostring()

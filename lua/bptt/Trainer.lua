@@ -1,5 +1,5 @@
---- bptt.Trainer: the training loop of a language model with truncated BPTT,
--- validation, and checkpoints that resume exactly.
+--- bptt.Trainer: a training loop with truncated BPTT, validation, and
+-- checkpoints that resume exactly.
 --
 --   local trainer = bptt.Trainer{model = lm, optimizer = opt, train = batches,
 --                                val = val_batches, clip = 5, schedule = sched}
@@ -9,22 +9,40 @@
 --   end
 --   trainer:save("ckpt.safetensors", { vocab = corpus.vocab:serialize() })
 --
--- One step: take the next batch (x, y) of the B streams (zeroing the carried
--- state when the streams restart), forward, cross-entropy, backward, clip the
--- global gradient norm, optimizer step, schedule step.  A loss or gradient
--- norm that is NaN or infinite stops with an error naming the iteration, or,
--- with skip_nonfinite = true, drops that step (gradients zeroed, weights
+-- The parts, each checked when the trainer is made:
+--   model      any module: forward(x), backward(dout), parameters() (and
+--              state_dict, load_state_dict, flat_parameters for checkpoints,
+--              as bptt.Module gives).  A model that carries state between
+--              batches (truncated BPTT) may have reset_state(),
+--              get_state() -> table of tensors, set_state(table or nil):
+--              the trainer resets it when the batches say the streams
+--              restart, holds it around evaluation and saves it.
+--   optimizer  a bptt.optim optimizer over (some of) the model's parameters
+--   train, val batches: x, y, restart = b:next(); b:state(), b:set_state(s)
+--              for checkpoints; val also b:count() (bptt.data.Batches)
+--   loss       a criterion: loss = forward(out, y), dout = backward()
+--              (default bptt.CrossEntropy{})
+--
+-- One step: take the next batch (x, y) (resetting the carried state when the
+-- streams restart), forward, loss, backward, clip the global gradient norm,
+-- optimizer step, schedule step.  A loss or gradient norm that is NaN or
+-- infinite stops with an error naming the iteration, or, with
+-- skip_nonfinite = true, drops that step (gradients zeroed, weights
 -- untouched) and counts it in trainer.skipped.
 --
 -- A checkpoint (save/load) is one safetensors file holding the model's state
 -- dict ("model.<name>"), the optimizer's state ("optim.<buffer>.<i>" and its
--- options), the carried hidden state ("state.h", "state.c"), and in the
--- metadata the generator state, the data position, the schedule position,
--- the iteration, the model's configuration and whatever the caller adds (the
--- vocabulary).  Resuming restores all of it: N iterations, save, load, M more
--- give the same weights, bit for bit, as N + M in one go (same thread count).
+-- options), the carried state ("state.<key>": state.h, state.c for a
+-- LanguageModel), and in the metadata the generator state, the data
+-- position, the schedule position, the iteration, the model's configuration
+-- (model.config, when it has one) and whatever the caller adds (the
+-- vocabulary).  Resuming restores all of it: N iterations, save, load, M
+-- more give the same weights, bit for bit, as N + M in one go (same thread
+-- count).  The one part tied to bptt.LanguageModel is
+-- Trainer.load_language_model, which makes the model a checkpoint describes.
 local core = require "bptt.core"
 local util = require "bptt.util"
+local Module = require "bptt.Module"
 local CrossEntropy = require "bptt.CrossEntropy"
 local clip = require "bptt.clip"
 
@@ -33,25 +51,74 @@ local Trainer = util.class("bptt.Trainer")
 local OPTIONS = { model = true, optimizer = true, train = true, val = true, clip = true, schedule = true,
   skip_nonfinite = true, loss = true }
 
+-- Checks that opts[field] has the methods named; `what` says what it should be.
+local function has_methods(fn, field, v, methods, what)
+  local ok = type(v) == "table" or type(v) == "userdata"
+  for _, m in ipairs(methods) do
+    if not ok then break end
+    local okm, f = pcall(function() return v[m] end)
+    ok = okm and type(f) == "function"
+  end
+  if not ok then
+    local got = util.got(v)
+    if type(v) == "table" then
+      got = type(v.__name) == "string" and v.__name or (next(v) == nil and "an empty table" or "a table")
+    end
+    util.raise(string.format("%s: %s must be %s (with :%s()), got %s", fn, field, what, table.concat(methods, "(), :"),
+      got))
+  end
+end
+
+local function is_optimizer(v)
+  local mt = type(v) == "table" and getmetatable(v)
+  return mt and rawget(mt, "__optimizer") == true
+end
+
 local FORMAT = "bptt-checkpoint/1"
 
 function Trainer:__init(opts)
   local fn = "bptt.Trainer"
   util.options(fn, opts, OPTIONS)
   for _, k in ipairs({ "model", "optimizer", "train" }) do
-    if opts[k] == nil then error(fn .. ": option " .. k .. " is required", 3) end
+    if opts[k] == nil then util.raise(fn .. ": option " .. k .. " is required") end
   end
+  has_methods(fn, "model", opts.model, { "forward", "backward", "parameters" }, "a module")
+  if not is_optimizer(opts.optimizer) then
+    util.raise(string.format("%s: optimizer must be an optimizer (e.g. bptt.optim.adam(model, {lr = 1e-3})), got %s",
+      fn, util.got(opts.optimizer)))
+  end
+  -- an optimizer made for another model would train nothing
+  local mine = Module.collect(fn, opts.model)
+  local covers = false
+  for _, pg in ipairs(opts.optimizer:flat_pairs()) do
+    for _, m in ipairs(mine or {}) do covers = covers or core.optim_overlap(pg[1], m[1]) end
+  end
+  if not covers then
+    util.raise(fn .. ": optimizer updates none of the model's parameters (was it made for another model?)")
+  end
+  has_methods(fn, "train", opts.train, { "next" }, "batches")
+  if opts.val ~= nil then has_methods(fn, "val", opts.val, { "next", "count", "state", "set_state" }, "batches") end
+  if opts.loss ~= nil then has_methods(fn, "loss", opts.loss, { "forward", "backward" }, "a criterion") end
+  if opts.schedule ~= nil then has_methods(fn, "schedule", opts.schedule, { "step" }, "a schedule") end
   self.model, self.optimizer, self.train_batches, self.val_batches = opts.model, opts.optimizer, opts.train, opts.val
   self.schedule = opts.schedule
   if opts.clip ~= nil and (type(opts.clip) ~= "number" or not (opts.clip > 0)) then
-    error(fn .. ": clip must be a number > 0 (the maximum gradient norm), got " .. tostring(opts.clip), 3)
+    util.raise(fn .. ": clip must be a number > 0 (the maximum gradient norm), got " .. util.got(opts.clip))
   end
   self.clip = opts.clip
+  if opts.skip_nonfinite ~= nil and type(opts.skip_nonfinite) ~= "boolean" then
+    util.raise(fn .. ": skip_nonfinite must be true or false, got " .. util.got(opts.skip_nonfinite))
+  end
   self.skip_nonfinite = opts.skip_nonfinite or false
   self.criterion = opts.loss or CrossEntropy{}
   self.iteration = 0
   self.skipped = 0
 end
+
+-- The carried-state protocol (optional methods of the model).
+local function reset_state(m) if m.reset_state then m:reset_state() end end
+local function get_state(m) return m.get_state and m:get_state() end
+local function set_state(m, s) if m.set_state then m:set_state(s) end end
 
 local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
 
@@ -60,7 +127,7 @@ local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge en
 function Trainer:step()
   local m, opt = self.model, self.optimizer
   local x, y, reset = self.train_batches:next()
-  if reset and m.reset_state then m:reset_state() end
+  if reset then reset_state(m) end
   m:train()
   opt:zero_grad()
   local logits = m:forward(x)
@@ -94,21 +161,21 @@ function Trainer:evaluate(max_batches)
   if val == nil then error("bptt.Trainer:evaluate: no val batches were given", 2) end
   if max_batches ~= nil then util.count("bptt.Trainer:evaluate", "max_batches", max_batches, 1) end
   local m = self.model
-  local saved_state = m.get_state and m:get_state()
+  local saved_state = get_state(m)
   local saved_pos = val:state()
   local was_training = m.training
   m:evaluate()
-  if m.reset_state then m:reset_state() end
+  reset_state(m)
   local n = val:count()
   if max_batches and max_batches < n then n = max_batches end
   local total = 0
   for _ = 1, n do
     local x, y, reset = val:next()
-    if reset and m.reset_state then m:reset_state() end
+    if reset then reset_state(m) end
     total = total + self.criterion:forward(m:forward(x), y)
   end
   val:set_state(saved_pos)
-  if m.set_state then m:set_state(saved_state) end
+  set_state(m, saved_state)
   if was_training then m:train() end
   return total / n
 end
@@ -130,11 +197,7 @@ function Trainer:save(path, extra)
   local ot, om = self.optimizer:state_dict("optim.")
   prefixed(tensors, ot, "")
   prefixed(meta, om, "optim.")
-  local st = m.get_state and m:get_state()
-  if st then
-    tensors["state.h"] = st.h
-    tensors["state.c"] = st.c
-  end
+  for k, t in pairs(get_state(m) or {}) do tensors["state." .. k] = t end
   meta["bptt.format"] = FORMAT
   meta.iteration = tostring(self.iteration)
   meta.skipped = tostring(self.skipped)
@@ -164,9 +227,10 @@ function Trainer.read_config(path)
   return config, meta, tensors
 end
 
---- The LanguageModel a training checkpoint holds, with its weights, and the
--- checkpoint's metadata (the vocabulary is meta.vocab); or nil, message.
-function Trainer.load_model(path)
+--- The bptt.LanguageModel a training checkpoint holds (made from its config.*
+-- metadata), with its weights, and the checkpoint's metadata (the vocabulary
+-- is meta.vocab); or nil, message.
+function Trainer.load_language_model(path)
   local config, meta, tensors = Trainer.read_config(path)
   if not config then return nil, meta end
   local LanguageModel = require "bptt.LanguageModel"
@@ -180,6 +244,9 @@ function Trainer.load_model(path)
   lm:load_state_dict(sd)
   return lm, meta
 end
+
+--- The same as Trainer.load_language_model (its first name).
+Trainer.load_model = Trainer.load_language_model
 
 --- Restores everything a checkpoint holds into this trainer, whose model,
 -- optimizer, batches and schedule must be made as the saved ones were.
@@ -215,9 +282,15 @@ function Trainer:load(path)
     m:flat_parameters():copy(snapshot)
     error(fn .. ": " .. tostring(err), 2)
   end
-  if m.set_state then
-    m:set_state(tensors["state.h"] and { h = tensors["state.h"], c = tensors["state.c"] } or nil)
+  local st = nil
+  for k, t in pairs(tensors) do
+    local name = k:match("^state%.(.+)$")
+    if name then
+      st = st or {}
+      st[name] = t
+    end
   end
+  set_state(m, st)
   core.set_rng_state(meta.rng)
   self.train_batches:set_state(meta["data.train"])
   if self.schedule and meta.schedule then self.schedule:set_state(meta.schedule) end

@@ -5,7 +5,7 @@
 --   total = bptt.clip_grad_norm(m, max_norm [, norm_type = 2])
 --   bptt.clip_grad_value(m, v)
 local core = require "bptt.core"
-local optim = require "bptt.optim"
+local collect = require("bptt.Module").collect
 
 local clip = {}
 
@@ -35,7 +35,7 @@ function clip.clip_grad_norm(m, max_norm, norm_type)
   if type(norm_type) ~= "number" or not (norm_type > 0) then
     error(string.format("%s: norm_type must be a number > 0 or \"inf\", got %s", fn, tostring(norm_type)), 2)
   end
-  local pairs_, err = optim.collect(fn, m)
+  local pairs_, err = collect(fn, m)
   if not pairs_ then error(err, 2) end
   local p = norm_type
   local sum, amax = 0, 0
@@ -72,7 +72,7 @@ function clip.clip_grad_value(m, v)
   if type(v) ~= "number" or not (v >= 0) then
     error(string.format("%s: v must be a number >= 0, got %s", fn, tostring(v)), 2)
   end
-  local pairs_, err = optim.collect(fn, m)
+  local pairs_, err = collect(fn, m)
   if not pairs_ then error(err, 2) end
   for _, pg in ipairs(pairs_) do core.optim_grad_clamp(pg[2], v) end
 end

@@ -10,10 +10,9 @@
 -- required.  `m` is a module (anything with :flat_parameters(), or with
 -- :parameters() only), an optimizer, or a Lua list of those; the optimizer
 -- takes the (flat, flat_grad) tensor pairs at construction and keeps one state
--- per pair, so float32 and float64 modules may be mixed.  Build the model
--- first: a module adopted into a container after the optimizer was made has
--- new buffers, and the next step raises an error instead of updating stale
--- ones.
+-- per pair, so float32 and float64 modules may be mixed.  A module put into
+-- a container after the optimizer was made keeps working with it: its
+-- tensors follow its parameters into the container's buffer (bptt.Module).
 --
 -- Every option is a plain field of the optimizer (opt.lr, opt.betas,
 -- opt.momentum, ...), checked again at each step: a schedule or the user may
@@ -38,6 +37,7 @@
 -- checkpoint can hold the model, the optimizer and more.
 local core = require "bptt.core"
 local util = require "bptt.util"
+local Module = require "bptt.Module"
 
 local optim = {}
 
@@ -183,81 +183,9 @@ end
 
 --------------------------------------------------- collecting parameters
 
-local function is_optimizer(m) return type(m) == "table" and getmetatable(m) ~= nil and getmetatable(m).__optimizer end
-
-local function add_pair(fn, what, out, p, g)
-  if not core.is_tensor(p) or not core.is_tensor(g) then
-    return string.format("%s: %s: parameters and gradients must be tensors, got %s and %s", fn, what, type(p), type(g))
-  end
-  local dt = p:dtype()
-  if dt ~= "float32" and dt ~= "float64" then
-    return string.format("%s: %s: parameters must be float32 or float64, got %s", fn, what, dt)
-  end
-  if g:dtype() ~= dt or g:numel() ~= p:numel() then
-    return string.format("%s: %s: gradients must be %s with %d elements like the parameters, got %s with %d",
-      fn, what, dt, p:numel(), g:dtype(), g:numel())
-  end
-  if not p:is_contiguous() or not g:is_contiguous() then
-    return string.format("%s: %s: parameters and gradients must be contiguous", fn, what)
-  end
-  if p:numel() > 0 then out[#out + 1] = { p, g } end
-end
-
-local function collect_into(fn, m, what, out, sources)
-  if type(m) ~= "table" then
-    return string.format("%s: %s must be a module, an optimizer or a list of them, got %s", fn, what, type(m))
-  end
-  if is_optimizer(m) then
-    for _, pg in ipairs(m._pairs) do out[#out + 1] = { pg[1], pg[2] } end
-    for _, s in ipairs(m._sources) do sources[#sources + 1] = s end
-  elseif type(m.flat_parameters) == "function" then
-    local p, g = m:flat_parameters()
-    if p ~= nil then
-      local err = add_pair(fn, what, out, p, g)
-      if err then return err end
-      sources[#sources + 1] = { m, p, g }
-    end
-  elseif type(m.parameters) == "function" then
-    -- a module without flat buffers: one pair per named parameter, by name
-    local ps, gs = m:parameters()
-    local names = {}
-    for name in pairs(ps or {}) do names[#names + 1] = name end
-    table.sort(names)
-    for _, name in ipairs(names) do
-      local err = add_pair(fn, what .. "." .. tostring(name), out, ps[name], gs and gs[name])
-      if err then return err end
-    end
-  elseif #m > 0 then
-    for i = 1, #m do
-      local err = collect_into(fn, m[i], string.format("%s[%d]", what, i), out, sources)
-      if err then return err end
-    end
-  else
-    return string.format("%s: %s must be a module (with :flat_parameters()), an optimizer or a list of them, got %s",
-      fn, what, #m == 0 and next(m) == nil and "an empty table" or "a table without parameters")
-  end
-end
-
---- The (parameters, gradients) tensor pairs of m: a module, an optimizer or
--- a list of them.  Returns pairs, sources, or nil, message (m has none, or
--- two pairs share elements, e.g. a container listed with its own child).
-function optim.collect(fn, m)
-  local out, sources = {}, {}
-  local err = collect_into(fn, m, "m", out, sources)
-  if err then return nil, err end
-  if #out == 0 then return nil, fn .. ": m has no parameters" end
-  for i = 1, #out do
-    for j = i + 1, #out do
-      local a, b = out[i], out[j]
-      if core.optim_overlap(a[1], b[1]) or core.optim_overlap(a[2], b[2]) or core.optim_overlap(a[1], b[2])
-        or core.optim_overlap(a[2], b[1]) then
-        return nil, string.format("%s: m lists some parameters twice (pairs %d and %d share elements: "
-          .. "a module listed twice, or with a container that holds it?)", fn, i, j)
-      end
-    end
-  end
-  return out, sources
-end
+-- The (parameters, gradients) pairs of a module, an optimizer or a list of
+-- them: bptt.Module.collect, shared with bptt.clip.
+optim.collect = Module.collect
 
 ------------------------------------------------------------ the object
 

@@ -136,10 +136,18 @@ function util.options(fn, opts, allowed)
   return opts
 end
 
+--- How a message shows a value it did not expect: 5, string '5', nil, a table.
+function util.got(v)
+  local t = type(v)
+  if t == "string" then return string.format("string '%s'", v) end
+  if t == "number" or t == "boolean" or t == "nil" then return tostring(v) end
+  return "a " .. t
+end
+
 function util.count(fn, name, v, min, default)
   if v == nil then v = default end
   if type(v) ~= "number" or v ~= math.floor(v) or v < min or v > 2 ^ 31 then
-    util.raise(string.format("%s: %s must be a whole number >= %d, got %s", fn, name, min, tostring(v)))
+    util.raise(string.format("%s: %s must be a whole number >= %d, got %s", fn, name, min, util.got(v)))
   end
   return v
 end
