@@ -442,18 +442,22 @@ describe("bptt.RNN float32 per-step kernel (packed weights, AVX-512)", function(
   end)
 
   it("bptt.core.packed_matmul (the benchmarks' timing of the kernel): the product, and its seconds", function()
-    if not core.packed_gemm() then return end -- no AVX-512F here
     bptt.manual_seed(3)
     local a = bptt.randn(37, 100)
-    for _, b in ipairs({ bptt.randn(100, 90), bptt.randn(90, 100):t() }) do
-      for _, threads in ipairs({ 1, 2, 3 }) do
-        bptt.set_num_threads(threads)
-        local c = bptt.zeros(37, 90)
-        local out, s = core.packed_matmul(a, b, c, 3)
-        assert.are.equal(c, out)
-        assert.is_true(s >= 0)
-        local ref = bptt.matmul(a, b)
-        assert.is_true((c - ref):norm() <= 1e-6 * ref:norm())
+    if not core.packed_gemm() then -- no AVX-512F here, or BPTT_ISA asked for less: an error that says so
+      assert.has_error(function() core.packed_matmul(a, bptt.randn(100, 90), bptt.zeros(37, 90)) end,
+        "bptt.core.packed_matmul: the packed kernel cannot run here (no AVX-512F, or off)")
+    else
+      for _, b in ipairs({ bptt.randn(100, 90), bptt.randn(90, 100):t() }) do
+        for _, threads in ipairs({ 1, 2, 3 }) do
+          bptt.set_num_threads(threads)
+          local c = bptt.zeros(37, 90)
+          local out, s = core.packed_matmul(a, b, c, 3)
+          assert.are.equal(c, out)
+          assert.is_true(s >= 0)
+          local ref = bptt.matmul(a, b)
+          assert.is_true((c - ref):norm() <= 1e-6 * ref:norm())
+        end
       end
     end
     assert.has_error(function() core.packed_matmul(a, bptt.randn(99, 90), bptt.zeros(37, 90)) end)

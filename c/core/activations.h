@@ -13,7 +13,7 @@
  * The code is plain IEEE single arithmetic in a fixed order, not contracted
  * into FMAs (GCC's default under -std=c99; clang's needs the pragma below,
  * which stays in force in the including file, as rnn.c wants), so every
- * clone (SSE2, AVX2, AVX-512) of a pass gives the same bits.
+ * copy (baseline, AVX2, AVX-512; isa.h) of a pass gives the same bits.
  */
 #ifndef BPTT_ACTIVATIONS_H
 #define BPTT_ACTIVATIONS_H
@@ -26,25 +26,9 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-/* BPTT_CLONES before a hot elementwise function: the compiler (GCC, clang
- * >= 14) builds it once per instruction set and the loader picks the best
- * (ifunc), so the default x86-64 build still runs AVX2 / AVX-512 code where
- * the CPU has it.  -DBPTT_NO_CLONES for one plain copy. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && \
-    (!defined(__clang__) || __clang_major__ >= 14) && !defined(BPTT_NO_CLONES)
-#define BPTT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BPTT_CLONES
-#endif
-
-/* BPTT_ROW for the per-row loops that the BPTT_CLONES passes call: inlined
- * into every clone, where the loop is then vectorized for that clone's
- * instruction set (clang would otherwise keep one plain x86-64 copy). */
-#if defined(__GNUC__)
-#define BPTT_ROW static inline __attribute__((always_inline))
-#else
-#define BPTT_ROW static inline
-#endif
+/* BPTT_KERNEL (the three copies of a hot function, one per instruction
+ * set, and the switch between them) and BPTT_ROW */
+#include "isa.h"
 
 /* c ? a : b, as bit masks.  GCC turns a plain ?: into a branch when that
  * lets it fold one side (a clamp to a constant) or sink work into it, and

@@ -1,8 +1,10 @@
 /*
- * core.c -- error strings, dtypes, aligned allocation, checked size arithmetic.
+ * core.c -- error strings, dtypes, aligned allocation, checked size arithmetic,
+ * the instruction-set level of isa.h.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "core.h"
+#include "isa.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -65,3 +67,50 @@ int bptt_add_overflow(int64_t a, int64_t b, int64_t *out) {
   *out = a + b;
   return 0;
 }
+
+/* ---------------------------------------------------- isa.h: the level */
+
+static const char *const isa_names[BPTT_NISA] = {"generic", "avx2", "avx512"};
+
+const char *bptt_isa_name(int level) { return level >= 0 && level < BPTT_NISA ? isa_names[level] : "?"; }
+
+int bptt_isa_from_name(const char *name) {
+  int i;
+  for (i = 0; name && i < BPTT_NISA; i++)
+    if (strcmp(name, isa_names[i]) == 0) return i;
+  return -1;
+}
+
+#ifdef BPTT_HAVE_CLONES
+int bptt_isa_level_ = -1;
+
+int bptt_isa_cpu(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return BPTT_ISA_AVX512;
+  if (__builtin_cpu_supports("avx2")) return BPTT_ISA_AVX2;
+  return BPTT_ISA_GENERIC;
+}
+
+int bptt_isa_level(void) {
+  int l = __atomic_load_n(&bptt_isa_level_, __ATOMIC_RELAXED);
+  if (l < 0) { /* first use: the CPU's best (racing threads agree) */
+    l = bptt_isa_cpu();
+    __atomic_store_n(&bptt_isa_level_, l, __ATOMIC_RELAXED);
+  }
+  return l;
+}
+
+int bptt_isa_set(int level) {
+  int cpu = bptt_isa_cpu();
+  int l = level < BPTT_ISA_GENERIC ? BPTT_ISA_GENERIC : level > cpu ? cpu : level;
+  __atomic_store_n(&bptt_isa_level_, l, __ATOMIC_RELAXED);
+  return l;
+}
+#else
+int bptt_isa_cpu(void) { return BPTT_ISA_GENERIC; }
+int bptt_isa_level(void) { return BPTT_ISA_GENERIC; }
+int bptt_isa_set(int level) {
+  (void)level;
+  return BPTT_ISA_GENERIC;
+}
+#endif

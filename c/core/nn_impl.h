@@ -31,9 +31,9 @@ static void FN(fill_bias)(const real *b, real *y, int64_t lo, int64_t hi, int64_
 
 /* db[o] += sum_i dy[i, o] for the columns o in [c0, c1): row by row, so each
  * db[o] takes its N additions in row order however the columns are split */
-BPTT_CLONES
-static void FN(add_col_sums)(const real *restrict dy, real *restrict db, int64_t N,
-                             int64_t Out, int64_t c0, int64_t c1) {
+BPTT_KERNEL_VOID(FN(add_col_sums), (const real *restrict dy, real *restrict db, int64_t N,
+                             int64_t Out, int64_t c0, int64_t c1),
+                 (dy, db, N, Out, c0, c1)) {
   int64_t i, o;
   for (i = 0; i < N; i++) {
     const real *restrict dyi = dy + i * Out;
@@ -173,9 +173,9 @@ static void FN(embedding_forward_task)(void *ctx, int tid, int n) {
 }
 
 /* dW[ids[i] - 1, :] += dy[i, :], rows in order (repeated ids add up) */
-BPTT_CLONES
-static void FN(embedding_add_rows)(const int32_t *ids, const real *restrict dy,
-                                   real *restrict dW, int64_t N, int64_t D) {
+BPTT_KERNEL_VOID(FN(embedding_add_rows), (const int32_t *ids, const real *restrict dy,
+                                   real *restrict dW, int64_t N, int64_t D),
+                 (ids, dy, dW, N, D)) {
   int64_t i, d;
   for (i = 0; i < N; i++) {
     real *restrict row = dW + (int64_t)(ids[i] - 1) * D;
@@ -279,9 +279,9 @@ BPTT_ROW double FN(row_sumexp)(const real *restrict x, real m, int64_t n) {
 }
 
 /* d[j] = EXP((x[j] - m) - ls) * sc, j < n; d may be x (in place) */
-BPTT_CLONES
-static void FN(softmax_grad_row)(const real *x, real m, real ls, real sc,
-                                 int64_t n, real *d) {
+BPTT_KERNEL_VOID(FN(softmax_grad_row), (const real *x, real m, real ls, real sc,
+                                 int64_t n, real *d),
+                 (x, m, ls, sc, n, d)) {
   int64_t j;
   for (j = 0; j < n; j++) d[j] = EXP((x[j] - m) - ls) * sc;
 }
@@ -290,10 +290,10 @@ static void FN(softmax_grad_row)(const real *x, real m, real ls, real sc,
  * row order).  The rows go CE_GROUP at a time, each step over all of them
  * (maxima, sums, logarithms): the rows' chains of dependent steps then
  * overlap. */
-BPTT_CLONES
-static double FN(ce_rows)(const real *logits, const int32_t *targets, int64_t lo,
+BPTT_KERNEL(double, FN(ce_rows), (const real *logits, const int32_t *targets, int64_t lo,
                           int64_t hi, int64_t C, int32_t ignore_index,
-                          real *cache) {
+                          real *cache),
+            (logits, targets, lo, hi, C, ignore_index, cache)) {
   int64_t i, i0, g;
   double total = 0, s[CE_GROUP];
   real m[CE_GROUP];

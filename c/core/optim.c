@@ -15,7 +15,7 @@
  */
 #ifndef BPTT_OPTIM_INSTANTIATE
 
-#include "activations.h" /* BPTT_CLONES */
+#include "activations.h" /* BPTT_KERNEL */
 #include "optim.h"
 #include "parallel.h"
 
@@ -176,8 +176,8 @@ typedef struct {
   int use_wd, decoupled;
 } FN(adam_job);
 
-BPTT_CLONES
-static void FN(adam_range)(const FN(adam_job) *a, int64_t lo, int64_t hi) {
+BPTT_KERNEL_VOID(FN(adam_range), (const FN(adam_job) *a, int64_t lo, int64_t hi),
+                 (a, lo, hi)) {
   real *restrict p = a->p, *restrict m = a->m, *restrict v = a->v, *restrict vmax = a->vmax;
   const real *restrict g = a->g;
   const real b1 = a->b1, b2 = a->b2, c1 = a->c1, c2 = a->c2, eps = a->eps, wd = a->wd;
@@ -316,8 +316,9 @@ typedef struct {
 /* One chunk g (n <= NORM_CHUNK): returns its sum, *top = max(*top, its
  * largest |g| bits).  Two passes over the chunk (it stays in the L1 cache):
  * a sum and a maximum each vectorize alone, not together. */
-BPTT_CLONES
-static double FN(norm_chunk)(const real *restrict g, int64_t n, int mode, double p, double inv, BITS *top) {
+BPTT_KERNEL(double, FN(norm_chunk),
+            (const real *restrict g, int64_t n, int mode, double p, double inv, BITS *top),
+            (g, n, mode, p, inv, top)) {
   double acc[NORM_LANES] = {0};
   BITS mx[NORM_LANES] = {0};
   int64_t i, k;
@@ -386,8 +387,8 @@ typedef struct {
   real k;
 } FN(scale_job);
 
-BPTT_CLONES
-static void FN(scale_range)(real *restrict g, int64_t lo, int64_t hi, real k) {
+BPTT_KERNEL_VOID(FN(scale_range), (real *restrict g, int64_t lo, int64_t hi, real k),
+                 (g, lo, hi, k)) {
   int64_t i;
   for (i = lo; i < hi; i++) g[i] = g[i] * k;
 }

@@ -3,6 +3,7 @@
  */
 #include <string.h>
 
+#include "isa.h"
 #include "packed.h"
 
 #define PANEL 16 /* columns per panel: one 512-bit vector */
@@ -32,23 +33,16 @@ void bptt_pack_f32(float *P, const float *B, int64_t ldb, int transb, int64_t K,
   }
 }
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(BPTT_NO_CLONES)
+#ifdef BPTT_HAVE_CLONES
 #include <immintrin.h>
 
-static int enabled = -1; /* -1: not decided yet */
+static int switched_off = 0; /* bptt_packed_enable(0) */
 
-int bptt_packed_available(void) {
-  if (enabled < 0) {
-    __builtin_cpu_init();
-    enabled = __builtin_cpu_supports("avx512f") ? 1 : 0;
-  }
-  return enabled;
-}
+/* on at isa.h's AVX-512 level (the CPU has it and BPTT_ISA did not ask for
+ * less) unless switched off */
+int bptt_packed_available(void) { return !switched_off && bptt_isa_now() >= BPTT_ISA_AVX512; }
 
-void bptt_packed_enable(int on) {
-  __builtin_cpu_init();
-  enabled = on && __builtin_cpu_supports("avx512f") ? 1 : 0;
-}
+void bptt_packed_enable(int on) { switched_off = !on; }
 
 /* One tile: rows a[0..7] (duplicates past the last row), NP = 1 or 2
  * panels; stores rows < rows, columns < width of each panel (masks). */

@@ -15,7 +15,8 @@
  * thread that computes it.
  *
  * The kernel needs AVX-512F; bptt_packed_available() says whether this CPU
- * has it (and the kernels are not switched off).  Otherwise, and for float64,
+ * has it, BPTT_ISA did not ask for less (isa.h) and the kernel is not
+ * switched off.  Otherwise, and for float64,
  * the callers use BLAS.
  */
 #ifndef BPTT_PACKED_H

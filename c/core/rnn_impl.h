@@ -197,12 +197,13 @@ BPTT_ROW void FN(add_row)(int64_t n, const REAL *restrict s, REAL *restrict d) {
 }
 
 /* The per-step elementwise passes, over units [j0, j0 + nj) of every row.
- * BPTT_CLONES (activations.h) compiles each for AVX-512, AVX2 and plain
- * x86-64; the loops are written for the vectorizer: gate blocks as separate
- * restrict pointers (rows of distinct buffers, or disjoint blocks of one
- * row), unit stride, no calls (SIGMOID and TANH inline for float; libm for
- * double), and an optional operand (c_{t-1}, h_{t-1}, dy_t may be NULL =
- * zeros) tested once per pass, not per element. */
+ * BPTT_KERNEL (isa.h) compiles each for AVX-512, AVX2 and plain x86-64
+ * (the CPU's best runs, or BPTT_ISA's choice); the loops are written for
+ * the vectorizer: gate blocks as separate restrict pointers (rows of
+ * distinct buffers, or disjoint blocks of one row), unit stride, no calls
+ * (SIGMOID and TANH inline for float; libm for double), and an optional
+ * operand (c_{t-1}, h_{t-1}, dy_t may be NULL = zeros) tested once per pass,
+ * not per element. */
 
 /* tanh / relu, in place over n values: h = f(a) */
 BPTT_ROW void FN(elman_row)(int64_t n, int relu, REAL *restrict h) {
@@ -214,9 +215,9 @@ BPTT_ROW void FN(elman_row)(int64_t n, int relu, REAL *restrict h) {
 }
 
 /* tanh / relu, one step: ht (B, H), units [j0, j0 + nj) */
-BPTT_CLONES
-static void FN(elman_step)(int64_t B, int64_t H, int64_t j0, int64_t nj,
-                           int relu, REAL *ht) {
+BPTT_KERNEL_VOID(FN(elman_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
+                           int relu, REAL *ht),
+                 (B, H, j0, nj, relu, ht)) {
   int64_t b;
   for (b = 0; b < B; b++) FN(elman_row)(nj, relu, ht + b * H + j0);
 }
@@ -242,9 +243,9 @@ BPTT_ROW void FN(lstm_row)(int64_t H, REAL *restrict gi,
 
 /* lstm, one step: gt (B, 4H) pre-activations -> activations; ct, ht (B, H);
  * cp (B, H) = c_{t-1} or NULL; units [j0, j0 + nj) */
-BPTT_CLONES
-static void FN(lstm_step)(int64_t B, int64_t H, int64_t j0, int64_t nj,
-                          REAL *gt, const REAL *cp, REAL *ct, REAL *ht) {
+BPTT_KERNEL_VOID(FN(lstm_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
+                          REAL *gt, const REAL *cp, REAL *ct, REAL *ht),
+                 (B, H, j0, nj, gt, cp, ct, ht)) {
   int64_t b;
   for (b = 0; b < B; b++) {
     REAL *g = gt + b * 4 * H + j0;
@@ -282,10 +283,10 @@ BPTT_ROW void FN(gru_row)(int64_t H, REAL *restrict gr,
 /* gru, one step: gt (B, 3H) input side (with b_ih, and b_hr, b_hz) ->
  * activations; hw (B, 3H) = W_hh h_{t-1}; bn = b_hn + j0 or NULL; hp (B, H)
  * = h_{t-1} or NULL; hnt, ht (B, H); units [j0, j0 + nj) */
-BPTT_CLONES
-static void FN(gru_step)(int64_t B, int64_t H, int64_t j0, int64_t nj,
+BPTT_KERNEL_VOID(FN(gru_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
                          REAL *gt, const REAL *hw, const REAL *bn,
-                         const REAL *hp, REAL *hnt, REAL *ht) {
+                         const REAL *hp, REAL *hnt, REAL *ht),
+                 (B, H, j0, nj, gt, hw, bn, hp, hnt, ht)) {
   int64_t b;
   for (b = 0; b < B; b++) {
     REAL *g = gt + b * 3 * H + j0;
@@ -466,9 +467,9 @@ int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
 
 /* dst[j] += sum over rows r of src[r * ld + j], j < n, rows in order (so
  * the sums do not depend on how columns are shared out) */
-BPTT_CLONES
-static void FN(col_sums)(int64_t rows, const REAL *src, int64_t ld, int64_t n,
-                         REAL *dst) {
+BPTT_KERNEL_VOID(FN(col_sums), (int64_t rows, const REAL *src, int64_t ld, int64_t n,
+                         REAL *dst),
+                 (rows, src, ld, n, dst)) {
   int64_t r;
   for (r = 0; r < rows; r++) FN(add_row)(n, src + r * ld, dst);
 }
@@ -535,10 +536,10 @@ BPTT_ROW void FN(elman_dgate)(int64_t n, int relu, const REAL *restrict h,
 
 /* tanh / relu backward, one step over the (B, H) block, units [j0, j0 + nj);
  * dy may be NULL */
-BPTT_CLONES
-static void FN(elman_bstep)(int64_t B, int64_t H, int64_t j0, int64_t nj,
+BPTT_KERNEL_VOID(FN(elman_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
                             int relu, const REAL *h, const REAL *dy,
-                            const REAL *dh, REAL *dG) {
+                            const REAL *dh, REAL *dG),
+                 (B, H, j0, nj, relu, h, dy, dh, dG)) {
   int64_t b;
   for (b = 0; b < B; b++) {
     int64_t o = b * H + j0;
@@ -577,11 +578,11 @@ BPTT_ROW void FN(lstm_drow)(int64_t H, const REAL *restrict gi,
 /* lstm backward, one step: gt (B, 4H) activations, ct (B, H), cp (B, H) or
  * NULL, dyt (B, H) or NULL, dh (B, H) read, dc (B, H) updated, dGt (B, 4H);
  * units [j0, j0 + nj) */
-BPTT_CLONES
-static void FN(lstm_bstep)(int64_t B, int64_t H, int64_t j0, int64_t nj,
+BPTT_KERNEL_VOID(FN(lstm_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
                            const REAL *gt, const REAL *ct, const REAL *cp,
                            const REAL *dyt, const REAL *dh, REAL *dc,
-                           REAL *dGt) {
+                           REAL *dGt),
+                 (B, H, j0, nj, gt, ct, cp, dyt, dh, dc, dGt)) {
   int64_t b;
   for (b = 0; b < B; b++) {
     const REAL *g = gt + b * 4 * H + j0;
@@ -628,10 +629,10 @@ BPTT_ROW void FN(gru_drow)(int64_t H, const REAL *restrict gr,
 /* gru backward, one step: gt (B, 3H) activations, hnt (B, H), hp (B, H) or
  * NULL, dyt (B, H) or NULL, dh (B, H) updated, dGht (B, 3H), dGnt (B, H);
  * units [j0, j0 + nj) */
-BPTT_CLONES
-static void FN(gru_bstep)(int64_t B, int64_t H, int64_t j0, int64_t nj,
+BPTT_KERNEL_VOID(FN(gru_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
                           const REAL *gt, const REAL *hnt, const REAL *hp,
-                          const REAL *dyt, REAL *dh, REAL *dGht, REAL *dGnt) {
+                          const REAL *dyt, REAL *dh, REAL *dGht, REAL *dGnt),
+                 (B, H, j0, nj, gt, hnt, hp, dyt, dh, dGht, dGnt)) {
   int64_t b;
   for (b = 0; b < B; b++) {
     const REAL *g = gt + b * 3 * H + j0;

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "isa.h"
 #include "lbptt.h"
 #include "packed.h"
 #include "parallel.h"
@@ -126,6 +127,21 @@ static int l_num_threads(lua_State *L) {
   return 1;
 }
 
+/* bptt.cpu_config(): {isa = the instruction set the kernels run ("avx512",
+ * "avx2" or "generic": the CPU's best, or BPTT_ISA's choice when the module
+ * loaded, capped at the CPU's), cpu = the CPU's best, packed_gemm = whether
+ * the AVX-512 GEMM kernel runs} */
+static int l_cpu_config(lua_State *L) {
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, bptt_isa_name(bptt_isa_level()));
+  lua_setfield(L, -2, "isa");
+  lua_pushstring(L, bptt_isa_name(bptt_isa_cpu()));
+  lua_setfield(L, -2, "cpu");
+  lua_pushboolean(L, bptt_packed_available());
+  lua_setfield(L, -2, "packed_gemm");
+  return 1;
+}
+
 static int l_blas_config(lua_State *L) {
   lua_pushstring(L, openblas_get_config());
   return 1;
@@ -139,7 +155,7 @@ static int l_clock(lua_State *L) {
 }
 
 static const luaL_Reg functions[] = {{"clock", l_clock}, {"set_num_threads", l_set_num_threads}, {"num_threads", l_num_threads},
-                                     {"blas_config", l_blas_config},
+                                     {"blas_config", l_blas_config}, {"cpu_config", l_cpu_config},
                                      {"blas_set_num_threads", l_blas_set_num_threads},
                                      {"packed_gemm", l_packed_gemm}, {"packed_matmul", l_packed_matmul},
                                      {NULL, NULL}};
@@ -215,6 +231,15 @@ static int claim_blas_buffer(void) {
 int luaopen_bptt_core(lua_State *L) {
   static int once = 0;
   if (!once) {
+    /* BPTT_ISA=avx512|avx2|generic: the kernels' instruction set (isa.h),
+     * capped at the CPU's; read once, before any kernel runs */
+    const char *isa = getenv("BPTT_ISA");
+    if (isa && *isa) {
+      int level = bptt_isa_from_name(isa);
+      if (level < 0)
+        return luaL_error(L, "bptt: BPTT_ISA must be avx512, avx2 or generic (or unset), got '%s'", isa);
+      bptt_isa_set(level);
+    }
     int e = claim_blas_buffer();
     if (e != 0) /* before anything waits on OpenBLAS's threads */
       return luaL_error(L, "bptt.core: cannot load: OpenBLAS needs %d MB of address space for its work buffer and "

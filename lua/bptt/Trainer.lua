@@ -140,8 +140,8 @@ function Trainer:step()
   if not finite(loss) or (norm and not finite(norm)) then
     local what = string.format("loss %s, gradient norm %s", tostring(loss), tostring(norm))
     if not self.skip_nonfinite then
-      error(string.format("bptt.Trainer:step: iteration %d: %s (the weights were not updated; "
-        .. "skip_nonfinite = true drops such steps)", self.iteration, what), 2)
+      error(string.format("bptt.Trainer:step: iteration %d: diverged (a NaN or infinite loss or gradient): %s; "
+        .. "the weights were not updated; skip_nonfinite = true drops such steps", self.iteration, what), 2)
     end
     opt:zero_grad()
     self.skipped = self.skipped + 1

@@ -27,7 +27,7 @@ local bptt = {}
 local PUBLIC = {
   "tensor", "zeros", "ones", "randn", "rand", "matmul", "is_tensor", "Tensor",
   "manual_seed", "rng_state", "set_rng_state", "random",
-  "set_num_threads", "num_threads", "blas_config", "clock",
+  "set_num_threads", "num_threads", "blas_config", "cpu_config", "clock",
   "save", "load", "sample", "log_prob",
 }
 for _, k in ipairs(PUBLIC) do
