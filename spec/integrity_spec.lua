@@ -1,6 +1,6 @@
 -- Nothing lost, nothing silently wrong (files): what bptt.save writes to and
 -- refuses, the OS error number of a failure, and the checksum that no single
--- flipped bit can switch off (c/safetensors.h).
+-- flipped bit can switch off (c/core/safetensors.h).
 local bptt = require "bptt"
 local P = require "helpers.proc"
 local U = require "helpers.tensor_util"

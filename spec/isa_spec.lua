@@ -1,4 +1,4 @@
--- BPTT_ISA: the instruction set of the hot kernels (c/isa.h), chosen when the
+-- BPTT_ISA: the instruction set of the hot kernels (c/core/isa.h), chosen when the
 -- module loads.  The same computation runs in a child process per setting
 -- (spec/helpers/isa_child.lua); what the README's Guarantees promise of it:
 -- the AVX-512, AVX2 and baseline copies of the kernels give the same bits,

@@ -1,5 +1,5 @@
 -- Linear, Embedding and CrossEntropy split their work over the library's
--- threads (c/nn_impl.h): Linear's rows, dW's and db's columns, the
+-- threads (c/core/generic/nn_layers.c): Linear's rows, dW's and db's columns, the
 -- embedding's rows (forward; its backward stays on one thread), and
 -- cross-entropy's blocks of rows.  Each sum of our own is added up in the
 -- same order whatever the split, so 1, 2 and 3 threads give the very same

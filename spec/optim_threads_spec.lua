@@ -1,5 +1,5 @@
 -- bptt.clip_grad_norm and Tensor:zero() / :fill() over buffers large enough
--- that the library splits them over its threads (c/optim.c, c/tensor.c): the
+-- that the library splits them over its threads (c/core/optim.c, c/core/tensor.c): the
 -- very same results, to the bit, on 1, 2 and 3 threads; the norm against a
 -- compensated sum in plain Lua doubles; NaN and Inf as clip.lua promises
 -- wherever they sit (first element, chunk edges, the second thread's half,

@@ -5,7 +5,7 @@
 -- files written by bptt decoded here in plain Lua (so the format is not only checked
 -- against ourselves), the atomic write, argument errors, and corrupt files, each of which
 -- must give nil and a message naming the problem, never a crash or a partial result.
--- The checksum bptt.save writes (c/safetensors.h: CRC-32 of the file but its own 8
+-- The checksum bptt.save writes (c/core/safetensors.h: CRC-32 of the file but its own 8
 -- digits, under "bptt.checksum"): recomputed here in plain Lua, any flipped bit caught,
 -- files without one (Python's) still read, and the key never shown in the metadata.
 -- spec/fuzz/ has the fuzzer of the reader.

@@ -1,6 +1,6 @@
 /*
  * activations.h -- float32 sigmoid and tanh for the elementwise passes of
- * rnn_impl.h: branch-free, no libm call, so that GCC vectorizes a loop that
+ * generic/rnn_bptt.c: branch-free, no libm call, so that GCC vectorizes a loop that
  * calls them (the float64 kernels keep libm's exp and tanh).
  *
  * Both rest on e^y for y <= 0 only, which cannot overflow:
@@ -72,6 +72,15 @@ static inline float bptt_expnegf(float y) {
 static inline float bptt_sigmoidf(float x) {
   float e = bptt_expnegf(-fabsf(x));
   return bptt_selectf(x >= 0.0f, 1.0f, e) / (1.0f + e);
+}
+
+/* The float64 sigmoid, by libm: exp of a non-positive number only, so a huge
+ * |a| gives 0 or 1 and never inf/inf; NaN stays NaN. */
+static inline double bptt_sigmoid(double a) {
+  double e;
+  if (a >= 0) return 1 / (1 + exp(-a));
+  e = exp(a);
+  return e / (1 + e);
 }
 
 /* tanh(x) = sign(x) tanh|x|, with, for a = |x|,

@@ -1,9 +1,9 @@
 /*
  * nn.c -- Linear, Embedding, CrossEntropy, MSE and dropout kernels (see nn.h).
  *
- * The kernels are written once, in nn_impl.h, over a type `real`, and included
- * twice below: float with the _f32 suffix and cblas_s*, double with _f64 and
- * cblas_d*.  The helpers here do not depend on the element type.
+ * The kernels are written once, in generic/nn_layers.c, over a type `real`,
+ * and instantiated by generic.h: float with the _f32 suffix, double with
+ * _f64.  The helpers here do not depend on the element type.
  */
 #include "nn.h"
 #include "activations.h"
@@ -21,7 +21,7 @@
 
 /* cross-entropy forward: the loss adds up per block of rows, at most
  * CE_BLOCKS of them; the exponentials of a row go into CE_LANES partial
- * sums (16: the tree in nn_impl.h's row_sumexp halves it three times, then
+ * sums (16: the tree in generic/nn_layers.c's row_sumexp halves it three times, then
  * a pair); the rows go CE_GROUP at a time */
 #define CE_BLOCKS 64
 #define CE_LANES 16
@@ -90,35 +90,6 @@ static double loss_scale(int reduction, double gout, int64_t count) {
   return count > 0 ? gout / (double)count : 0.0;
 }
 
-/* ------------------------------------------------- float32 instantiation */
-#define real float
-#define FN(name) name##_f32
-#define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
-  bptt_sgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
-#define CBLAS_GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
-  bptt_sgemm_thread((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
-#define EXP bptt_expnegf
-#define UREAL uint32_t
-#include "nn_impl.h"
-#undef real
-#undef FN
-#undef GEMM
-#undef CBLAS_GEMM
-#undef EXP
-#undef UREAL
-
-/* ------------------------------------------------- float64 instantiation */
-#define real double
-#define FN(name) name##_f64
-#define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
-  bptt_dgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
-#define CBLAS_GEMM cblas_dgemm
-#define EXP exp
-#define UREAL uint64_t
-#include "nn_impl.h"
-#undef real
-#undef FN
-#undef GEMM
-#undef CBLAS_GEMM
-#undef EXP
-#undef UREAL
+/* ---------------------------------- the kernels, once per type (generic.h) */
+#define BPTT_GENERIC "generic/nn_layers.c"
+#include "generic.h"

@@ -3,7 +3,7 @@
  * the dropout helper.  Plain C over contiguous row-major buffers; no Lua.
  *
  * Every kernel exists twice, _f32 (float) and _f64 (double), instantiated from
- * one source (nn_impl.h).  Every kernel returns a bptt_err code (BPTT_OK on
+ * one source (generic/nn_layers.c).  Every kernel returns a bptt_err code (BPTT_OK on
  * success) and writes nothing on an error it detects, so a caller may raise
  * an error with its buffers intact.  Common codes:
  *   BPTT_EARG      a size < 0, a NULL buffer that holds elements, a bad

@@ -8,7 +8,7 @@
  * each thread runs the whole recursion of its own rows, with no exchange
  * until it ends -- or, with few rows, the hidden units (one barrier per
  * time step) gives each thread a GEMM of its own at single-thread speed
- * (rnn_impl.h).  The team also splits every other GEMM (gemm.h);
+ * (generic/rnn_bptt.c).  The team also splits every other GEMM (gemm.h);
  * OpenBLAS runs single-threaded, so that two pools of threads never compete
  * for the cores.
  *

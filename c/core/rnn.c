@@ -1,7 +1,7 @@
 /*
  * rnn.c -- one recurrent layer over a whole sequence: sizes and checks here,
- * the float32 and float64 kernels from ONE source, rnn_impl.h, included
- * twice below (two instantiations, not two copies).  The math and the
+ * the float32 and float64 kernels from ONE source, generic/rnn_bptt.c,
+ * instantiated by generic.h (two instantiations, not two copies).  The math and the
  * buffer layouts are documented in rnn.h and next to the loops.
  */
 #include <limits.h>
@@ -98,7 +98,7 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
 
 /* ---- the kernels, once per real type ----------------------------------- */
 
-/* The recursion split by batch rows (rnn_impl.h) when every thread gets a
+/* The recursion split by batch rows (generic/rnn_bptt.c) when every thread gets a
  * packed tile's 8 rows or more and W_hh is at most 8 MB (H up to 1448 for tanh,
  * 836 for gru, 724 for lstm, in float32): each thread then reads all of
  * W_hh at every step, and beyond that size reading half of it (split by
@@ -108,54 +108,5 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
   ((n) > 1 && (d)->B >= 8 * (int64_t)(n) &&                \
    (double)(G) * (double)(d)->H * (double)(d)->H * (esize) <= 8.0 * 1024 * 1024)
 
-/* float32: activations.h's inline sigmoid and tanh, a few ulp from the
- * exact values, which the elementwise loops vectorize.  float64: libm. */
-#define REAL float
-#define FN(name) name##_f32
-#define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
-  bptt_sgemm_thread((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
-#define GEMV cblas_sgemv
-#define USE_PACKED(B, T) (bptt_packed_available() && (B) >= 4 && (T) >= 2)
-#define PACK(P, W, ld, tr, K, N) bptt_pack_f32(P, W, ld, tr, K, N)
-#define PACKED_GEMM(M, N, K, A, lda, P, beta, C, ldc) bptt_sgemm_packed(M, N, K, A, lda, P, beta, C, ldc)
-#define SIGMOID bptt_sigmoidf
-#define TANH bptt_tanhf
-#include "rnn_impl.h"
-#undef REAL
-#undef FN
-#undef GEMM
-#undef GEMV
-#undef USE_PACKED
-#undef PACK
-#undef PACKED_GEMM
-#undef SIGMOID
-#undef TANH
-
-/* sigmoid(a) = 1 / (1 + e^-a), taking exp of a non-positive number only, so
- * a huge |a| gives 0 or 1 and never inf/inf; NaN stays NaN. */
-static double sigmoid_f64(double a) {
-  double e;
-  if (a >= 0) return 1 / (1 + exp(-a));
-  e = exp(a);
-  return e / (1 + e);
-}
-
-#define REAL double
-#define FN(name) name##_f64
-#define GEMM cblas_dgemm
-#define GEMV cblas_dgemv
-#define USE_PACKED(B, T) 0
-#define PACK(P, W, ld, tr, K, N) ((void)(P))
-#define PACKED_GEMM(M, N, K, A, lda, P, beta, C, ldc) ((void)(P))
-#define SIGMOID sigmoid_f64
-#define TANH tanh
-#include "rnn_impl.h"
-#undef REAL
-#undef FN
-#undef GEMM
-#undef GEMV
-#undef USE_PACKED
-#undef PACK
-#undef PACKED_GEMM
-#undef SIGMOID
-#undef TANH
+#define BPTT_GENERIC "generic/rnn_bptt.c"
+#include "generic.h"

@@ -272,11 +272,11 @@ end
 -- dW_hh += dG^T h are one GEMM each after the recursion (GEMMs as large as
 -- the math allows), so dG is held until then; it is dead when the layer's
 -- backward returns, so one dG buffer serves every layer.  Why dy and dx
--- both: they are distinct arrays in c/rnn.h's contract (the kernel writes dx
+-- both: they are distinct arrays in c/core/rnn.h's contract (the kernel writes dx
 -- with one GEMM after the recursion, so one that allowed dx over dy would
 -- save N*min(H, I_k) more); the layer below then writes over dy.
 --
--- lm:memory_estimate adds what the layers keep besides (c/rnn.h's scratch
+-- lm:memory_estimate adds what the layers keep besides (c/core/rnn.h's scratch
 -- for gru, the layers' copies of the states, CE's per-row cache, dropout's
 -- dropped outputs) and examples/bench/memory.lua measures the peak: within
 -- 2-5% of the minimum for the configurations of issue 5.

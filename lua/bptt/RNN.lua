@@ -20,14 +20,14 @@
 -- For the seed note's Elman network h_t = f(V x_t + W h_{t-1} + b_h):
 -- V = weight_ih_l0, W = weight_hh_l0, b_h = bias_ih_l0 + bias_hh_l0.
 --
--- One C call runs one layer over all T steps (c/rnn.c); Lua loops over layers
+-- One C call runs one layer over all T steps (c/core/rnn.c); Lua loops over layers
 -- only.  Dropout (training mode) applies to the outputs of every layer but
 -- the last, as in PyTorch.
 --
 -- Memory (elements of the dtype), kept between forward and backward, per
 -- layer: y T*B*H, the cell's cache (0, 0, 5TBH, 4TBH + 3BH for tanh, relu,
 -- lstm, gru), and with dropout a mask and a dropped copy, 2*T*B*H; plus one
--- backward scratch shared by the layers (T*B*H*G' + 2BH, c/rnn.h) and the
+-- backward scratch shared by the layers (T*B*H*G' + 2BH, c/core/rnn.h) and the
 -- L x B x H states.  The input gradients take two buffers, not one per layer:
 -- going down the stack, layer k writes its dx into the buffer layer k+2
 -- wrote (dead by then), so they alternate, T*B*max I_k each (backward's

@@ -6,7 +6,7 @@
 -- work buffer (ulimit -v) spins forever, hanging the load and the exit.
 -- bptt runs OpenBLAS on one thread anyway (its own team splits the work), so
 -- it asks for 1 while the module loads and hands the user's setting on to
--- size the team (c/lbptt.c); the environment is put back after.
+-- size the team (c/lua/lbptt.c); the environment is put back after.
 local function load_core()
   local has_ffi, ffi = pcall(require, "ffi")
   if not has_ffi or package.loaded["bptt.core"] then return require "bptt.core" end

@@ -5,7 +5,7 @@
 --   opt:step()          -- one fused C loop per (parameters, gradients, state...)
 --   opt:zero_grad()
 --
--- The update rules are PyTorch 1.13's torch.optim (c/optim.h writes them out);
+-- The update rules are PyTorch 1.13's torch.optim (c/core/optim.h writes them out);
 -- options have PyTorch's names and defaults, except that lr is always
 -- required.  `m` is a module (anything with :flat_parameters(), or with
 -- :parameters() only), an optimizer, or a Lua list of those; the optimizer

@@ -1,12 +1,11 @@
 /*
- * nn_check.c -- standalone check of c/nn.c: gradients by float64 central
+ * nn_check.c -- standalone check of c/core/nn.c: gradients by float64 central
  * finite differences, accumulation, error codes and positions, huge logits,
  * and float32 against float64.
  *
- * Build and run (from the repository root; never build into the repo):
- *   cc -std=c99 -Wall -Wextra -Wpedantic -Werror -O3 -Ic \
- *      spec/c/nn_check.c c/nn.c c/gemm.c c/packed.c c/parallel.c c/core.c -lopenblas -lm -o /tmp/nn_check
- *   /tmp/nn_check
+ * Build and run: `make check-c` (built against the core library alone,
+ * build/libbptt_core.a, with the library's flags; `make test` runs it first);
+ * the binary is build/check/nn_check.
  * Prints one line per quantity with its worst relative error and exits
  * non-zero if any check fails.
  *

@@ -1,5 +1,5 @@
 /*
- * rnn_check.c -- standalone check of c/rnn.c, the recurrent layer's forward
+ * rnn_check.c -- standalone check of c/core/rnn.c, the recurrent layer's forward
  * and backward (BPTT), for every cell.
  *
  * For each cell (tanh, relu, lstm, gru), with and without bias, with h0
@@ -23,10 +23,9 @@
  * and then saturation (|pre-activation| ~ 1e30 gives finite results), NaN
  * propagation without a crash, and the size / error-code contract.
  *
- * Build and run (from the repository root; never build into the repo):
- *   cc -std=c99 -Wall -Wextra -Wpedantic -Werror -O2 -Ic \
- *      spec/c/rnn_check.c c/rnn.c c/gemm.c c/packed.c c/parallel.c c/core.c -lopenblas -lm -o /tmp/rnn_check
- *   /tmp/rnn_check            (exit status 0 = every check passed)
+ * Build and run: `make check-c` (built against the core library alone,
+ * build/libbptt_core.a, with the library's flags; `make test` runs it first);
+ * the binary is build/check/rnn_check.
  */
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * safetensors_fuzz.c -- libFuzzer target for the safetensors reader (c/safetensors.c)
+ * safetensors_fuzz.c -- libFuzzer target for the safetensors reader (c/core/safetensors.c)
  * and what bptt.load does after it (the checksum check), on arbitrary bytes.
  *
  *   make fuzz [FUZZ_SECONDS=60]      (builds build-fuzz/safetensors_fuzz, runs it over

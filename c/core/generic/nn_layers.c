@@ -1,19 +1,10 @@
 /*
- * nn_impl.h -- the kernels of nn.h written once over an element type.
- *
- * Included only by nn.c, once per type, with these macros defined:
- *   real      float or double
- *   FN(name)  name##_f32 or name##_f64
- *   GEMM      bptt_sgemm or bptt_dgemm (gemm.h: split over the team), with
- *             cblas_?gemm's arguments
- *   CBLAS_GEMM bptt_sgemm_thread (gemm.h: packed.h's kernel where it
- *             applies) or cblas_dgemm, with cblas_?gemm's arguments, for a
- *             thread's own share inside a region
- *   EXP       bptt_expnegf (activations.h) or exp: e^y for y <= 0, all the
- *             softmax needs
- *   UREAL     uint32_t or uint64_t: an unsigned integer of real's size
- * No include guard on purpose.  Sums that reduce many values (losses, the
- * softmax denominator) accumulate in double for both types.
+ * generic/nn_layers.c -- the kernels of nn.h (Linear, Embedding, the
+ * cross-entropy and MSE losses) written once over `real`, instantiated for
+ * float and double by generic.h, which also defines what they use (FN,
+ * TEAM_GEMM, GEMM, EXPNEG, UREAL).  Included from nn.c only.  Sums that
+ * reduce many values (losses, the softmax denominator) accumulate in double
+ * for both types.
  */
 
 /* ---------------------------------------------------------------- Linear */
@@ -55,7 +46,7 @@ static void FN(linear_forward_task)(void *ctx, int tid, int n) {
   bptt_parallel_range(j->N, 4, tid, n, &lo, &hi);
   if (lo >= hi) return;
   FN(fill_bias)(j->b, j->y, lo, hi, j->Out);
-  CBLAS_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), (int)j->Out, (int)j->In, 1,
+  GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), (int)j->Out, (int)j->In, 1,
              j->x + lo * j->In, (int)j->In, j->W, (int)j->In, 1, j->y + lo * j->Out, (int)j->Out);
 }
 
@@ -80,7 +71,7 @@ int FN(bptt_linear_forward)(const real *x, const real *W, const real *b,
   /* y = b broadcast over rows (or 0), then y += x W^T */
   FN(fill_bias)(b, y, 0, N, Out);
   if (In == 0) return BPTT_OK; /* an empty sum; BLAS rejects lda = 0 */
-  GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)Out, (int)In,
+  TEAM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)Out, (int)In,
        1, x, (int)In, W, (int)In, 1, y, (int)Out);
   return BPTT_OK;
 }
@@ -95,13 +86,13 @@ static void FN(linear_backward_task)(void *ctx, int tid, int n) {
   if (j->dx) {
     bptt_parallel_range(N, 4, tid, n, &lo, &hi);
     if (lo < hi)
-      CBLAS_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(hi - lo), (int)In, (int)Out,
+      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(hi - lo), (int)In, (int)Out,
                  1, j->dy + lo * Out, (int)Out, j->W, (int)In, 0, j->dx + lo * In, (int)In);
   }
   if (j->dW) {
     bptt_parallel_range(In, 16, tid, n, &lo, &hi);
     if (lo < hi)
-      CBLAS_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)(hi - lo), (int)N,
+      GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)(hi - lo), (int)N,
                  1, j->dy, (int)Out, j->x + lo, (int)In, 1, j->dW + lo, (int)In);
   }
   if (j->db) {
@@ -139,13 +130,13 @@ int FN(bptt_linear_backward)(const real *x, const real *W, const real *dy,
     if (Out == 0) {
       for (i = 0; i < nx; i++) dx[i] = 0;
     } else {
-      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)In, (int)Out,
+      TEAM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)In, (int)Out,
            1, dy, (int)Out, W, (int)In, 0, dx, (int)In);
     }
   }
   /* dW (Out,In) += dy^T (Out,N) x (N,In): all rows in one GEMM, beta = 1 */
   if (dW && nw && N > 0) {
-    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)In, (int)N,
+    TEAM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)In, (int)N,
          1, dy, (int)Out, x, (int)In, 1, dW, (int)In);
   }
   /* db (Out) += sum_i dy[i, :] */
@@ -258,7 +249,7 @@ BPTT_ROW real FN(row_max)(const real *restrict x, int64_t n) {
   return FN(ord_value)(m);
 }
 
-/* sum_j EXP(x[j] - m), every argument <= 0 (m is the row's maximum): each
+/* sum_j EXPNEG(x[j] - m), every argument <= 0 (m is the row's maximum): each
  * term in (0, 1], one of them 1, no overflow for any finite x.  In double:
  * the whole blocks into CE_LANES partial sums (lane k takes the k-th term
  * of each, in order: independent chains, that vectorize) added up in a
@@ -267,23 +258,23 @@ BPTT_ROW real FN(row_max)(const real *restrict x, int64_t n) {
 BPTT_ROW double FN(row_sumexp)(const real *restrict x, real m, int64_t n) {
   double s[CE_LANES], tail = 0;
   int64_t j, k, n0 = n - n % CE_LANES;
-  for (j = n0; j < n; j++) tail += (double)EXP(x[j] - m);
+  for (j = n0; j < n; j++) tail += (double)EXPNEG(x[j] - m);
   if (n0 == 0) return tail;
   for (k = 0; k < CE_LANES; k++) s[k] = 0;
   for (j = 0; j < n0; j += CE_LANES)
-    for (k = 0; k < CE_LANES; k++) s[k] += (double)EXP(x[j + k] - m);
+    for (k = 0; k < CE_LANES; k++) s[k] += (double)EXPNEG(x[j + k] - m);
   for (k = 0; k < CE_LANES / 2; k++) s[k] += s[k + CE_LANES / 2];
   for (k = 0; k < CE_LANES / 4; k++) s[k] += s[k + CE_LANES / 4];
   for (k = 0; k < CE_LANES / 8; k++) s[k] += s[k + CE_LANES / 8];
   return (s[0] + s[1]) + tail;
 }
 
-/* d[j] = EXP((x[j] - m) - ls) * sc, j < n; d may be x (in place) */
+/* d[j] = EXPNEG((x[j] - m) - ls) * sc, j < n; d may be x (in place) */
 BPTT_KERNEL_VOID(FN(softmax_grad_row), (const real *x, real m, real ls, real sc,
                                  int64_t n, real *d),
                  (x, m, ls, sc, n, d)) {
   int64_t j;
-  for (j = 0; j < n; j++) d[j] = EXP((x[j] - m) - ls) * sc;
+  for (j = 0; j < n; j++) d[j] = EXPNEG((x[j] - m) - ls) * sc;
 }
 
 /* Rows [lo, hi) of cross-entropy forward; returns their summed loss (in

@@ -1,14 +1,9 @@
 /*
- * rnn_impl.h -- the RNN kernels for one real type.  Included by rnn.c only,
- * once per type, with
- *   REAL      float | double
- *   FN(name)  name##_f32 | name##_f64
- *   GEMM, GEMV  bptt_sgemm_thread (gemm.h), cblas_sgemv | cblas_dgemm, cblas_dgemv
- *   USE_PACKED(B, T), PACK, PACKED_GEMM   packed.h's kernel for float32
- *             (when the CPU has it, B >= 4, T >= 2) | 0 and no-ops
- *   SIGMOID, TANH   bptt_sigmoidf, bptt_tanhf (activations.h: inline,
- *             vectorizable) | rnn.c's sigmoid_f64 and tanh (libm's exp, tanh)
- * No include guard on purpose.
+ * generic/rnn_bptt.c -- the recurrent layer's forward over all T steps and
+ * its backpropagation through time, written once over `real` and
+ * instantiated for float and double by generic.h (which defines FN, GEMM,
+ * GEMV, USE_PACKED, PACK, PACKED_GEMM, SIGMOID, TANH for each type).
+ * Included from rnn.c only.
  *
  * Notation: TB = T*B rows (every (t, b) pair), GH = G*H gate columns.  Row
  * (t, b) of a (T, B, F) buffer starts at (t*B + b)*F.  "a" is a
@@ -46,9 +41,9 @@
  * with no share) does nothing.  One row (B = 1: sampling) is a GEMV, which
  * reads the weights once instead of packing them first. */
 static void FN(gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
-                     REAL alpha, const REAL *A, int64_t lda,
-                     const REAL *Bm, int64_t ldb,
-                     REAL beta, REAL *C, int64_t ldc) {
+                     real alpha, const real *A, int64_t lda,
+                     const real *Bm, int64_t ldb,
+                     real beta, real *C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (M == 1) {
     /* C row = op(B)^T a: B (N, K) as stored when transb, else (K, N) */
@@ -67,18 +62,18 @@ static void FN(gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
  * either may be NULL.  Returns 0, writing nothing, if both are NULL, else
  * 1: the beta of the GEMM that then adds onto dst.  Biases thus enter the
  * pre-activations before the elementwise passes. */
-static REAL FN(bias_rows)(REAL *dst, int64_t rows, int64_t ld, int64_t c0,
-                          int64_t c1, const REAL *bi, const REAL *bh,
+static real FN(bias_rows)(real *dst, int64_t rows, int64_t ld, int64_t c0,
+                          int64_t c1, const real *bi, const real *bh,
                           int64_t hcut) {
   int64_t r, j, cut = c1 < hcut ? c1 : hcut;
   if (!bi && !bh) return 0;
   if (rows <= 0 || c1 <= c0) return 1;
   /* the first row, then copies of it (memcpy: a vectorized pass) */
-  for (j = c0; j < c1; j++) dst[j] = bi ? bi[j] : (REAL)0;
+  for (j = c0; j < c1; j++) dst[j] = bi ? bi[j] : (real)0;
   if (bh)
     for (j = c0; j < cut; j++) dst[j] += bh[j];
   for (r = 1; r < rows; r++)
-    memcpy(dst + r * ld + c0, dst + c0, (size_t)(c1 - c0) * sizeof(REAL));
+    memcpy(dst + r * ld + c0, dst + c0, (size_t)(c1 - c0) * sizeof(real));
   return 1;
 }
 
@@ -86,16 +81,16 @@ static REAL FN(bias_rows)(REAL *dst, int64_t rows, int64_t ld, int64_t c0,
 typedef struct {
   const bptt_rnn_dims *d;
   int64_t G, GH;
-  const REAL *w_ih, *w_hh, *b_ih, *b_hh, *x, *h0, *c0;
-  const REAL *y, *cache;   /* read by backward */
-  REAL *y_out, *cache_out; /* written by forward */
+  const real *w_ih, *w_hh, *b_ih, *b_hh, *x, *h0, *c0;
+  const real *y, *cache;   /* read by backward */
+  real *y_out, *cache_out; /* written by forward */
   /* backward only */
-  const REAL *dy;
-  REAL *dx, *dh0, *dw_ih, *dw_hh, *db_ih, *db_hh, *scratch;
+  const real *dy;
+  real *dx, *dh0, *dw_ih, *dw_hh, *db_ih, *db_hh, *scratch;
   /* the recursion split by batch rows (else by units), and then the packed
    * W_hh that the threads share (NULL: BLAS) */
   int by_rows;
-  REAL *pk_shared;
+  real *pk_shared;
 } FN(rnn_job);
 
 /* One thread's share of a call: in the recursion the batch rows [b0, b1)
@@ -130,12 +125,12 @@ static FN(share) FN(share_of)(const FN(rnn_job) *job, int tid, int n) {
  * columns, into its own scratch.  By rows: every column, into the job's
  * shared buffer, each thread packing a share of the 16-column panels (the
  * caller then waits at a barrier).  NULL: BLAS instead. */
-static REAL *FN(packed_w_hh)(const FN(rnn_job) *job, int fwd, int tid, int n,
+static real *FN(packed_w_hh)(const FN(rnn_job) *job, int fwd, int tid, int n,
                              int64_t j0, int64_t j1, int64_t *blk) {
   const bptt_rnn_dims *d = job->d;
   const int64_t H = d->H, G = job->G, GH = job->GH;
   int64_t g, c0 = j0, c1 = j1;
-  REAL *pk;
+  real *pk;
   if (!USE_PACKED(d->B, d->T) || j1 <= j0) return NULL;
   *blk = fwd ? bptt_packed_floats(H, j1 - j0) : bptt_packed_floats(GH, j1 - j0);
   if (job->by_rows) {
@@ -144,7 +139,7 @@ static REAL *FN(packed_w_hh)(const FN(rnn_job) *job, int fwd, int tid, int n,
     bptt_parallel_range(H, 16, tid, n, &a, &b);
     c0 = a, c1 = b;
   } else {
-    pk = bptt_parallel_scratch(tid, (size_t)((fwd ? G : 1) * *blk) * sizeof(REAL));
+    pk = bptt_parallel_scratch(tid, (size_t)((fwd ? G : 1) * *blk) * sizeof(real));
     if (!pk) return NULL;
   }
   /* columns c0..c1 of the block(s): their panels start at c0 * K */
@@ -162,8 +157,8 @@ static REAL *FN(packed_w_hh)(const FN(rnn_job) *job, int fwd, int tid, int n,
  * each of G gate blocks of W (GH, K), i.e. this thread's columns of
  * A W^T.  One GEMM when the thread owns every unit. */
 static void FN(gate_cols)(int64_t G, int64_t H, int64_t j0, int64_t nj,
-                          int64_t M, int64_t K, const REAL *A,
-                          const REAL *W, REAL beta, REAL *C) {
+                          int64_t M, int64_t K, const real *A,
+                          const real *W, real beta, real *C) {
   int64_t g;
   if (nj == H) {
     FN(gemm)(0, 1, M, G * H, K, 1, A, K, W, K, beta, C, G * H);
@@ -176,9 +171,9 @@ static void FN(gate_cols)(int64_t G, int64_t H, int64_t j0, int64_t nj,
 
 /* The per-step GEMM through this thread's packed weights (packed.h) when
  * it has them (pk), else gate_cols: blk floats per gate block of pk. */
-static void FN(rec_cols)(const REAL *pk, int64_t blk, int64_t G, int64_t H,
+static void FN(rec_cols)(const real *pk, int64_t blk, int64_t G, int64_t H,
                          int64_t j0, int64_t nj, int64_t M, int64_t K,
-                         const REAL *A, const REAL *W, REAL beta, REAL *C) {
+                         const real *A, const real *W, real beta, real *C) {
   int64_t g;
   if (!pk) {
     FN(gate_cols)(G, H, j0, nj, M, K, A, W, beta, C);
@@ -191,7 +186,7 @@ static void FN(rec_cols)(const REAL *pk, int64_t blk, int64_t G, int64_t H,
 /* ---- forward ------------------------------------------------------------ */
 
 /* d[j] += s[j], j < n */
-BPTT_ROW void FN(add_row)(int64_t n, const REAL *restrict s, REAL *restrict d) {
+BPTT_ROW void FN(add_row)(int64_t n, const real *restrict s, real *restrict d) {
   int64_t j;
   for (j = 0; j < n; j++) d[j] += s[j];
 }
@@ -206,32 +201,32 @@ BPTT_ROW void FN(add_row)(int64_t n, const REAL *restrict s, REAL *restrict d) {
  * not per element. */
 
 /* tanh / relu, in place over n values: h = f(a) */
-BPTT_ROW void FN(elman_row)(int64_t n, int relu, REAL *restrict h) {
+BPTT_ROW void FN(elman_row)(int64_t n, int relu, real *restrict h) {
   int64_t e;
   if (relu)  /* written so that NaN passes through, like PyTorch's */
-    for (e = 0; e < n; e++) h[e] = h[e] < 0 ? (REAL)0 : h[e];
+    for (e = 0; e < n; e++) h[e] = h[e] < 0 ? (real)0 : h[e];
   else
     for (e = 0; e < n; e++) h[e] = TANH(h[e]);
 }
 
 /* tanh / relu, one step: ht (B, H), units [j0, j0 + nj) */
 BPTT_KERNEL_VOID(FN(elman_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                           int relu, REAL *ht),
+                           int relu, real *ht),
                  (B, H, j0, nj, relu, ht)) {
   int64_t b;
   for (b = 0; b < B; b++) FN(elman_row)(nj, relu, ht + b * H + j0);
 }
 
 /* One row of lstm: a -> i, f, g, o in place; c = f cp + i g; h = o tanh c */
-BPTT_ROW void FN(lstm_row)(int64_t H, REAL *restrict gi,
-                           REAL *restrict gf, REAL *restrict gg,
-                           REAL *restrict go, const REAL *restrict cp,
-                           REAL *restrict c, REAL *restrict h) {
+BPTT_ROW void FN(lstm_row)(int64_t H, real *restrict gi,
+                           real *restrict gf, real *restrict gg,
+                           real *restrict go, const real *restrict cp,
+                           real *restrict c, real *restrict h) {
   int64_t j;
   for (j = 0; j < H; j++) {
-    REAL i = SIGMOID(gi[j]), f = SIGMOID(gf[j]);
-    REAL g = TANH(gg[j]), o = SIGMOID(go[j]);
-    REAL cv = (cp ? f * cp[j] : (REAL)0) + i * g;
+    real i = SIGMOID(gi[j]), f = SIGMOID(gf[j]);
+    real g = TANH(gg[j]), o = SIGMOID(go[j]);
+    real cv = (cp ? f * cp[j] : (real)0) + i * g;
     gi[j] = i;
     gf[j] = f;
     gg[j] = g;
@@ -244,11 +239,11 @@ BPTT_ROW void FN(lstm_row)(int64_t H, REAL *restrict gi,
 /* lstm, one step: gt (B, 4H) pre-activations -> activations; ct, ht (B, H);
  * cp (B, H) = c_{t-1} or NULL; units [j0, j0 + nj) */
 BPTT_KERNEL_VOID(FN(lstm_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                          REAL *gt, const REAL *cp, REAL *ct, REAL *ht),
+                          real *gt, const real *cp, real *ct, real *ht),
                  (B, H, j0, nj, gt, cp, ct, ht)) {
   int64_t b;
   for (b = 0; b < B; b++) {
-    REAL *g = gt + b * 4 * H + j0;
+    real *g = gt + b * 4 * H + j0;
     int64_t o = b * H + j0;
     if (cp)
       FN(lstm_row)(nj, g, g + H, g + 2 * H, g + 3 * H, cp + o, ct + o, ht + o);
@@ -259,24 +254,24 @@ BPTT_KERNEL_VOID(FN(lstm_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
 
 /* One row of gru: r, z, n in place, hn = hw_n + b_hn kept, h = (1-z) n +
  * z hp; bn (b_hn) may be NULL */
-BPTT_ROW void FN(gru_row)(int64_t H, REAL *restrict gr,
-                          REAL *restrict gz, REAL *restrict gn,
-                          const REAL *restrict wr,
-                          const REAL *restrict wz,
-                          const REAL *restrict wn,
-                          const REAL *restrict bn,
-                          const REAL *restrict hp, REAL *restrict hn,
-                          REAL *restrict h) {
+BPTT_ROW void FN(gru_row)(int64_t H, real *restrict gr,
+                          real *restrict gz, real *restrict gn,
+                          const real *restrict wr,
+                          const real *restrict wz,
+                          const real *restrict wn,
+                          const real *restrict bn,
+                          const real *restrict hp, real *restrict hn,
+                          real *restrict h) {
   int64_t j;
   for (j = 0; j < H; j++) {
-    REAL r = SIGMOID(gr[j] + wr[j]), z = SIGMOID(gz[j] + wz[j]);
-    REAL hnv = wn[j] + (bn ? bn[j] : (REAL)0);
-    REAL n = TANH(gn[j] + r * hnv);
+    real r = SIGMOID(gr[j] + wr[j]), z = SIGMOID(gz[j] + wz[j]);
+    real hnv = wn[j] + (bn ? bn[j] : (real)0);
+    real n = TANH(gn[j] + r * hnv);
     gr[j] = r;
     gz[j] = z;
     gn[j] = n;
     hn[j] = hnv;
-    h[j] = (1 - z) * n + (hp ? z * hp[j] : (REAL)0);
+    h[j] = (1 - z) * n + (hp ? z * hp[j] : (real)0);
   }
 }
 
@@ -284,13 +279,13 @@ BPTT_ROW void FN(gru_row)(int64_t H, REAL *restrict gr,
  * activations; hw (B, 3H) = W_hh h_{t-1}; bn = b_hn + j0 or NULL; hp (B, H)
  * = h_{t-1} or NULL; hnt, ht (B, H); units [j0, j0 + nj) */
 BPTT_KERNEL_VOID(FN(gru_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                         REAL *gt, const REAL *hw, const REAL *bn,
-                         const REAL *hp, REAL *hnt, REAL *ht),
+                         real *gt, const real *hw, const real *bn,
+                         const real *hp, real *hnt, real *ht),
                  (B, H, j0, nj, gt, hw, bn, hp, hnt, ht)) {
   int64_t b;
   for (b = 0; b < B; b++) {
-    REAL *g = gt + b * 3 * H + j0;
-    const REAL *w = hw + b * 3 * H + j0;
+    real *g = gt + b * 3 * H + j0;
+    const real *w = hw + b * 3 * H + j0;
     int64_t o = b * H + j0;
     if (hp && bn)
       FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, bn, hp + o,
@@ -328,22 +323,22 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
   const int64_t T = d->T, B = d->B, D = d->D, H = d->H, BH = B * H;
   const int64_t G = job->G, GH = job->GH;
   const int cell = d->cell, relu = cell == BPTT_CELL_RELU;
-  const REAL *h0 = job->h0, *c0 = job->c0, *w_hh = job->w_hh;
-  REAL *y = job->y_out, *cache = job->cache_out;
+  const real *h0 = job->h0, *c0 = job->c0, *w_hh = job->w_hh;
+  real *y = job->y_out, *cache = job->cache_out;
   /* pre-activations (T, B, GH): lstm and gru's gates, tanh/relu's y */
-  REAL *pre = cell == BPTT_CELL_LSTM || cell == BPTT_CELL_GRU ? cache : y;
-  REAL *cs = cache ? cache + T * B * GH : NULL; /* lstm c, gru hn */
-  REAL *hw = cell == BPTT_CELL_GRU ? cs + T * BH : NULL; /* gru's hidden side */
+  real *pre = cell == BPTT_CELL_LSTM || cell == BPTT_CELL_GRU ? cache : y;
+  real *cs = cache ? cache + T * B * GH : NULL; /* lstm c, gru hn */
+  real *hw = cell == BPTT_CELL_GRU ? cs + T * BH : NULL; /* gru's hidden side */
   /* the hidden-side biases join the input side's, but gru's b_hn */
   const int64_t hcut = cell == BPTT_CELL_GRU ? 2 * H : GH;
   const FN(share) s = FN(share_of)(job, tid, n);
   const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0, r0 = s.r0, r1 = s.r1;
   const int64_t b0 = s.b0, rows = s.b1 - s.b0, off = b0 * H, goff = b0 * GH;
   int64_t t, blk = 0;
-  REAL beta;
+  real beta;
   /* W_hh^T packed once for the T steps (the barrier below covers by rows'
    * shared packing) */
-  REAL *pk = FN(packed_w_hh)(job, 1, tid, n, j0, j1, &blk);
+  real *pk = FN(packed_w_hh)(job, 1, tid, n, j0, j1, &blk);
   /* pre (TB, GH) = b_ih (+ b_hh, but for gru) + x W_ih^T: this thread's
    * rows r0..r1, or when there are few rows (sampling), its units' columns */
   if (T * B >= 64 * n) {
@@ -367,25 +362,25 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
   /* the recursion over this thread's rows b0.. (rows of them) and units j0..
    * (nj of them): every pointer below is moved to row b0 */
   for (t = 0; t < T; t++) {
-    REAL *pt = pre + t * B * GH + goff, *yt = y + t * BH + off;
-    const REAL *hp = t ? yt - BH : ROWS_AT(h0, off); /* h_{t-1}; NULL = zeros */
+    real *pt = pre + t * B * GH + goff, *yt = y + t * BH + off;
+    const real *hp = t ? yt - BH : ROWS_AT(h0, off); /* h_{t-1}; NULL = zeros */
     if (nj > 0 && rows > 0) {
       switch (cell) {
         case BPTT_CELL_LSTM: {
-          REAL *ct = cs + t * BH + off;
+          real *ct = cs + t * BH + off;
           /* gates_t (B, 4H) += h_{t-1} (B, H) W_hh^T */
           if (hp) FN(rec_cols)(pk, blk, 4, H, j0, nj, rows, H, hp, w_hh, 1, pt);
           FN(lstm_step)(rows, H, j0, nj, pt, t ? ct - BH : ROWS_AT(c0, off), ct, yt);
           break;
         }
         case BPTT_CELL_GRU: {
-          REAL *hwr = hw + goff;
+          real *hwr = hw + goff;
           int64_t g;
           /* hw (B, 3H) = h_{t-1} (B, H) W_hh^T */
           if (hp) FN(rec_cols)(pk, blk, 3, H, j0, nj, rows, H, hp, w_hh, 0, hwr);
           else
             for (g = 0; g < rows * 3; g++)
-              memset(hwr + g * H + j0, 0, (size_t)nj * sizeof(REAL));
+              memset(hwr + g * H + j0, 0, (size_t)nj * sizeof(real));
           FN(gru_step)(rows, H, j0, nj, pt, hwr,
                        job->b_hh ? job->b_hh + 2 * H + j0 : NULL, hp,
                        cs + t * BH + off, yt);
@@ -412,21 +407,21 @@ static int FN(plan)(FN(rnn_job) *job, int fwd) {
   const bptt_rnn_dims *d = job->d;
   int64_t n = d->H / 32;
   n = n < 1 ? 1 : n > bptt_parallel_threads() ? bptt_parallel_threads() : n;
-  job->by_rows = RNN_SPLIT_ROWS(d, n, job->G, sizeof(REAL));
+  job->by_rows = RNN_SPLIT_ROWS(d, n, job->G, sizeof(real));
   job->pk_shared = NULL;
   if (job->by_rows && USE_PACKED(d->B, d->T)) {
     int64_t f = fwd ? job->G * bptt_packed_floats(d->H, d->H)
                     : bptt_packed_floats(job->GH, d->H);
-    job->pk_shared = bptt_parallel_scratch(0, (size_t)f * sizeof(REAL));
+    job->pk_shared = bptt_parallel_scratch(0, (size_t)f * sizeof(real));
   }
   return (int)n;
 }
 
 int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
-                         const REAL *w_ih, const REAL *w_hh,
-                         const REAL *b_ih, const REAL *b_hh,
-                         const REAL *x, const REAL *h0, const REAL *c0,
-                         REAL *y, REAL *hT, REAL *cT, REAL *cache) {
+                         const real *w_ih, const real *w_hh,
+                         const real *b_ih, const real *b_hh,
+                         const real *x, const real *h0, const real *c0,
+                         real *y, real *hT, real *cT, real *cache) {
   int err = bptt_rnn_check_dims(d);
   int64_t BH;
   FN(rnn_job) job;
@@ -444,8 +439,8 @@ int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
   /* c_T: block T-1 of c (T, B, H), which follows gates (T, B, 4H) */
   if (d->cell == BPTT_CELL_LSTM && cT)
     memcpy(cT, cache + 4 * d->T * BH + (d->T - 1) * BH,
-           (size_t)BH * sizeof(REAL));
-  if (hT) memcpy(hT, y + (d->T - 1) * BH, (size_t)BH * sizeof(REAL));
+           (size_t)BH * sizeof(real));
+  if (hT) memcpy(hT, y + (d->T - 1) * BH, (size_t)BH * sizeof(real));
   return BPTT_OK;
 }
 
@@ -467,8 +462,8 @@ int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
 
 /* dst[j] += sum over rows r of src[r * ld + j], j < n, rows in order (so
  * the sums do not depend on how columns are shared out) */
-BPTT_KERNEL_VOID(FN(col_sums), (int64_t rows, const REAL *src, int64_t ld, int64_t n,
-                         REAL *dst),
+BPTT_KERNEL_VOID(FN(col_sums), (int64_t rows, const real *src, int64_t ld, int64_t n,
+                         real *dst),
                  (rows, src, ld, n, dst)) {
   int64_t r;
   for (r = 0; r < rows; r++) FN(add_row)(n, src + r * ld, dst);
@@ -484,8 +479,8 @@ BPTT_KERNEL_VOID(FN(col_sums), (int64_t rows, const REAL *src, int64_t ld, int64
  *   dW_hh (GH, H) += dGh^T (GH, TB) [h_0 .. h_{T-1}] (TB, H)
  *   db_ih += column sums of dGx     db_hh += column sums of dGh
  *   dx (TB, D) = dGx (TB, GH) W_ih (GH, D) */
-static void FN(param_grads)(const FN(rnn_job) *job, const REAL *dGh,
-                            const REAL *dGn, int64_t p0, int64_t p1,
+static void FN(param_grads)(const FN(rnn_job) *job, const real *dGh,
+                            const real *dGn, int64_t p0, int64_t p1,
                             int64_t r0, int64_t r1) {
   const bptt_rnn_dims *d = job->d;
   const int64_t T = d->T, B = d->B, D = d->D, H = d->H, TB = T * B;
@@ -493,9 +488,9 @@ static void FN(param_grads)(const FN(rnn_job) *job, const REAL *dGh,
   const int64_t nx = dGn ? GH - H : GH;  /* columns of dGh that are dGx too */
   const int64_t q1 = p1 < nx ? p1 : nx;  /* rows p0..q1 of dW_ih from dGh, */
   const int64_t s0 = p0 > nx ? p0 : nx;  /* rows s0..p1 from dGn (gru) */
-  const REAL *x = job->x, *h0 = job->h0, *y = job->y;
-  REAL *dw_ih = job->dw_ih, *dw_hh = job->dw_hh;
-  REAL *db_ih = job->db_ih, *db_hh = job->db_hh;
+  const real *x = job->x, *h0 = job->h0, *y = job->y;
+  real *dw_ih = job->dw_ih, *dw_hh = job->dw_hh;
+  real *db_ih = job->db_ih, *db_hh = job->db_hh;
   /* dW_ih: the shared blocks, then gru's n block from dGn */
   if (q1 > p0)
     FN(gemm)(1, 0, q1 - p0, D, TB, 1, dGh + p0, GH, x, D, 1, dw_ih + p0 * D, D);
@@ -522,23 +517,23 @@ static void FN(param_grads)(const FN(rnn_job) *job, const REAL *dGh,
 /* The per-step elementwise passes of backward, written like forward's. */
 
 /* tanh / relu: dG = (dh + dy) * f'(a), read off h; dy may be NULL */
-BPTT_ROW void FN(elman_dgate)(int64_t n, int relu, const REAL *restrict h,
-                              const REAL *restrict dy,
-                              const REAL *restrict dh,
-                              REAL *restrict dG) {
+BPTT_ROW void FN(elman_dgate)(int64_t n, int relu, const real *restrict h,
+                              const real *restrict dy,
+                              const real *restrict dh,
+                              real *restrict dG) {
   int64_t e;
   for (e = 0; e < n; e++) {
-    REAL g = dh[e] + (dy ? dy[e] : (REAL)0), hv = h[e];
+    real g = dh[e] + (dy ? dy[e] : (real)0), hv = h[e];
     /* relu' as PyTorch: 0 where h <= 0, so a NaN h passes g through */
-    dG[e] = relu ? (hv <= 0 ? (REAL)0 : g) : g * (1 - hv * hv);
+    dG[e] = relu ? (hv <= 0 ? (real)0 : g) : g * (1 - hv * hv);
   }
 }
 
 /* tanh / relu backward, one step over the (B, H) block, units [j0, j0 + nj);
  * dy may be NULL */
 BPTT_KERNEL_VOID(FN(elman_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                            int relu, const REAL *h, const REAL *dy,
-                            const REAL *dh, REAL *dG),
+                            int relu, const real *h, const real *dy,
+                            const real *dh, real *dG),
                  (B, H, j0, nj, relu, h, dy, dh, dG)) {
   int64_t b;
   for (b = 0; b < B; b++) {
@@ -551,24 +546,24 @@ BPTT_KERNEL_VOID(FN(elman_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
 }
 
 /* One row of lstm backward (formulas below); cp, dy may be NULL */
-BPTT_ROW void FN(lstm_drow)(int64_t H, const REAL *restrict gi,
-                            const REAL *restrict gf,
-                            const REAL *restrict gg,
-                            const REAL *restrict go,
-                            const REAL *restrict c,
-                            const REAL *restrict cp,
-                            const REAL *restrict dy,
-                            const REAL *restrict dh, REAL *restrict dc,
-                            REAL *restrict dai, REAL *restrict daf,
-                            REAL *restrict dag, REAL *restrict dao) {
+BPTT_ROW void FN(lstm_drow)(int64_t H, const real *restrict gi,
+                            const real *restrict gf,
+                            const real *restrict gg,
+                            const real *restrict go,
+                            const real *restrict c,
+                            const real *restrict cp,
+                            const real *restrict dy,
+                            const real *restrict dh, real *restrict dc,
+                            real *restrict dai, real *restrict daf,
+                            real *restrict dag, real *restrict dao) {
   int64_t j;
   for (j = 0; j < H; j++) {
-    REAL i = gi[j], f = gf[j], g = gg[j], o = go[j];
-    REAL tc = TANH(c[j]);
-    REAL dhv = dh[j] + (dy ? dy[j] : (REAL)0);
-    REAL dcv = dc[j] + dhv * o * (1 - tc * tc);
+    real i = gi[j], f = gf[j], g = gg[j], o = go[j];
+    real tc = TANH(c[j]);
+    real dhv = dh[j] + (dy ? dy[j] : (real)0);
+    real dcv = dc[j] + dhv * o * (1 - tc * tc);
     dai[j] = dcv * g * i * (1 - i);
-    daf[j] = cp ? dcv * cp[j] * f * (1 - f) : (REAL)0;
+    daf[j] = cp ? dcv * cp[j] * f * (1 - f) : (real)0;
     dag[j] = dcv * i * (1 - g * g);
     dao[j] = dhv * tc * o * (1 - o);
     dc[j] = dcv * f;
@@ -579,14 +574,14 @@ BPTT_ROW void FN(lstm_drow)(int64_t H, const REAL *restrict gi,
  * NULL, dyt (B, H) or NULL, dh (B, H) read, dc (B, H) updated, dGt (B, 4H);
  * units [j0, j0 + nj) */
 BPTT_KERNEL_VOID(FN(lstm_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                           const REAL *gt, const REAL *ct, const REAL *cp,
-                           const REAL *dyt, const REAL *dh, REAL *dc,
-                           REAL *dGt),
+                           const real *gt, const real *ct, const real *cp,
+                           const real *dyt, const real *dh, real *dc,
+                           real *dGt),
                  (B, H, j0, nj, gt, ct, cp, dyt, dh, dc, dGt)) {
   int64_t b;
   for (b = 0; b < B; b++) {
-    const REAL *g = gt + b * 4 * H + j0;
-    REAL *dg = dGt + b * 4 * H + j0;
+    const real *g = gt + b * 4 * H + j0;
+    real *dg = dGt + b * 4 * H + j0;
     int64_t o = b * H + j0;
     if (cp && dyt)
       FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, cp + o,
@@ -604,20 +599,20 @@ BPTT_KERNEL_VOID(FN(lstm_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
 }
 
 /* One row of gru backward (formulas below); hp, dy may be NULL */
-BPTT_ROW void FN(gru_drow)(int64_t H, const REAL *restrict gr,
-                           const REAL *restrict gz,
-                           const REAL *restrict gn,
-                           const REAL *restrict hn,
-                           const REAL *restrict hp,
-                           const REAL *restrict dy, REAL *restrict dh,
-                           REAL *restrict dar, REAL *restrict daz,
-                           REAL *restrict dhn, REAL *restrict dan) {
+BPTT_ROW void FN(gru_drow)(int64_t H, const real *restrict gr,
+                           const real *restrict gz,
+                           const real *restrict gn,
+                           const real *restrict hn,
+                           const real *restrict hp,
+                           const real *restrict dy, real *restrict dh,
+                           real *restrict dar, real *restrict daz,
+                           real *restrict dhn, real *restrict dan) {
   int64_t j;
   for (j = 0; j < H; j++) {
-    REAL r = gr[j], z = gz[j], n = gn[j];
-    REAL dhv = dh[j] + (dy ? dy[j] : (REAL)0);
-    REAL dzv = dhv * ((hp ? hp[j] : (REAL)0) - n);
-    REAL danv = dhv * (1 - z) * (1 - n * n);
+    real r = gr[j], z = gz[j], n = gn[j];
+    real dhv = dh[j] + (dy ? dy[j] : (real)0);
+    real dzv = dhv * ((hp ? hp[j] : (real)0) - n);
+    real danv = dhv * (1 - z) * (1 - n * n);
     dar[j] = danv * hn[j] * r * (1 - r);
     daz[j] = dzv * z * (1 - z);
     dhn[j] = danv * r;
@@ -630,13 +625,13 @@ BPTT_ROW void FN(gru_drow)(int64_t H, const REAL *restrict gr,
  * NULL, dyt (B, H) or NULL, dh (B, H) updated, dGht (B, 3H), dGnt (B, H);
  * units [j0, j0 + nj) */
 BPTT_KERNEL_VOID(FN(gru_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                          const REAL *gt, const REAL *hnt, const REAL *hp,
-                          const REAL *dyt, REAL *dh, REAL *dGht, REAL *dGnt),
+                          const real *gt, const real *hnt, const real *hp,
+                          const real *dyt, real *dh, real *dGht, real *dGnt),
                  (B, H, j0, nj, gt, hnt, hp, dyt, dh, dGht, dGnt)) {
   int64_t b;
   for (b = 0; b < B; b++) {
-    const REAL *g = gt + b * 3 * H + j0;
-    REAL *dg = dGht + b * 3 * H + j0;
+    const real *g = gt + b * 3 * H + j0;
+    real *dg = dGht + b * 3 * H + j0;
     int64_t o = b * H + j0;
     if (hp && dyt)
       FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, hp + o, dyt + o, dh + o,
@@ -680,38 +675,38 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
   const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
   const int64_t GH = job->GH;
   const int cell = d->cell, relu = cell == BPTT_CELL_RELU;
-  const REAL *w_hh = job->w_hh, *y = job->y, *dy = job->dy;
-  const REAL *cache = job->cache;
-  REAL *dG = job->scratch;
-  REAL *dGn = cell == BPTT_CELL_GRU ? dG + T * B * GH : NULL;
-  REAL *dh = dG + T * B * GH + (dGn ? T * BH : 0), *dc = dh + BH;
+  const real *w_hh = job->w_hh, *y = job->y, *dy = job->dy;
+  const real *cache = job->cache;
+  real *dG = job->scratch;
+  real *dGn = cell == BPTT_CELL_GRU ? dG + T * B * GH : NULL;
+  real *dh = dG + T * B * GH + (dGn ? T * BH : 0), *dc = dh + BH;
   const FN(share) s = FN(share_of)(job, tid, n);
   const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0, r0 = s.r0, r1 = s.r1;
   const int64_t b0 = s.b0, rows = s.b1 - s.b0, off = b0 * H, goff = b0 * GH;
   int64_t p0, p1, t, blk = 0;
   long long a, b;
   /* W_hh packed once for the T steps; by rows, shared: wait for every share */
-  REAL *pk = FN(packed_w_hh)(job, 0, tid, n, j0, j1, &blk);
+  real *pk = FN(packed_w_hh)(job, 0, tid, n, j0, j1, &blk);
   if (job->by_rows && job->pk_shared) bptt_parallel_barrier(n);
   dh += off, dc += off;
   /* BPTT, t = T..1, carrying dh = dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t:
    * the note's sum over products of Jacobians by Horner's rule, no product
    * of Jacobians ever formed (see above). */
   for (t = T - 1; t >= 0; t--) {
-    REAL *dGt = dG + t * B * GH + goff;
-    const REAL *dyt = dy ? dy + t * BH + off : NULL;
-    REAL beta = 0;
+    real *dGt = dG + t * B * GH + goff;
+    const real *dyt = dy ? dy + t * BH + off : NULL;
+    real beta = 0;
     if (nj > 0 && rows > 0) {
       switch (cell) {
         case BPTT_CELL_LSTM: {
-          const REAL *ct = cache + T * B * GH + t * BH + off;
-          const REAL *cp = t ? ct - BH : ROWS_AT(job->c0, off); /* NULL = zeros */
+          const real *ct = cache + T * B * GH + t * BH + off;
+          const real *cp = t ? ct - BH : ROWS_AT(job->c0, off); /* NULL = zeros */
           FN(lstm_bstep)(rows, H, j0, nj, cache + t * B * GH + goff, ct, cp, dyt,
                          dh, dc, dGt);
           break;
         }
         case BPTT_CELL_GRU: {
-          const REAL *hp = t ? y + (t - 1) * BH + off : ROWS_AT(job->h0, off);
+          const real *hp = t ? y + (t - 1) * BH + off : ROWS_AT(job->h0, off);
           FN(gru_bstep)(rows, H, j0, nj, cache + t * B * GH + goff,
                         cache + T * B * GH + t * BH + off, hp, dyt, dh, dGt,
                         dGn + t * BH + off);
@@ -738,16 +733,16 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
 }
 
 int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
-                          const REAL *w_ih, const REAL *w_hh,
-                          const REAL *x, const REAL *h0, const REAL *c0,
-                          const REAL *y, const REAL *cache,
-                          const REAL *dy, const REAL *dhT, const REAL *dcT,
-                          REAL *dx, REAL *dh0, REAL *dc0,
-                          REAL *dw_ih, REAL *dw_hh,
-                          REAL *db_ih, REAL *db_hh, REAL *scratch) {
+                          const real *w_ih, const real *w_hh,
+                          const real *x, const real *h0, const real *c0,
+                          const real *y, const real *cache,
+                          const real *dy, const real *dhT, const real *dcT,
+                          real *dx, real *dh0, real *dc0,
+                          real *dw_ih, real *dw_hh,
+                          real *db_ih, real *db_hh, real *scratch) {
   int err = bptt_rnn_check_dims(d);
   int64_t T, B, H, BH, GH;
-  REAL *dh;
+  real *dh;
   FN(rnn_job) job;
   if (err) return err;
   if (!w_ih || !w_hh || !x || !y || !dw_ih || !dw_hh || !scratch)
@@ -759,11 +754,11 @@ int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
   /* The running dh (and dc) follow the T*B*GH dG block(s) of the scratch:
    * start them at dL/dh_T, dL/dc_T. */
   dh = scratch + T * B * GH + (d->cell == BPTT_CELL_GRU ? T * BH : 0);
-  if (dhT) memcpy(dh, dhT, (size_t)BH * sizeof(REAL));
-  else memset(dh, 0, (size_t)BH * sizeof(REAL));
+  if (dhT) memcpy(dh, dhT, (size_t)BH * sizeof(real));
+  else memset(dh, 0, (size_t)BH * sizeof(real));
   if (d->cell == BPTT_CELL_LSTM) {
-    if (dcT) memcpy(dh + BH, dcT, (size_t)BH * sizeof(REAL));
-    else memset(dh + BH, 0, (size_t)BH * sizeof(REAL));
+    if (dcT) memcpy(dh + BH, dcT, (size_t)BH * sizeof(real));
+    else memset(dh + BH, 0, (size_t)BH * sizeof(real));
   }
   memset(&job, 0, sizeof job);
   job.d = d, job.G = bptt_cell_gates(d->cell), job.GH = GH;
@@ -773,8 +768,8 @@ int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
   job.dx = dx, job.dh0 = dh0, job.dw_ih = dw_ih, job.dw_hh = dw_hh;
   job.db_ih = db_ih, job.db_hh = db_hh, job.scratch = scratch;
   bptt_parallel_run(FN(backward_task), &job, FN(plan)(&job, 0));
-  if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(REAL));
+  if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(real));
   if (d->cell == BPTT_CELL_LSTM && dc0)
-    memcpy(dc0, dh + BH, (size_t)BH * sizeof(REAL));
+    memcpy(dc0, dh + BH, (size_t)BH * sizeof(real));
   return BPTT_OK;
 }
