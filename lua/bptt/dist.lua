@@ -59,4 +59,34 @@ function dist.first_difference(s)
   return nil
 end
 
+--- Checks, on every rank, that every rank gave the same values: fields is a
+-- list of {name, value} (values as strings or numbers).  Raises, on every
+-- rank alike, an error starting with fn that names the first field that
+-- differs, its value on rank 0 and on the first rank where it differs.
+function dist.check_same(fn, fields)
+  local lines = {}
+  for i, f in ipairs(fields) do lines[i] = tostring(f[1]) .. "\0" .. tostring(f[2]) end
+  local all = core.allgather(table.concat(lines, "\n"))
+  if #all < 2 then return end
+  local function parse(s)
+    local out = {}
+    for line in (s .. "\n"):gmatch("([^\n]*)\n") do
+      local k, v = line:match("^([^%z]*)%z(.*)$")
+      if k then out[#out + 1] = { k, v } end
+    end
+    return out
+  end
+  local ref = parse(all[1])
+  for r = 2, #all do
+    local theirs = parse(all[r])
+    for i = 1, math.max(#ref, #theirs) do
+      local a, b = ref[i] or { "?", "(none)" }, theirs[i] or { "?", "(none)" }
+      if a[1] ~= b[1] or a[2] ~= b[2] then
+        error(string.format("%s: the ranks' configurations differ: %s is %s on rank 0 but %s on rank %d",
+          fn, a[1], a[2], a[1] == b[1] and b[2] or (b[1] .. " = " .. b[2]), r - 1), 0)
+      end
+    end
+  end
+end
+
 return dist
