@@ -263,6 +263,31 @@ static int l_broadcast(lua_State *L) {
   return 1;
 }
 
+/* gather(src, dst, root): on root, dst (contiguous, size x src's elements,
+ * src's dtype) gets every rank's src in rank order; dst is ignored (may be
+ * nil) elsewhere. */
+static int l_gather(lua_State *L) {
+  const char *fn = "bptt.dist.gather";
+  bptt_tensor *src = buffer_arg(L, 1, fn), *dst = NULL;
+  int n, rank;
+  int64_t root, len = bptt_tensor_numel(src);
+  need_init(L, fn);
+  MPI_Comm_size(comm, &n);
+  MPI_Comm_rank(comm, &rank);
+  root = bptt_checkint(L, 3, fn, "root", 0, n - 1);
+  if (len * n > CHUNK) return luaL_error(L, "%s: at most 2^30 elements in all", fn);
+  if (rank == root) {
+    dst = bptt_checktensor(L, 2, fn, "dst");
+    if (!bptt_tensor_is_contiguous(dst) || dst->dtype != src->dtype || bptt_tensor_numel(dst) != len * n)
+      return luaL_error(L, "%s: dst must be a contiguous %s tensor of %d x %d elements", fn,
+                        bptt_dtype_name(src->dtype), n, (int)len);
+  }
+  CHECK(L, fn,
+        MPI_Gather(bptt_tensor_data(src), (int)len, mpi_type(src->dtype), dst ? bptt_tensor_data(dst) : NULL, (int)len,
+                   mpi_type(src->dtype), (int)root, comm));
+  return 0;
+}
+
 /* allgather(s) -> { rank 0's string, rank 1's, ... } (1-based list). */
 static int l_allgather(lua_State *L) {
   const char *fn = "bptt.dist.allgather";
@@ -410,14 +435,23 @@ static int l_progress(lua_State *L) {
 
 static const luaL_Reg request_methods[] = { { "wait", req_wait }, { "test", req_test }, { NULL, NULL } };
 
-static const luaL_Reg functions[] = { { "init", l_init },           { "initialized", l_initialized },
-                                      { "finalize", l_finalize },   { "rank", l_rank },
-                                      { "size", l_size },           { "barrier", l_barrier },
-                                      { "wtime", l_wtime },         { "abort", l_abort },
-                                      { "allreduce", l_allreduce }, { "broadcast", l_broadcast },
-                                      { "allgather", l_allgather }, { "checksum", l_checksum },
-                                      { "offset", l_offset },       { "iallreduce", l_iallreduce },
-                                      { "progress", l_progress },   { NULL, NULL } };
+static const luaL_Reg functions[] = { { "init", l_init },
+                                      { "initialized", l_initialized },
+                                      { "finalize", l_finalize },
+                                      { "rank", l_rank },
+                                      { "size", l_size },
+                                      { "barrier", l_barrier },
+                                      { "wtime", l_wtime },
+                                      { "abort", l_abort },
+                                      { "allreduce", l_allreduce },
+                                      { "broadcast", l_broadcast },
+                                      { "allgather", l_allgather },
+                                      { "gather", l_gather },
+                                      { "checksum", l_checksum },
+                                      { "offset", l_offset },
+                                      { "iallreduce", l_iallreduce },
+                                      { "progress", l_progress },
+                                      { NULL, NULL } };
 
 int luaopen_bptt_dist_core(lua_State *L);
 int luaopen_bptt_dist_core(lua_State *L) {

@@ -175,12 +175,13 @@ function Trainer:_dist_setup(fn, opts)
   local flat, flat_grad = m:flat_parameters()
   self._flat, self._flat_grad = flat, flat_grad
   -- every rank configured alike: the error names what differs, on every rank
-  local fields = { { "ranks", self.world }, { "model", tostring(m.__name) },
-    { "model dtype", flat and flat:dtype() or "-" }, { "model parameters", flat and flat:numel() or 0 } }
+  local fields = { { "ranks", self.world }, { "model", tostring(m.__name) } }
   local keys = {}
   for k in pairs(m.config or {}) do keys[#keys + 1] = k end
   table.sort(keys)
   for _, k in ipairs(keys) do fields[#fields + 1] = { "model config." .. k, tostring(m.config[k]) } end
+  fields[#fields + 1] = { "model dtype", flat and flat:dtype() or "-" }
+  fields[#fields + 1] = { "model parameters", flat and flat:numel() or 0 }
   local _, om = self.optimizer:state_dict("optim.")
   keys = {}
   for k in pairs(om) do keys[#keys + 1] = k end
