@@ -170,4 +170,50 @@ describe("bptt.dist under mpirun", function()
     assert.truthy(log:find("rank 1 fails on purpose", 1, true), log)
     assert.truthy(log:find("bptt.dist: rank 1 is ending while other ranks are still running", 1, true), log)
   end)
+
+  describe("the command line", function()
+    local TRAIN = P.luajit .. " examples/charlm/train.lua"
+    local OPTS = "--cell gru --hidden 12 --layers 2 --seq 12 --threads 1 --max-iters 20 --eval-every 10 --quiet"
+    local corpus
+    setup(function()
+      corpus = dir .. "/corpus.txt"
+      assert(P.run(P.luajit .. " examples/charlm/make_corpus.lua " .. P.quote(corpus) .. " 10"))
+    end)
+    local function losses(path)
+      local out = {}
+      for line in assert(io.open(path)):lines() do
+        local it, tl, vl = line:match("^(%d+),([^,]*),([^,]*),")
+        if it then out[#out + 1] = it .. " " .. tl .. " " .. vl end
+      end
+      return table.concat(out, "\n")
+    end
+
+    it("trains on 2 ranks of --batch 3 to the loss curve of one process with --batch 6; rank 0 alone writes",
+      function()
+      if WHY then return pending(WHY) end
+      local ok, log = P.run(string.format("timeout 120 %s -np 2 %s --data %s %s --batch 3 --out %s", MPIRUN, TRAIN,
+        P.quote(corpus), OPTS, P.quote(dir .. "/two")))
+      assert(ok, log)
+      assert.truthy(log:find("data parallel: 2 ranks of 3 streams each (6 in all)", 1, true), log)
+      local _, n = log:gsub("iter 20: train loss", "")
+      assert.are.equal(1, n, log) -- one rank speaks
+      ok, log = P.run(string.format("%s --data %s %s --batch 6 --out %s", TRAIN, P.quote(corpus), OPTS,
+        P.quote(dir .. "/one")))
+      assert(ok, log)
+      assert.are.equal(losses(dir .. "/one/log.csv"), losses(dir .. "/two/log.csv"))
+    end)
+
+    it("stops every rank, naming the option that differs between them (exit 2)", function()
+      if WHY then return pending(WHY) end
+      local ok, log = P.run(string.format("timeout 120 %s -np 2 sh -c %s", MPIRUN, P.quote(string.format(
+        "exec %s --data %s %s --batch 3 --out %s --seq $((12 + OMPI_COMM_WORLD_RANK))", TRAIN, corpus, OPTS:gsub(
+          "%-%-seq 12 ", ""), dir .. "/mismatch"))))
+      assert.is_false(ok)
+      for r = 0, 1 do
+        assert.truthy(log:find("rank " .. r .. ": train.lua: the ranks' configurations differ: --seq is 12 on rank 0 "
+          .. "but 13 on rank 1", 1, true), log)
+      end
+    end)
+  end)
 end)
+
