@@ -2,7 +2,10 @@
 # rock (rockspec/, LuaRocks' make backend) runs this file too.
 #
 #   make            build build/bptt/core.so: the core (c/core/, no Lua header) as a
-#                   static library, linked with the Lua binding (c/lua/)
+#                   static library, linked with the Lua binding (c/lua/); and
+#                   build/bptt/dist_core.so (c/dist/, bptt.dist over Open MPI) when
+#                   mpi.h is found (otherwise it says so and skips it)
+#   make dist       build/bptt/dist_core.so alone (an error without mpi.h)
 #   make test       install missing Debian packages, build, run the C checks and every spec
 #   make check-c    build and run the standalone C checks (spec/c/*.c) against the core
 #   make sanitize   the specs against an ASan+UBSan build, then valgrind memcheck
@@ -22,7 +25,7 @@ CC      ?= cc
 LUAJIT  ?= luajit
 BUILD   ?= build
 DEBS    := luajit libluajit-5.1-dev liblua5.1-0-dev libopenblas-dev lua-busted luarocks lua-argparse pkg-config gcc make \
-           valgrind clang-14 libclang-rt-14-dev zip unzip git
+           valgrind clang-14 libclang-rt-14-dev zip unzip git libopenmpi-dev openmpi-bin
 
 # The flags the numerics rely on, for every build (make, the rock, sanitize,
 # fuzz, check-c): ISO C99, so no contraction of a*b+c into an FMA (results must
@@ -61,9 +64,10 @@ BUSTED  = LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(BUILD)/?
 # V=1 prints every compiler line
 Q := $(if $(filter 1,$(V)),,@)
 
-.PHONY: all deps lint format test check-c sanitize valgrind run-specs fuzz rock rock-check demo bench install lint clean
+.PHONY: all deps lint format test check-c sanitize valgrind run-specs fuzz rock rock-check demo bench install lint clean \
+        dist dist-maybe
 
-all: $(MODULE)
+all: $(MODULE) dist-maybe
 
 # The compiler line, kept in a file that changes only when the line does, so
 # that a change of flags (NATIVE=1, CFLAGS=...) rebuilds everything.
@@ -97,15 +101,53 @@ $(MODULE): $(LUA_OBJ) $(CORE_LIB)
 
 -include $(CORE_OBJ:.o=.d) $(LUA_OBJ:.o=.d)
 
+# bptt.dist's C part: its own module, linked with Open MPI, so that the core
+# module never needs MPI.  Flags from mpicc (or pkg-config ompi-c); built by
+# `make` only when mpi.h compiles with them.
+MPI_CFLAGS  := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS    := $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi-c 2>/dev/null)
+HAVE_MPI    := $(shell printf '\043include <mpi.h>\n' | $(CC) $(MPI_CFLAGS) -E -x c - >/dev/null 2>&1 && echo 1)
+DIST_SRC    := $(wildcard c/dist/*.c)
+DIST_OBJ     = $(DIST_SRC:c/dist/%.c=$(BUILD)/obj/dist/%.o)
+DIST_MODULE  = $(BUILD)/bptt/dist_core.so
+
+$(BUILD)/obj/dist/%.o: c/dist/%.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CORE_CFLAGS) -Ic/core -Ic/lua $(LUA_CFLAGS) $(MPI_CFLAGS) -MMD -MP -c -o $@ $<
+
+# the binding's shared helpers (lshared.o) and the core's tensor code come
+# along: the module checks tensors as core.so does
+$(DIST_MODULE): $(DIST_OBJ) $(BUILD)/obj/lua/lshared.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $(OPT) $(LIBFLAG) -o $@ $(DIST_OBJ) $(BUILD)/obj/lua/lshared.o $(CORE_LIB) $(MPI_LIBS) $(LIBS) \
+	  $(LDFLAGS)
+
+dist:
+	@test -n "$(HAVE_MPI)" || { echo "make dist: mpi.h not found (apt-get install libopenmpi-dev openmpi-bin)"; exit 2; }
+	@$(MAKE) --no-print-directory $(DIST_MODULE)
+
+ifeq ($(HAVE_MPI),1)
+dist-maybe: $(DIST_MODULE)
+else
+dist-maybe:
+	@echo "  SKIP    $(DIST_MODULE): mpi.h not found (bptt.dist needs: apt-get install libopenmpi-dev openmpi-bin)"
+endif
+
+-include $(DIST_OBJ:.o=.d)
+
 # What LuaRocks' make backend runs after the build (rockspec/): the module, the
 # Lua modules and the command-line tools into the rock's directories.
 INST_LIBDIR ?=
 INST_LUADIR ?=
 INST_BINDIR ?=
-install: $(MODULE)
+install: $(MODULE) dist-maybe
 	@test -n "$(INST_LIBDIR)" -a -n "$(INST_LUADIR)" || { echo "make install: set INST_LIBDIR and INST_LUADIR"; exit 2; }
 	install -d $(INST_LIBDIR)/bptt $(INST_LUADIR)/bptt
 	install -m 644 $(MODULE) $(INST_LIBDIR)/bptt/core.so
+	@if [ -f $(DIST_MODULE) ]; then echo install -m 644 $(DIST_MODULE) $(INST_LIBDIR)/bptt/dist_core.so; \
+	  install -m 644 $(DIST_MODULE) $(INST_LIBDIR)/bptt/dist_core.so; fi
 	install -m 644 $(LUA_MODULES) $(INST_LUADIR)/bptt/
 	@if [ -n "$(INST_BINDIR)" ] && [ -n "$(BIN_SCRIPTS)" ]; then \
 	  install -d $(INST_BINDIR) && install -m 755 $(BIN_SCRIPTS) $(INST_BINDIR)/; fi
@@ -113,7 +155,7 @@ install: $(MODULE)
 # The style checks: luacheck over every Lua file, clang-format over every C
 # file (a file that clang-format would change fails; `make format` changes it).
 LINT_DEBS := lua-check clang-format
-C_FILES    = $(wildcard c/core/*.[ch] c/lua/*.[ch] spec/c/*.c spec/fuzz/*.c)
+C_FILES    = $(wildcard c/core/*.[ch] c/lua/*.[ch] c/dist/*.[ch] spec/c/*.c spec/fuzz/*.c)
 lint:
 	@$(MAKE) --no-print-directory deps DEBS="$(LINT_DEBS)"
 	luacheck -q lua spec examples bin .ci

@@ -38,6 +38,12 @@
 -- A layer fed one of its own buffers (rnn:forward(rnn:forward(x)) with
 -- input = hidden, or backward given what the last backward returned) is an
 -- error naming the argument: the kernels would read what they are writing.
+--
+-- rnn.grad_ready = function(rnn, grads) ... end, when set, is called by
+-- backward as soon as layer k's parameter gradients are final (a list of
+-- them: weight_ih, weight_hh and, with bias, bias_ih, bias_hh), while the
+-- layers below have still to run.
+--
 -- Buffers grow to the largest T seen and are reused: no allocation per call
 -- in steady state.  The returned tensors are these buffers, overwritten by
 -- the next call: clone() what you keep.
@@ -325,6 +331,11 @@ function RNN:backward(dy, dhT, dcT, opts)
       g, dhT and dhT:select(1, k), dcT and dcT:select(1, k),
       dx, self._dh0:select(1, k), lstm and self._dc0:select(1, k) or nil,
       G["weight_ih_l" .. l], G["weight_hh_l" .. l], G["bias_ih_l" .. l], G["bias_hh_l" .. l], f.buf.scratch)
+    -- layer k's parameter gradients are final: tell who asked (bptt.Trainer
+    -- with dist starts their all-reduce while the layers below still run)
+    if self.grad_ready then
+      self.grad_ready(self, { G["weight_ih_l" .. l], G["weight_hh_l" .. l], G["bias_ih_l" .. l], G["bias_hh_l" .. l] })
+    end
     g = dx
     if k > 1 and f.buf[k - 1].dropped then
       core.dropout_backward(g, f.buf[k - 1].mask, g) -- through the mask of the layer below

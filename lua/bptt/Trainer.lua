@@ -40,6 +40,27 @@
 -- more give the same weights, bit for bit, as N + M in one go (same thread
 -- count).  The one part tied to bptt.LanguageModel is
 -- Trainer.load_language_model, which makes the model a checkpoint describes.
+--
+-- Data-parallel training: dist = require "bptt.dist" (started by mpirun,
+-- one process a rank), with train (and val) batches sharded
+-- (bptt.data.Batches{..., shard = {dist.rank(), dist.size()}}).  The
+-- trainer checks at construction that every rank was configured alike (model
+-- and its configuration, dtype, parameter count, optimizer and its options,
+-- clip, batches; an error on every rank names what differs), and broadcasts
+-- rank 0's parameters.  Each step averages the gradients over the ranks in
+-- the model's ONE flat gradient buffer, before clipping: the N ranks take
+-- the step one process would take with all N*B streams, up to summation
+-- order, and stay identical.  A recurrent layer's slice starts its
+-- all-reduce (MPI_Iallreduce) as soon as its backward ends (RNN.grad_ready),
+-- while the layers below still run (overlap = false turns that off);
+-- trainer.comm holds the seconds spent waiting and the seconds a blocking
+-- all-reduce would have taken (measured every check_every steps).  Every
+-- check_every steps (100) the ranks compare a CRC-32 of the parameters and
+-- stop with an error naming the step if they drifted apart.  step() returns
+-- the loss averaged over the ranks; evaluate() too.  save() is collective:
+-- rank 0 writes the file, with every rank's carried state (L x N*B x H: the
+-- layout one process with N*B streams has) and generator state; load() on
+-- every rank restores each rank's part, then broadcasts rank 0's weights.
 local core = require "bptt.core"
 local util = require "bptt.util"
 local Module = require "bptt.Module"
@@ -49,7 +70,7 @@ local clip = require "bptt.clip"
 local Trainer = util.class("bptt.Trainer")
 
 local OPTIONS = { model = true, optimizer = true, train = true, val = true, clip = true, schedule = true,
-  skip_nonfinite = true, loss = true }
+  skip_nonfinite = true, loss = true, dist = true, overlap = true, check_every = true }
 
 -- Checks that opts[field] has the methods named; `what` says what it should be.
 local function has_methods(fn, field, v, methods, what)
@@ -113,6 +134,151 @@ function Trainer:__init(opts)
   self.criterion = opts.loss or CrossEntropy{}
   self.iteration = 0
   self.skipped = 0
+  if opts.dist ~= nil then
+    self:_dist_setup(fn, opts)
+  elseif opts.overlap ~= nil or opts.check_every ~= nil then
+    util.raise(fn .. ": overlap and check_every need dist")
+  end
+end
+
+---------------------------------------------------------------- data parallel
+
+-- The model's modules, depth first (children of bptt.Model).
+local function modules(m, out)
+  out = out or {}
+  out[#out + 1] = m
+  for _, c in ipairs(rawget(m, "_children") or {}) do modules(c[2], out) end
+  return out
+end
+
+local function batches_layout(b)
+  if not b or not b.state then return "-" end
+  local s = b:state()
+  return (s:gsub(" epoch=%d+ index=%d+", ""))
+end
+
+function Trainer:_dist_setup(fn, opts)
+  local d = opts.dist
+  has_methods(fn, "dist", d, { "init", "rank", "size", "allreduce", "broadcast", "iallreduce", "allgather",
+    "check_same", "checksum", "offset", "gather" }, "bptt.dist (require \"bptt.dist\")")
+  if opts.overlap ~= nil and type(opts.overlap) ~= "boolean" then
+    util.raise(fn .. ": overlap must be true or false, got " .. util.got(opts.overlap))
+  end
+  if opts.check_every ~= nil then util.count(fn, "check_every", opts.check_every, 1) end
+  local m = self.model
+  if type(m.flat_parameters) ~= "function" then
+    util.raise(fn .. ": with dist, model must have flat_parameters() (a bptt.Module or bptt.Model)")
+  end
+  d.init()
+  self.dist, self.rank, self.world = d, d.rank(), d.size()
+  self.check_every = opts.check_every or 100
+  local flat, flat_grad = m:flat_parameters()
+  self._flat, self._flat_grad = flat, flat_grad
+  -- every rank configured alike: the error names what differs, on every rank
+  local fields = { { "ranks", self.world }, { "model", tostring(m.__name) } }
+  local keys = {}
+  for k in pairs(m.config or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do fields[#fields + 1] = { "model config." .. k, tostring(m.config[k]) } end
+  fields[#fields + 1] = { "model dtype", flat and flat:dtype() or "-" }
+  fields[#fields + 1] = { "model parameters", flat and flat:numel() or 0 }
+  local _, om = self.optimizer:state_dict("optim.")
+  keys = {}
+  for k in pairs(om) do keys[#keys + 1] = k end
+  table.sort(keys)
+  fields[#fields + 1] = { "optimizer", tostring(getmetatable(self.optimizer).__name) }
+  for _, k in ipairs(keys) do fields[#fields + 1] = { "optimizer " .. k, tostring(om[k]) } end
+  fields[#fields + 1] = { "clip", tostring(self.clip) }
+  fields[#fields + 1] = { "skip_nonfinite", tostring(self.skip_nonfinite) }
+  fields[#fields + 1] = { "train batches", batches_layout(self.train_batches) }
+  fields[#fields + 1] = { "val batches", batches_layout(self.val_batches) }
+  fields[#fields + 1] = { "overlap", tostring(opts.overlap ~= false) }
+  fields[#fields + 1] = { "check_every", self.check_every }
+  d.check_same(fn, fields)
+  if flat == nil then return end
+  if not flat:is_contiguous() or not flat_grad:is_contiguous() then
+    util.raise(fn .. ": with dist, the model's flat parameters must be contiguous")
+  end
+  d.broadcast(flat, 0)
+  self.comm = { wait = 0, blocking = 0, steps = 0, measured = 0, hidden = nil }
+  self._pending, self._covered = {}, {}
+  if opts.overlap ~= false and self.world > 1 then
+    for _, mod in ipairs(modules(m)) do
+      if mod.__name == "bptt.RNN" then
+        mod.grad_ready = function(_, grads) self:_grads_ready(grads) end
+      end
+    end
+  end
+end
+
+-- A layer's gradients are final: start the all-reduce of the part of the
+-- flat gradient they span (contiguous in the flat buffer: one request).
+function Trainer:_grads_ready(grads)
+  local d, flat_grad = self.dist, self._flat_grad
+  local lo, hi = math.huge, -1
+  for _, g in pairs(grads) do
+    local off = d.offset(flat_grad, g)
+    if off == nil then return end -- not in the buffer: left to the final pass
+    lo, hi = math.min(lo, off), math.max(hi, off + g:numel())
+  end
+  if hi < 0 then return end
+  local view = flat_grad:narrow(1, lo + 1, hi - lo)
+  self._pending[#self._pending + 1] = d.iallreduce(view, "mean")
+  self._covered[#self._covered + 1] = { lo, hi }
+  for _, r in ipairs(self._pending) do r:test() end -- lets MPI move the earlier ones on
+end
+
+-- Averages the flat gradient over the ranks: the parts no layer has started
+-- yet go now, then every request is waited for.
+function Trainer:_average_grads()
+  local d, flat_grad = self.dist, self._flat_grad
+  if flat_grad == nil or self.world == 1 then return end
+  local t0 = d.wtime()
+  local cov = self._covered
+  table.sort(cov, function(a, b) return a[1] < b[1] end)
+  local at, n = 0, flat_grad:numel()
+  for _, c in ipairs(cov) do
+    if c[1] > at then d.allreduce(flat_grad:narrow(1, at + 1, c[1] - at), "mean") end
+    at = math.max(at, c[2])
+  end
+  if at < n then d.allreduce(flat_grad:narrow(1, at + 1, n - at), "mean") end
+  for _, r in ipairs(self._pending) do r:wait() end
+  self._pending, self._covered = {}, {}
+  local c = self.comm
+  c.wait, c.steps = c.wait + (d.wtime() - t0), c.steps + 1
+end
+
+local function allmean(d, v)
+  local t = core.tensor({ v }, "float64")
+  d.allreduce(t, "mean")
+  return t:get(1)
+end
+
+-- Every check_every steps: the ranks' parameters must be the same bits; and
+-- the time a blocking all-reduce of the whole gradient takes, to tell how
+-- much of it the overlap hides.
+function Trainer:_dist_check()
+  local d = self.dist
+  if self._flat == nil or self.iteration % self.check_every ~= 0 then return end
+  local sums = d.allgather(string.format("%.0f", d.checksum(self._flat)))
+  for r = 2, #sums do
+    if sums[r] ~= sums[1] then
+      error(string.format("bptt.Trainer:step: iteration %d: the ranks' parameters differ (CRC-32 %s on rank 0, "
+        .. "%s on rank %d): the ranks drifted apart", self.iteration, sums[1], sums[r], r - 1), 3)
+    end
+  end
+  if self.world > 1 then
+    local scratch = self._comm_scratch or self._flat_grad:clone()
+    self._comm_scratch = scratch
+    d.barrier()
+    local t0 = d.wtime()
+    d.allreduce(scratch, "mean")
+    local c = self.comm
+    c.blocking, c.measured = c.blocking + (d.wtime() - t0), c.measured + 1
+    local per_step_wait = c.wait / c.steps
+    local per_blocking = c.blocking / c.measured
+    c.hidden = per_blocking > 0 and math.max(0, 1 - per_step_wait / per_blocking) or 0
+  end
 end
 
 -- The carried-state protocol (optional methods of the model).
@@ -133,10 +299,15 @@ function Trainer:step()
   local logits = m:forward(x)
   local loss = self.criterion:forward(logits, y)
   m:backward(self.criterion:backward())
+  if self.dist then
+    self:_average_grads() -- before the clip: the clip sees the averaged gradient
+    loss = allmean(self.dist, loss)
+  end
   -- the norm is taken without clipping too: an Inf or NaN gradient must be
   -- seen even when the loss is finite
   local norm = clip.clip_grad_norm(m, self.clip or math.huge)
   self.iteration = self.iteration + 1
+  if self.dist then self:_dist_check() end
   if not finite(loss) or (norm and not finite(norm)) then
     local what = string.format("loss %s, gradient norm %s", tostring(loss), tostring(norm))
     if not self.skip_nonfinite then
@@ -177,6 +348,7 @@ function Trainer:evaluate(max_batches)
   val:set_state(saved_pos)
   set_state(m, saved_state)
   if was_training then m:train() end
+  if self.dist then return allmean(self.dist, total / n) end
   return total / n
 end
 
@@ -184,20 +356,63 @@ local function prefixed(dst, src, prefix)
   for k, v in pairs(src) do dst[prefix .. k] = v end
 end
 
+-- With dist: every rank's carried state, gathered on rank 0 into the
+-- layout of one process with all N*B streams (streams in dimension 2), and
+-- every rank's generator state.  Collective.
+local function gather_state(self, st, meta)
+  local d, N, r = self.dist, self.world, self.rank
+  local out = {}
+  local keys = {}
+  for k in pairs(st or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local t = st[k]:contiguous()
+    if t:dim() < 2 then
+      error("bptt.Trainer:save: with dist, carried state " .. k .. " must have its streams in dimension 2", 3)
+    end
+    local shape = t:shape()
+    local all = r == 0 and core.zeros(N * t:numel(), t:dtype()) or nil
+    d.gather(t:view(-1), all, 0)
+    if r == 0 then
+      local full_shape = {}
+      for i = 1, #shape do full_shape[i] = shape[i] end
+      full_shape[2] = shape[2] * N
+      local full = core.zeros(full_shape, t:dtype())
+      local B = shape[2]
+      for q = 0, N - 1 do
+        full:narrow(2, q * B + 1, B):copy(all:narrow(1, q * t:numel() + 1, t:numel()):view(shape))
+      end
+      out[k] = full
+    end
+  end
+  local rngs = d.allgather(core.rng_state())
+  for q = 1, N do meta["rng.rank" .. (q - 1)] = rngs[q] end
+  meta["dist.ranks"] = tostring(N)
+  return out
+end
+
 --- Writes a checkpoint (atomically: a crash mid-save keeps the previous
 -- file).  extra: metadata strings to add (e.g. vocab).  Returns true, or nil
--- and a message.
+-- and a message.  With dist, every rank calls it and rank 0 writes; every
+-- rank gets rank 0's answer.
 function Trainer:save(path, extra)
   if extra ~= nil and type(extra) ~= "table" then
     error("bptt.Trainer:save: extra must be a table of name -> string, got " .. type(extra), 2)
   end
   local m = self.model
   local tensors, meta = {}, {}
+  local st = get_state(m)
+  if self.dist then st = gather_state(self, st, meta) end
+  if self.dist and self.rank ~= 0 then
+    local answer = self.dist.allgather("")[1]
+    if answer == "" then return true end
+    return nil, answer
+  end
   prefixed(tensors, m:state_dict(), "model.")
   local ot, om = self.optimizer:state_dict("optim.")
   prefixed(tensors, ot, "")
   prefixed(meta, om, "optim.")
-  for k, t in pairs(get_state(m) or {}) do tensors["state." .. k] = t end
+  for k, t in pairs(st or {}) do tensors["state." .. k] = t end
   meta["bptt.format"] = FORMAT
   meta.iteration = tostring(self.iteration)
   meta.skipped = tostring(self.skipped)
@@ -208,7 +423,9 @@ function Trainer:save(path, extra)
     for k, v in pairs(m.config) do meta["config." .. k] = tostring(v) end
   end
   for k, v in pairs(extra or {}) do meta[k] = v end
-  return core.save(path, tensors, meta)
+  local ok, msg, errno = core.save(path, tensors, meta)
+  if self.dist then self.dist.allgather(ok and "" or tostring(msg)) end
+  return ok, msg, errno
 end
 
 --- The configuration a checkpoint's model was made with (config.* metadata
@@ -255,6 +472,18 @@ Trainer.load_model = Trainer.load_language_model
 function Trainer:load(path)
   local fn = "bptt.Trainer:load"
   local config, meta, tensors = Trainer.read_config(path)
+  if self.dist then
+    -- collective: every rank read it, or every rank returns nil, message
+    local all = self.dist.allgather(config and "" or tostring(meta))
+    for r, msg in ipairs(all) do
+      if msg ~= "" then return nil, string.format("rank %d: %s", r - 1, msg) end
+    end
+    local ranks = tonumber(meta["dist.ranks"] or "1")
+    if ranks ~= self.world then
+      error(string.format("%s: the checkpoint was written by a run on %d rank(s), this one has %d: exact resume "
+        .. "needs the same number of ranks (the streams are laid out for it)", fn, ranks, self.world), 2)
+    end
+  end
   if not config then return nil, meta end
   local m = self.model
   for k, v in pairs(m.config or {}) do
@@ -290,12 +519,20 @@ function Trainer:load(path)
       st[name] = t
     end
   end
+  if self.dist and st then
+    -- this rank's streams of the checkpoint's N*B
+    for k, t in pairs(st) do
+      local B = t:size(2) / self.world
+      st[k] = t:narrow(2, self.rank * B + 1, B):contiguous()
+    end
+  end
   set_state(m, st)
-  core.set_rng_state(meta.rng)
+  core.set_rng_state(self.dist and meta["rng.rank" .. self.rank] or meta.rng)
   self.train_batches:set_state(meta["data.train"])
   if self.schedule and meta.schedule then self.schedule:set_state(meta.schedule) end
   self.iteration = tonumber(meta.iteration) or 0
   self.skipped = tonumber(meta.skipped) or 0
+  if self.dist and self._flat then self.dist.broadcast(self._flat, 0) end
   return meta
 end
 

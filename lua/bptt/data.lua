@@ -215,6 +215,13 @@ end
 -- seed is drawn from the library's generator (bptt.manual_seed) unless given.
 -- Consecutive batches then do not continue each other, so `reset` is true for
 -- every batch: the trainer starts each one from a zero hidden state.
+--
+-- shard = {rank, size} (rank 0-based, as bptt.dist.rank()) takes this
+-- rank's part of a data-parallel run: the size*B streams are laid out
+-- exactly as one process with batch = size*B would lay them out (K from
+-- size*B streams), and this rank serves streams rank*B + 1 .. (rank + 1)*B of
+-- each batch.  Every rank must use the same seed when shuffling (the order
+-- is a function of it); state() records the shard's size.
 local Batches = util.class("bptt.data.Batches")
 data.Batches = Batches
 
@@ -223,17 +230,28 @@ local MAXSEED = 2 ^ 53
 function Batches:__init(tokens, opts)
   local fn = "bptt.data.Batches"
   tokens = tokens_arg(fn, tokens, 3)
-  opts = util.options(fn, opts or {}, { batch = true, seq = true, shuffle = true, seed = true })
+  opts = util.options(fn, opts or {}, { batch = true, seq = true, shuffle = true, seed = true, shard = true })
   local B = util.count(fn, "batch", opts.batch, 1)
   local T = util.count(fn, "seq", opts.seq, 1)
+  local rank, size = 0, 1
+  if opts.shard ~= nil then
+    local sh = opts.shard
+    if type(sh) ~= "table" then errorf(3, "%s: shard must be {rank, size}, got %s", fn, type(sh)) end
+    size = util.count(fn, "shard[2] (size)", sh[2], 1)
+    rank = util.count(fn, "shard[1] (rank)", sh[1], 0)
+    if rank >= size then errorf(3, "%s: shard rank must be in 0..%d (size %d), got %d", fn, size - 1, size, rank) end
+  end
   local N = tokens:size(1)
-  local K = N > 0 and math.floor((N - 1) / (B * T)) or 0
+  local K = N > 0 and math.floor((N - 1) / (size * B * T)) or 0
   if K < 1 then
     errorf(3, "%s: %d tokens are too few for one batch of %d streams x %d steps (need at least batch*seq + 1 = %d)",
-      fn, N, B, T, B * T + 1)
+      fn, N, size * B, T, size * B * T + 1)
   end
   if K > 2 ^ 31 - 1 then errorf(3, "%s: %d batches per epoch are too many (at most 2^31 - 1)", fn, K) end
-  self._tokens, self._n, self._B, self._T, self._K, self._S = tokens, N, B, T, K, K * T
+  self._n, self._B, self._T, self._K, self._S = N, B, T, K, K * T
+  self._rank, self._size = rank, size
+  -- this rank's B stripes of S tokens, and the token after them (y's last)
+  self._tokens = size == 1 and tokens or tokens:narrow(1, rank * B * K * T + 1, B * K * T + 1)
   self._x, self._y = core.zeros(T, B, "int32"), core.zeros(T, B, "int32")
   self._shuffle = opts.shuffle and true or false
   self._seed = 0
@@ -289,10 +307,13 @@ end
 local STATE_FMT = "bptt.data.Batches/1 epoch=%d index=%d seed=%.0f shuffle=%d batches=%d batch=%d seq=%d tokens=%.0f"
 
 --- The position as a string (for a checkpoint's metadata); set_state resumes
--- from it exactly: the same batches follow, in the same order.
+-- from it exactly: the same batches follow, in the same order.  Sharded
+-- batches add " shards=<size>" (every rank's position is the same).
 function Batches:state()
-  return string.format(STATE_FMT, self._epoch, self._index, self._seed, self._shuffle and 1 or 0, self._K, self._B,
+  local s = string.format(STATE_FMT, self._epoch, self._index, self._seed, self._shuffle and 1 or 0, self._K, self._B,
     self._T, self._n)
+  if self._size > 1 then s = s .. string.format(" shards=%d", self._size) end
+  return s
 end
 
 --- Resumes from a string of state().  The batches must have the same layout
@@ -300,14 +321,17 @@ end
 function Batches:set_state(s)
   local fn = "bptt.data.Batches:set_state"
   if type(s) ~= "string" then errorf(2, "%s: s must be a string from Batches:state(), got %s", fn, type(s)) end
-  local epoch, index, seed, shuffle, K, B, T, n = s:match(
-    "^bptt%.data%.Batches/1 epoch=(%d+) index=(%d+) seed=(%d+) shuffle=([01]) batches=(%d+) batch=(%d+) seq=(%d+) tokens=(%d+)$")
-  if not epoch then errorf(2, "%s: s is not a state from Batches:state(), got %q", fn, s:sub(1, 200)) end
+  local epoch, index, seed, shuffle, K, B, T, n, shards = s:match(
+    "^bptt%.data%.Batches/1 epoch=(%d+) index=(%d+) seed=(%d+) shuffle=([01]) batches=(%d+) batch=(%d+) seq=(%d+) tokens=(%d+)(.*)$")
+  if shards ~= "" then shards = shards:match("^ shards=(%d+)$") end
+  if not epoch or not shards then errorf(2, "%s: s is not a state from Batches:state(), got %q", fn, s:sub(1, 200)) end
   epoch, index, seed, K, B, T, n = tonumber(epoch), tonumber(index), tonumber(seed), tonumber(K), tonumber(B),
     tonumber(T), tonumber(n)
-  local mine = { batch = self._B, seq = self._T, tokens = self._n, shuffle = self._shuffle and 1 or 0 }
-  local theirs = { batch = B, seq = T, tokens = n, shuffle = tonumber(shuffle) }
-  for _, k in ipairs { "batch", "seq", "tokens", "shuffle" } do
+  local mine = { batch = self._B, seq = self._T, tokens = self._n, shuffle = self._shuffle and 1 or 0,
+    ["shards (ranks)"] = self._size }
+  local theirs = { batch = B, seq = T, tokens = n, shuffle = tonumber(shuffle),
+    ["shards (ranks)"] = tonumber(shards) or 1 }
+  for _, k in ipairs { "shards (ranks)", "batch", "seq", "tokens", "shuffle" } do
     if mine[k] ~= theirs[k] then
       errorf(2, "%s: the state is of batches with %s = %.0f, these have %s = %.0f", fn, k, theirs[k], k, mine[k])
     end
@@ -320,8 +344,12 @@ function Batches:set_state(s)
 end
 
 function Batches:__tostring()
-  return string.format("bptt.data.Batches(%d batches of %d x %d%s, epoch %d, index %d)", self._K, self._T, self._B,
-    self._shuffle and ", shuffled" or "", self._epoch, self._index)
+  return string.format("bptt.data.Batches(%d batches of %d x %d%s%s, epoch %d, index %d)", self._K, self._T, self._B,
+    self._shuffle and ", shuffled" or "",
+    self._size > 1 and string.format(", shard %d of %d", self._rank, self._size) or "", self._epoch, self._index)
 end
+
+--- The shard: rank (0-based) and size (0, 1 when not sharded).
+function Batches:shard() return self._rank, self._size end
 
 return data
