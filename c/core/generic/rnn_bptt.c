@@ -586,10 +586,14 @@ static void FN(dw_hh_seq)(const FN(rnn_job) *job, const real *dGh, int64_t p0,
     int64_t tp, nt, np, i1, r, e;
     int64_t t = FN(step_of)(job, i, &tp, &nt, &np);
     int src;
+    if (nt == 0) { /* past every row's length: nothing (and no y_{t+1}) */
+      i++;
+      continue;
+    }
     /* a clean run of steps i .. i1-1: one source, SRC_PREV, for all rows */
     for (i1 = i; i1 < T; i1++) {
       t = FN(step_of)(job, i1, &tp, &nt, &np);
-      if (nt > 0 && (np < nt || FN(run_of)(job, t, np, 0, nt, &src) < nt || src != SRC_PREV)) break;
+      if (nt == 0 || np < nt || FN(run_of)(job, t, np, 0, nt, &src) < nt || src != SRC_PREV) break;
     }
     if (i1 > i) {
       /* steps t0 .. t0 + k - 1 ascending, with previous steps t0 -/+ 1 */
