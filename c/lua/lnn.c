@@ -540,7 +540,82 @@ static int l_to_index(lua_State *L) {
   return 0;
 }
 
+/* Visits the n elements of mask (any dtype, any layout) in row-major order:
+ * where[i] = mask element i != 0.  Returns the count of nonzeros. */
+static int64_t mask_walk(const bptt_tensor *m, int64_t n, void (*put)(void *, int64_t, int), void *ctx) {
+  int64_t i, off = m->offset, idx[BPTT_MAXDIM] = {0}, count = 0;
+  int d;
+  for (i = 0; i < n; i++) {
+    int on = bptt_tensor_get(m, off) != 0;
+    count += on;
+    put(ctx, i, on);
+    for (d = m->ndim - 1; d >= 0; d--) {
+      off += m->stride[d];
+      if (++idx[d] < m->size[d]) break;
+      off -= m->stride[d] * m->size[d];
+      idx[d] = 0;
+    }
+  }
+  return count;
+}
+
+typedef struct {
+  const int32_t *t;
+  int32_t *out, ig;
+} target_mask;
+
+static void put_target(void *ctx, int64_t i, int on) {
+  target_mask *c = ctx;
+  c->out[i] = on ? c->t[i] : c->ig;
+}
+
+/* mask_targets(t (n) int32, mask (n elements, any dtype), ig, out (n) int32)
+ * -> count: out = t where mask != 0, else ig (the ignored value) */
+static int l_mask_targets(lua_State *L) {
+  const char *fn = "bptt.core.mask_targets";
+  bptt_tensor *t = bptt_checktensor(L, 1, fn, "t"), *m = bptt_checktensor(L, 2, fn, "mask");
+  int64_t n = bptt_tensor_numel(t);
+  target_mask c;
+  c.t = arg1(L, 1, fn, "t", BPTT_INT32, 0, n);
+  if (bptt_tensor_numel(m) != n) luaL_error(L, "%s: mask must have %lld elements", fn, (long long)n);
+  c.ig = (int32_t)bptt_checkint(L, 3, fn, "ig", INT32_MIN, INT32_MAX);
+  c.out = arg1(L, 4, fn, "out", BPTT_INT32, 0, n);
+  lua_pushnumber(L, (lua_Number)mask_walk(m, n, put_target, &c));
+  return 1;
+}
+
+typedef struct {
+  void *out;
+  int dt;
+  int64_t F;
+} weight_mask;
+
+static void put_weight(void *ctx, int64_t i, int on) {
+  weight_mask *c = ctx;
+  int64_t j;
+  for (j = 0; j < c->F; j++) {
+    if (c->dt == BPTT_FLOAT32) ((float *)c->out)[i * c->F + j] = on ? 1.0f : 0.0f;
+    else ((double *)c->out)[i * c->F + j] = on ? 1.0 : 0.0;
+  }
+}
+
+/* mask_weights(mask (n elements, any dtype), F, out (n*F) float) -> count:
+ * out[i*F + j] = mask element i != 0 (1 or 0) */
+static int l_mask_weights(lua_State *L) {
+  const char *fn = "bptt.core.mask_weights";
+  bptt_tensor *m = bptt_checktensor(L, 1, fn, "mask");
+  int64_t n = bptt_tensor_numel(m);
+  weight_mask c;
+  c.F = bptt_checkint(L, 2, fn, "F", 1, INT32_MAX);
+  c.dt = real_dtype(L, 3, fn, "out");
+  c.out = arg1(L, 3, fn, "out", c.dt, 0, n * c.F);
+  lua_pushnumber(L, (lua_Number)mask_walk(m, n, put_weight, &c));
+  return 1;
+}
+
 static const luaL_Reg functions[] = {{"rnn_sizes", l_rnn_sizes},
+                                     {"mask_targets", l_mask_targets},
+                                     {"mask_weights", l_mask_weights},
                                      {"to_index", l_to_index},
                                      {"rnn_forward", l_rnn_forward},
                                      {"rnn_backward", l_rnn_backward},
