@@ -223,7 +223,8 @@ describe("bptt.RNN sequence arguments: misuse is an error naming the argument", 
   local m = bptt.RNN{ cell = "gru", input = 2, hidden = 3, bidirectional = true }
   local x = bptt.randn(4, 3, 2)
   local cases = {
-    { "lengths beyond T", function() m:forward(x, nil, nil, { 1, 5, 2 }) end, "lengths%[2%] must be a whole number in 1..T = 4" },
+    { "lengths beyond T", function() m:forward(x, nil, nil, { 1, 5, 2 }) end,
+      "lengths%[2%] must be a whole number in 1..T = 4" },
     { "a zero length", function() m:forward(x, nil, nil, { 1, 0, 2 }) end, "lengths%[2%]" },
     { "too few lengths", function() m:forward(x, nil, nil, { 1, 2 }) end, "lengths must hold B = 3" },
     { "lengths of a wrong type", function() m:forward(x, nil, nil, "3") end, "lengths must be an int32 tensor" },

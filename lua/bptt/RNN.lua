@@ -596,7 +596,9 @@ function RNN:_backward_seq(dy, dhT, dcT, opts)
     util.shape(fn, "dhT", dhT, { S, B, H })
     dhT = dhT:contiguous()
   end
-  if dcT ~= nil and not lstm then util.raise(fn .. ": dcT is only for cell \"lstm\", this is \"" .. self.cell .. "\"") end
+  if dcT ~= nil and not lstm then
+    util.raise(fn .. ": dcT is only for cell \"lstm\", this is \"" .. self.cell .. "\"")
+  end
   if dcT ~= nil then
     util.tensor(fn, "dcT", dcT, self.dtype)
     util.shape(fn, "dcT", dcT, { S, B, H })
@@ -713,8 +715,8 @@ end
 
 function RNN:__tostring()
   return string.format('bptt.RNN{cell="%s", input=%d, hidden=%d, layers=%d, bias=%s, dropout=%g, dtype="%s"%s} '
-    .. '(%d parameters)', self.cell, self.input, self.hidden, self.layers, tostring(self.bias), self.dropout, self.dtype,
-    self.bidirectional and ", bidirectional=true" or "", self:num_parameters())
+    .. '(%d parameters)', self.cell, self.input, self.hidden, self.layers, tostring(self.bias), self.dropout,
+    self.dtype, self.bidirectional and ", bidirectional=true" or "", self:num_parameters())
 end
 
 return RNN
