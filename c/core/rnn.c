@@ -108,5 +108,44 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
   ((n) > 1 && (d)->B >= 8 * (int64_t)(n) &&                \
    (double)(G) * (double)(d)->H * (double)(d)->H * (esize) <= 8.0 * 1024 * 1024)
 
+/* where a row's h_{t-1} comes from at a step (generic/rnn_bptt.c) */
+enum { SRC_PREV = 0, SRC_H0 = 1, SRC_ZERO = 2 };
+
 #define BPTT_GENERIC "generic/rnn_bptt.c"
 #include "generic.h"
+
+/* ---- row shuffles (rnn.h), any element type ---------------------------- */
+
+void bptt_rnn_permute_rows(const void *src, void *dst, int64_t T, int64_t B,
+                           int64_t bytes, const int32_t *perm, int scatter) {
+  const char *s = src;
+  char *d = dst;
+  int64_t t, b;
+  for (t = 0; t < T; t++)
+    for (b = 0; b < B; b++) {
+      int64_t from = scatter ? b : perm[b], to = scatter ? perm[b] : b;
+      memcpy(d + (t * B + to) * bytes, s + (t * B + from) * bytes, (size_t)bytes);
+    }
+}
+
+void bptt_rnn_join_rows(const void *a, const void *b, void *out, int64_t rows,
+                        int64_t bytes) {
+  const char *pa = a, *pb = b;
+  char *o = out;
+  int64_t r;
+  for (r = 0; r < rows; r++) {
+    memcpy(o + 2 * r * bytes, pa + r * bytes, (size_t)bytes);
+    memcpy(o + (2 * r + 1) * bytes, pb + r * bytes, (size_t)bytes);
+  }
+}
+
+void bptt_rnn_split_rows(const void *in, void *a, void *b, int64_t rows,
+                         int64_t bytes) {
+  const char *i = in;
+  char *pa = a, *pb = b;
+  int64_t r;
+  for (r = 0; r < rows; r++) {
+    memcpy(pa + r * bytes, i + 2 * r * bytes, (size_t)bytes);
+    memcpy(pb + r * bytes, i + (2 * r + 1) * bytes, (size_t)bytes);
+  }
+}

@@ -130,4 +130,77 @@ int bptt_rnn_backward_f64(const bptt_rnn_dims *d,
                           double *dw_ih, double *dw_hh,
                           double *db_ih, double *db_hh, double *scratch);
 
+/*
+ * Sequence options (a NULL bptt_rnn_seq = all zeros: today's layer).
+ *
+ *   reverse      run t = T-1 .. 0 (the reverse direction of a
+ *                bidirectional layer): h_t = cell(x_t, h_{t+1}), and h0
+ *                enters at each sequence's own last step.
+ *   batch_sizes  NULL, or T counts n_t = how many rows are still running at
+ *                step t, with the rows sorted by length, longest first
+ *                (PyTorch's PackedSequence.batch_sizes): n_0 = B and
+ *                0 <= n_t <= n_{t-1}.  Row b runs at the steps t < L_b.
+ *                At the other steps its output is 0, its state does not
+ *                move, and no work is done for it in the recursion; hT, cT
+ *                are each row's state at its own last step (t = L_b - 1,
+ *                or t = 0 in reverse), and dhT, dcT enter there.
+ *   reset        NULL, or (T, B) flags: where reset[t*B + b] != 0, row b's
+ *                h_{t-1} (and c_{t-1}) are taken as zeros at step t (a new
+ *                document starts there), and no gradient flows back across
+ *                that step into h_{t-1}, c_{t-1} (nor into dh0, dc0 at t =
+ *                0; reverse: across t into h_{t+1}).
+ *
+ * The batched GEMMs (input projections, dx, weight gradients) still run
+ * over all T*B rows: padding costs them T*B / sum(L_b) more work; the step
+ * by step recursion skips it.  BPTT_EARG for batch_sizes out of order.
+ */
+typedef struct {
+  int reverse;
+  const int32_t *batch_sizes; /* (T) */
+  const int32_t *reset;       /* (T, B) */
+} bptt_rnn_seq;
+
+int bptt_rnn_forward_seq_f32(const bptt_rnn_dims *d, const bptt_rnn_seq *s,
+                             const float *w_ih, const float *w_hh,
+                             const float *b_ih, const float *b_hh,
+                             const float *x, const float *h0, const float *c0,
+                             float *y, float *hT, float *cT, float *cache);
+int bptt_rnn_forward_seq_f64(const bptt_rnn_dims *d, const bptt_rnn_seq *s,
+                             const double *w_ih, const double *w_hh,
+                             const double *b_ih, const double *b_hh,
+                             const double *x, const double *h0,
+                             const double *c0, double *y, double *hT,
+                             double *cT, double *cache);
+int bptt_rnn_backward_seq_f32(const bptt_rnn_dims *d, const bptt_rnn_seq *s,
+                              const float *w_ih, const float *w_hh,
+                              const float *x, const float *h0,
+                              const float *c0, const float *y,
+                              const float *cache, const float *dy,
+                              const float *dhT, const float *dcT, float *dx,
+                              float *dh0, float *dc0, float *dw_ih,
+                              float *dw_hh, float *db_ih, float *db_hh,
+                              float *scratch);
+int bptt_rnn_backward_seq_f64(const bptt_rnn_dims *d, const bptt_rnn_seq *s,
+                              const double *w_ih, const double *w_hh,
+                              const double *x, const double *h0,
+                              const double *c0, const double *y,
+                              const double *cache, const double *dy,
+                              const double *dhT, const double *dcT,
+                              double *dx, double *dh0, double *dc0,
+                              double *dw_ih, double *dw_hh, double *db_ih,
+                              double *db_hh, double *scratch);
+
+/* Row shuffles of (T, B, *) buffers, rows of `bytes` bytes, any type:
+ *   permute:  dst[t, b] = src[t, perm[b]]  (scatter = 0)
+ *             dst[t, perm[b]] = src[t, b]  (scatter = 1)
+ *             perm: B distinct 0-based rows (not checked here)
+ *   join:     out row r = a row r | b row r   (rows of 2*bytes)
+ *   split:    the inverse of join */
+void bptt_rnn_permute_rows(const void *src, void *dst, int64_t T, int64_t B,
+                           int64_t bytes, const int32_t *perm, int scatter);
+void bptt_rnn_join_rows(const void *a, const void *b, void *out, int64_t rows,
+                        int64_t bytes);
+void bptt_rnn_split_rows(const void *in, void *a, void *b, int64_t rows,
+                         int64_t bytes);
+
 #endif

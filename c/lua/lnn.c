@@ -123,9 +123,25 @@ static void rnn_dims(lua_State *L, const char *fn, int cell, int ix, int iw_hh, 
   check_kernel(L, bptt_rnn_check_dims(d), fn);
 }
 
-/* rnn_forward(cell, w_ih, w_hh, b_ih?, b_hh?, x, h0?, c0?, y, hT?, cT?, cache?) */
+/* The sequence options at idx, idx+1, idx+2: reverse (boolean or nil),
+ * batch_sizes (int32 (T) or nil), reset (int32 (T, B) or nil). */
+static void seq_args(lua_State *L, int idx, const char *fn, const bptt_rnn_dims *d, bptt_rnn_seq *sq) {
+  int64_t t;
+  sq->reverse = lua_toboolean(L, idx);
+  sq->batch_sizes = arg1(L, idx + 1, fn, "batch_sizes", BPTT_INT32, 1, d->T);
+  sq->reset = arg2(L, idx + 2, fn, "reset", BPTT_INT32, 1, d->T, d->B);
+  for (t = 0; sq->batch_sizes && t < d->T; t++)
+    if (sq->batch_sizes[t] < 0 || sq->batch_sizes[t] > (t ? sq->batch_sizes[t - 1] : d->B) ||
+        (t == 0 && sq->batch_sizes[0] != d->B))
+      luaL_error(L, "%s: batch_sizes must start at B = %d and not grow, got %d at step %d", fn, (int)d->B,
+                 (int)sq->batch_sizes[t], (int)t + 1);
+}
+
+/* rnn_forward(cell, w_ih, w_hh, b_ih?, b_hh?, x, h0?, c0?, y, hT?, cT?, cache?,
+ *             reverse?, batch_sizes?, reset?) */
 static int l_rnn_forward(lua_State *L) {
   const char *fn = "bptt.core.rnn_forward";
+  bptt_rnn_seq sq;
   bptt_rnn_dims d;
   int dt, cell = check_cell(L, 1, fn), lstm;
   int64_t G, H, B, cn;
@@ -145,17 +161,20 @@ static int l_rnn_forward(lua_State *L) {
   hT = arg2(L, 10, fn, "hT", dt, 1, B, H);
   cT = lstm ? arg2(L, 11, fn, "cT", dt, 1, B, H) : NULL;
   cache = cn ? arg1(L, 12, fn, "cache", dt, 0, cn) : NULL;
+  seq_args(L, 13, fn, &d, &sq);
   if (dt == BPTT_FLOAT32)
-    check_kernel(L, bptt_rnn_forward_f32(&d, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache), fn);
+    check_kernel(L, bptt_rnn_forward_seq_f32(&d, &sq, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache), fn);
   else
-    check_kernel(L, bptt_rnn_forward_f64(&d, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache), fn);
+    check_kernel(L, bptt_rnn_forward_seq_f64(&d, &sq, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache), fn);
   return 0;
 }
 
 /* rnn_backward(cell, w_ih, w_hh, x, h0?, c0?, y, cache?, dy?, dhT?, dcT?,
- *              dx?, dh0?, dc0?, dw_ih, dw_hh, db_ih?, db_hh?, scratch) */
+ *              dx?, dh0?, dc0?, dw_ih, dw_hh, db_ih?, db_hh?, scratch,
+ *              reverse?, batch_sizes?, reset?) */
 static int l_rnn_backward(lua_State *L) {
   const char *fn = "bptt.core.rnn_backward";
+  bptt_rnn_seq sq;
   bptt_rnn_dims d;
   int dt, cell = check_cell(L, 1, fn), lstm;
   int64_t G, H, B, cn, sn;
@@ -183,14 +202,73 @@ static int l_rnn_backward(lua_State *L) {
   db_ih = arg1(L, 17, fn, "db_ih", dt, 1, G * H);
   db_hh = arg1(L, 18, fn, "db_hh", dt, 1, G * H);
   scratch = arg1(L, 19, fn, "scratch", dt, 0, sn);
+  seq_args(L, 20, fn, &d, &sq);
   if (dt == BPTT_FLOAT32)
-    check_kernel(L, bptt_rnn_backward_f32(&d, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
+    check_kernel(L, bptt_rnn_backward_seq_f32(&d, &sq, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
                                           dw_hh, db_ih, db_hh, scratch), fn);
   else
-    check_kernel(L, bptt_rnn_backward_f64(&d, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
+    check_kernel(L, bptt_rnn_backward_seq_f64(&d, &sq, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
                                           dw_hh, db_ih, db_hh, scratch), fn);
   return 0;
 }
+
+/* Checks a contiguous float tensor at idx of 2 or 3 dims (T x B x F, or
+ * rows x F); returns it. */
+static bptt_tensor *rows_arg(lua_State *L, int idx, const char *fn, const char *name) {
+  bptt_tensor *t = bptt_checktensor(L, idx, fn, name);
+  real_dtype(L, idx, fn, name);
+  if (t->ndim < 2 || t->ndim > 3) luaL_error(L, "%s: %s must be 2-d or 3-d, got %d-d", fn, name, t->ndim);
+  if (!bptt_tensor_is_contiguous(t)) luaL_error(L, "%s: %s must be contiguous", fn, name);
+  return t;
+}
+
+static int same_shape(const bptt_tensor *a, const bptt_tensor *b) {
+  int k;
+  if (a->ndim != b->ndim || a->dtype != b->dtype) return 0;
+  for (k = 0; k < a->ndim; k++)
+    if (a->size[k] != b->size[k]) return 0;
+  return 1;
+}
+
+/* rnn_permute(src (T,B,F), dst (T,B,F), perm (B) int32 0-based, scatter):
+ * dst[t][b] = src[t][perm[b]], or dst[t][perm[b]] = src[t][b] */
+static int l_rnn_permute(lua_State *L) {
+  const char *fn = "bptt.core.rnn_permute";
+  bptt_tensor *src = rows_arg(L, 1, fn, "src"), *dst = rows_arg(L, 2, fn, "dst");
+  int64_t T, B, F, b;
+  const int32_t *perm;
+  if (src->ndim != 3 || !same_shape(src, dst)) luaL_error(L, "%s: src and dst must be T x B x F alike", fn);
+  if (bptt_tensor_data(src) == bptt_tensor_data(dst)) luaL_error(L, "%s: src and dst must differ", fn);
+  T = src->size[0], B = src->size[1], F = src->size[2];
+  perm = arg1(L, 3, fn, "perm", BPTT_INT32, 0, B);
+  for (b = 0; b < B; b++)
+    if (perm[b] < 0 || perm[b] >= B) luaL_error(L, "%s: perm[%d] = %d is not a row in 0..%d", fn, (int)b + 1,
+                                                (int)perm[b], (int)B - 1);
+  bptt_rnn_permute_rows(bptt_tensor_data(src), bptt_tensor_data(dst), T, B,
+                        F * (int64_t)bptt_dtype_size((bptt_dtype)src->dtype), perm, lua_toboolean(L, 4));
+  return 0;
+}
+
+/* rnn_join(a (..., H), b (..., H), out (..., 2H)) and rnn_split(out, a, b):
+ * out's rows are a's | b's */
+static int join_split(lua_State *L, int split) {
+  const char *fn = split ? "bptt.core.rnn_split" : "bptt.core.rnn_join";
+  bptt_tensor *o = rows_arg(L, split ? 1 : 3, fn, "out");
+  bptt_tensor *a = rows_arg(L, split ? 2 : 1, fn, "a"), *b = rows_arg(L, split ? 3 : 2, fn, "b");
+  int64_t n = bptt_tensor_numel(a), H = a->size[a->ndim - 1];
+  if (!same_shape(a, b) || o->dtype != a->dtype || o->ndim != a->ndim || bptt_tensor_numel(o) != 2 * n ||
+      o->size[o->ndim - 1] != 2 * H)
+    luaL_error(L, "%s: a and b must be alike, out their concatenation along the last dimension", fn);
+  if (split)
+    bptt_rnn_split_rows(bptt_tensor_data(o), bptt_tensor_data(a), bptt_tensor_data(b), n / H,
+                        H * (int64_t)bptt_dtype_size((bptt_dtype)a->dtype));
+  else
+    bptt_rnn_join_rows(bptt_tensor_data(a), bptt_tensor_data(b), bptt_tensor_data(o), n / H,
+                       H * (int64_t)bptt_dtype_size((bptt_dtype)a->dtype));
+  return 0;
+}
+static int l_rnn_join(lua_State *L) { return join_split(L, 0); }
+static int l_rnn_split(lua_State *L) { return join_split(L, 1); }
 
 /* --------------------------------------------------------------- Linear */
 
@@ -462,10 +540,88 @@ static int l_to_index(lua_State *L) {
   return 0;
 }
 
+/* Visits the n elements of mask (any dtype, any layout) in row-major order:
+ * where[i] = mask element i != 0.  Returns the count of nonzeros. */
+static int64_t mask_walk(const bptt_tensor *m, int64_t n, void (*put)(void *, int64_t, int), void *ctx) {
+  int64_t i, off = m->offset, idx[BPTT_MAXDIM] = {0}, count = 0;
+  int d;
+  for (i = 0; i < n; i++) {
+    int on = bptt_tensor_get(m, off) != 0;
+    count += on;
+    put(ctx, i, on);
+    for (d = m->ndim - 1; d >= 0; d--) {
+      off += m->stride[d];
+      if (++idx[d] < m->size[d]) break;
+      off -= m->stride[d] * m->size[d];
+      idx[d] = 0;
+    }
+  }
+  return count;
+}
+
+typedef struct {
+  const int32_t *t;
+  int32_t *out, ig;
+} target_mask;
+
+static void put_target(void *ctx, int64_t i, int on) {
+  target_mask *c = ctx;
+  c->out[i] = on ? c->t[i] : c->ig;
+}
+
+/* mask_targets(t (n) int32, mask (n elements, any dtype), ig, out (n) int32)
+ * -> count: out = t where mask != 0, else ig (the ignored value) */
+static int l_mask_targets(lua_State *L) {
+  const char *fn = "bptt.core.mask_targets";
+  bptt_tensor *t = bptt_checktensor(L, 1, fn, "t"), *m = bptt_checktensor(L, 2, fn, "mask");
+  int64_t n = bptt_tensor_numel(t);
+  target_mask c;
+  c.t = arg1(L, 1, fn, "t", BPTT_INT32, 0, n);
+  if (bptt_tensor_numel(m) != n) luaL_error(L, "%s: mask must have %lld elements", fn, (long long)n);
+  c.ig = (int32_t)bptt_checkint(L, 3, fn, "ig", INT32_MIN, INT32_MAX);
+  c.out = arg1(L, 4, fn, "out", BPTT_INT32, 0, n);
+  lua_pushnumber(L, (lua_Number)mask_walk(m, n, put_target, &c));
+  return 1;
+}
+
+typedef struct {
+  void *out;
+  int dt;
+  int64_t F;
+} weight_mask;
+
+static void put_weight(void *ctx, int64_t i, int on) {
+  weight_mask *c = ctx;
+  int64_t j;
+  for (j = 0; j < c->F; j++) {
+    if (c->dt == BPTT_FLOAT32) ((float *)c->out)[i * c->F + j] = on ? 1.0f : 0.0f;
+    else ((double *)c->out)[i * c->F + j] = on ? 1.0 : 0.0;
+  }
+}
+
+/* mask_weights(mask (n elements, any dtype), F, out (n*F) float) -> count:
+ * out[i*F + j] = mask element i != 0 (1 or 0) */
+static int l_mask_weights(lua_State *L) {
+  const char *fn = "bptt.core.mask_weights";
+  bptt_tensor *m = bptt_checktensor(L, 1, fn, "mask");
+  int64_t n = bptt_tensor_numel(m);
+  weight_mask c;
+  c.F = bptt_checkint(L, 2, fn, "F", 1, INT32_MAX);
+  c.dt = real_dtype(L, 3, fn, "out");
+  c.out = arg1(L, 3, fn, "out", c.dt, 0, n * c.F);
+  lua_pushnumber(L, (lua_Number)mask_walk(m, n, put_weight, &c));
+  return 1;
+}
+
 static const luaL_Reg functions[] = {{"rnn_sizes", l_rnn_sizes},
+                                     {"mask_targets", l_mask_targets},
+                                     {"mask_weights", l_mask_weights},
                                      {"to_index", l_to_index},
                                      {"rnn_forward", l_rnn_forward},
                                      {"rnn_backward", l_rnn_backward},
+                                     {"rnn_permute", l_rnn_permute},
+                                     {"rnn_join", l_rnn_join},
+                                     {"rnn_split", l_rnn_split},
                                      {"linear_forward", l_linear_forward},
                                      {"linear_backward", l_linear_backward},
                                      {"embedding_forward", l_embedding_forward},

@@ -8,6 +8,9 @@
 -- target value (1-based ids: 0 is a usual padding value) whose positions
 -- count for nothing.  When every position is ignored the loss and gradient
 -- are 0 (PyTorch gives NaN for "mean").
+-- Masks: ce:forward(logits, targets, mask) with mask of the targets' shape
+-- (any dtype; 0 = padding): masked positions count for nothing, like ignored
+-- ones, and "mean" is over the real positions only.
 local core = require "bptt.core"
 local util = require "bptt.util"
 local Module = require "bptt.Module"
@@ -32,7 +35,10 @@ function CrossEntropy:__init(opts)
   self.ignore_index = opts.ignore_index
 end
 
-function CrossEntropy:forward(logits, targets)
+-- the ignored value a mask writes where ignore_index is not set
+local MASKED = -2 ^ 31 + 1
+
+function CrossEntropy:forward(logits, targets, mask)
   local fn = "bptt.CrossEntropy:forward"
   util.tensor(fn, "logits", logits)
   local dt = logits:dtype()
@@ -49,20 +55,29 @@ function CrossEntropy:forward(logits, targets)
   local N = logits:numel() / C
   local t
   t, self._tbuf = util.index_tensor(fn, "targets", targets, self._tbuf)
+  local ig = self.ignore_index
+  if mask ~= nil then
+    util.tensor(fn, "mask", mask)
+    util.shape(fn, "mask", mask, tshape)
+    if self._mbuf == nil or self._mbuf:numel() ~= N then self._mbuf = core.zeros(N, "int32") end
+    ig = ig or MASKED
+    core.mask_targets(t:contiguous():view(N), mask, ig, self._mbuf)
+    t = self._mbuf:view(tshape)
+  end
   local x2 = logits:contiguous():view(N, C)
   if self._cache == nil or self._cache:size(1) ~= N or self._cache:dtype() ~= dt then
     self._cache = core.zeros(N, 2, dt)
   end
   local none = self.reduction == "none"
-  local loss, bad = core.ce_forward(x2, t:view(N), self.ignore_index, none and "sum" or self.reduction, self._cache)
+  local loss, bad = core.ce_forward(x2, t:view(N), ig, none and "sum" or self.reduction, self._cache)
   if loss == nil then
     error(string.format("%s: targets%s is %d, expected 1..%d", fn, util.index_str(tshape, bad),
       t:view(N):get(bad), C), 2)
   end
-  self._x2, self._t, self._shape, self._tshape = x2, t:view(N), shape, tshape
+  self._x2, self._t, self._shape, self._tshape, self._ig = x2, t:view(N), shape, tshape, ig
   if none then
     local losses = core.zeros(N, dt)
-    core.ce_rows(x2, t:view(N), self.ignore_index, self._cache, losses)
+    core.ce_rows(x2, t:view(N), ig, self._cache, losses)
     return losses:view(tshape)
   end
   return loss
@@ -84,9 +99,9 @@ function CrossEntropy:backward(gout)
     self._dx = core.zeros(x2:size(1), x2:size(2), x2:dtype())
   end
   if none then
-    core.ce_backward_rows(x2, self._t, self.ignore_index, self._cache, gout:contiguous():view(-1), self._dx)
+    core.ce_backward_rows(x2, self._t, self._ig, self._cache, gout:contiguous():view(-1), self._dx)
   else
-    core.ce_backward(x2, self._t, self.ignore_index, self.reduction, self._cache, gout or 1, self._dx)
+    core.ce_backward(x2, self._t, self._ig, self.reduction, self._cache, gout or 1, self._dx)
   end
   return self._dx:view(self._shape)
 end

@@ -55,7 +55,7 @@ local RNN = util.class("bptt.RNN", Module)
 
 local GATES = { tanh = 1, relu = 1, lstm = 4, gru = 3 }
 local OPTIONS = { cell = true, input = true, hidden = true, layers = true, bias = true, dropout = true, dtype = true,
-  carry_state = true }
+  carry_state = true, bidirectional = true }
 
 function RNN:__init(opts)
   local fn = "bptt.RNN"
@@ -81,15 +81,22 @@ function RNN:__init(opts)
     util.raise(fn .. ": dropout must be a number in [0, 1), got " .. util.got(opts.dropout))
   end
   self.dropout = p
+  if opts.bidirectional ~= nil and type(opts.bidirectional) ~= "boolean" then
+    util.raise(fn .. ": bidirectional must be true or false, got " .. util.got(opts.bidirectional))
+  end
+  self.bidirectional = opts.bidirectional or false
+  self._nd = self.bidirectional and 2 or 1 -- directions
   local G, H = GATES[self.cell], self.hidden
   local specs = {}
   for k = 0, self.layers - 1 do
-    local I = k == 0 and self.input or H
-    specs[#specs + 1] = { "weight_ih_l" .. k, { G * H, I } }
-    specs[#specs + 1] = { "weight_hh_l" .. k, { G * H, H } }
-    if self.bias then
-      specs[#specs + 1] = { "bias_ih_l" .. k, { G * H } }
-      specs[#specs + 1] = { "bias_hh_l" .. k, { G * H } }
+    local I = k == 0 and self.input or self._nd * H
+    for _, sfx in ipairs(self.bidirectional and { "", "_reverse" } or { "" }) do
+      specs[#specs + 1] = { "weight_ih_l" .. k .. sfx, { G * H, I } }
+      specs[#specs + 1] = { "weight_hh_l" .. k .. sfx, { G * H, H } }
+      if self.bias then
+        specs[#specs + 1] = { "bias_ih_l" .. k .. sfx, { G * H } }
+        specs[#specs + 1] = { "bias_hh_l" .. k .. sfx, { G * H } }
+      end
     end
   end
   self:_parameters_init(util.dtype(fn, opts.dtype), specs)
@@ -175,7 +182,7 @@ end
 -- zeroed when B changes (all or nothing).
 function RNN:_carry(B)
   if self._sh == nil or self._sh:size(2) ~= B then
-    local L, H, dt, lstm = self.layers, self.hidden, self.dtype, self.cell == "lstm"
+    local L, H, dt, lstm = self.layers * self._nd, self.hidden, self.dtype, self.cell == "lstm"
     local sh, sh2 = core.zeros(L, B, H, dt), core.zeros(L, B, H, dt)
     local sc, sc2
     if lstm then sc, sc2 = core.zeros(L, B, H, dt), core.zeros(L, B, H, dt) end
@@ -187,7 +194,8 @@ end
 -- x: T x B x input; h0, c0: layers x B x hidden or nil (zeros); cT only for
 -- lstm.  With carry_state, h0 and c0 are the carried state (not given) and
 -- hT, cT the new one.
-function RNN:forward(x, h0, c0)
+function RNN:forward(x, h0, c0, lengths, resets)
+  if self.bidirectional or lengths ~= nil or resets ~= nil then return self:_forward_seq(x, h0, c0, lengths, resets) end
   local fn = "bptt.RNN:forward"
   util.tensor(fn, "x", x, self.dtype)
   if x:dim() ~= 3 or x:size(3) ~= self.input or x:size(1) < 1 or x:size(2) < 1 then
@@ -283,6 +291,7 @@ function RNN:backward(dy, dhT, dcT, opts)
   local fn = "bptt.RNN:backward"
   local f = self._fwd
   if f == nil then util.raise(fn .. ": call forward first") end
+  if f.seq then return self:_backward_seq(dy, dhT, dcT, opts) end
   local reuse = false
   if opts ~= nil then
     util.options(fn, opts, BACKWARD_OPTIONS)
@@ -345,6 +354,323 @@ function RNN:backward(dy, dhT, dcT, opts)
   return g, self._dh0
 end
 
+-- ---- bidirectional layers, variable lengths, resets -----------------------
+--
+-- forward(x, h0, c0, lengths, resets) takes this path when the layer is
+-- bidirectional or lengths or resets are given.  Per layer and direction
+-- one C call over all T steps (c/core/rnn.h's bptt_rnn_seq): the reverse
+-- direction runs t = T..1; with lengths the rows are sorted longest first
+-- (one copy of x, h0, c0 in and of y, hT, cT out, none when the lengths are
+-- already in that order), and at step t the recursion runs only the rows
+-- still going (PyTorch's packed batch_sizes), so padding costs the
+-- recursion nothing and the batched GEMMs T*B / sum(lengths) more work.
+-- A bidirectional layer's output T x B x 2H is the two directions' y side
+-- by side (one copy); backward splits its gradient (one copy) and adds the
+-- two directions' dx.  States are (layers * directions) x B x H, PyTorch's
+-- order: layer 0 forward, layer 0 reverse, layer 1 forward, ...
+
+-- lengths (int32 tensor or Lua table of B lengths in 1..T) -> perm (int32,
+-- 0-based, longest first, ties in batch order), batch_sizes (int32 T),
+-- whether perm is the identity
+local function lengths_arg(fn, lengths, T, B)
+  local l = {}
+  if core.is_tensor(lengths) then
+    if lengths:numel() ~= B or lengths:dim() ~= 1 then
+      util.raise(string.format("%s: lengths must hold B = %d lengths, got a tensor of shape %s", fn, B,
+        util.shape_str(lengths)))
+    end
+    l = lengths:totable()
+  elseif type(lengths) == "table" then
+    if #lengths ~= B then util.raise(string.format("%s: lengths must hold B = %d lengths, got %d", fn, B, #lengths)) end
+    for b = 1, B do l[b] = lengths[b] end
+  else
+    util.raise(fn .. ": lengths must be an int32 tensor or a table of B lengths, got " .. util.got(lengths))
+  end
+  for b = 1, B do
+    local v = l[b]
+    if type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > T then
+      util.raise(string.format("%s: lengths[%d] must be a whole number in 1..T = %d, got %s", fn, b, T, util.got(v)))
+    end
+  end
+  local order = {}
+  for b = 1, B do order[b] = b end
+  table.sort(order, function(a, c) return l[a] > l[c] or (l[a] == l[c] and a < c) end)
+  local p, identity = {}, true
+  for i = 1, B do
+    p[i] = order[i] - 1
+    if order[i] ~= i then identity = false end
+  end
+  local count = {}
+  for t = 1, T do count[t] = 0 end
+  for b = 1, B do count[l[b]] = count[l[b]] + 1 end
+  local bs, running = {}, B -- rows with length >= t
+  for t = 1, T do
+    bs[t] = running
+    running = running - count[t]
+  end
+  return core.tensor(p, "int32"), core.tensor(bs, "int32"), identity
+end
+
+-- The buffers of this path for T steps of batch B (grown like _buffers).
+function RNN:_seq_buffers(T, B, fn)
+  local L, H, dt, ND = self.layers, self.hidden, self.dtype, self._nd
+  local sq = self._sq
+  if sq == nil or T > sq.capT or B ~= sq.B then
+    local capT = math.max(T, sq and B == sq.B and sq.capT or 0)
+    local lstm = self.cell == "lstm"
+    local ok, new = pcall(function()
+      local cache_n, scratch_n = core.rnn_sizes(self.cell, capT, B, self.input, H)
+      local n = { capT = capT, B = B, st = {}, scratch = core.zeros(scratch_n, dt) }
+      for k = 1, L do
+        local s = { y = {}, cache = {} }
+        for d = 1, ND do
+          s.y[d] = core.zeros(capT, B, H, dt)
+          s.cache[d] = cache_n > 0 and core.zeros(cache_n, dt) or nil
+        end
+        s.out = ND == 2 and core.zeros(capT, B, 2 * H, dt) or s.y[1]
+        if self.dropout > 0 and k < L then
+          s.mask = core.zeros(capT, B, ND * H, dt)
+          s.drop = core.zeros(capT, B, ND * H, dt)
+        end
+        n.st[k] = s
+      end
+      local S = L * ND
+      n.h0, n.hT, n.dh0 = core.zeros(S, B, H, dt), core.zeros(S, B, H, dt), core.zeros(S, B, H, dt)
+      n.hTu, n.dh0u, n.dhT = core.zeros(S, B, H, dt), core.zeros(S, B, H, dt), core.zeros(S, B, H, dt)
+      if lstm then
+        n.c0, n.cT, n.dc0 = core.zeros(S, B, H, dt), core.zeros(S, B, H, dt), core.zeros(S, B, H, dt)
+        n.cTu, n.dc0u, n.dcT = core.zeros(S, B, H, dt), core.zeros(S, B, H, dt), core.zeros(S, B, H, dt)
+      end
+      return n
+    end)
+    if not ok then
+      local why = tostring(new):gsub("^[^:]*:%d+: ", "")
+      util.raise(string.format("%s: cannot allocate the buffers for T = %d, B = %d (%s)", fn, T, B, why))
+    end
+    sq = new
+    self._sq = sq
+  end
+  local cache_n, scratch_n = core.rnn_sizes(self.cell, T, B, self.input, H)
+  local v = { scratch = sq.scratch:narrow(1, 1, scratch_n) }
+  for k = 1, L do
+    local s, w = sq.st[k], { y = {}, cache = {} }
+    for d = 1, ND do
+      w.y[d] = s.y[d]:narrow(1, 1, T)
+      w.cache[d] = s.cache[d] and s.cache[d]:narrow(1, 1, cache_n)
+    end
+    w.out = s.out:narrow(1, 1, T)
+    w.mask = s.mask and s.mask:narrow(1, 1, T)
+    w.drop = s.drop and s.drop:narrow(1, 1, T)
+    v[k] = w
+  end
+  return v
+end
+
+-- A flat buffer of the path, made at first use and when it must grow: name,
+-- elements.
+function RNN:_seq_flat(fn, name, n)
+  local sq = self._sq
+  if sq[name] == nil or sq[name]:numel() < n then
+    local ok, t = pcall(core.zeros, n, self.dtype)
+    if not ok then
+      local why = tostring(t):gsub("^[^:]*:%d+: ", "")
+      util.raise(string.format("%s: cannot allocate %d elements (%s)", fn, n, why))
+    end
+    sq[name] = t
+  end
+  return sq[name]:narrow(1, 1, n)
+end
+
+local function pname(kind, l, d) return kind .. "_l" .. l .. (d == 2 and "_reverse" or "") end
+
+function RNN:_forward_seq(x, h0, c0, lengths, resets)
+  local fn = "bptt.RNN:forward"
+  util.tensor(fn, "x", x, self.dtype)
+  if x:dim() ~= 3 or x:size(3) ~= self.input or x:size(1) < 1 or x:size(2) < 1 then
+    error(string.format("%s: x must be T x B x %d (T, B >= 1), got %s", fn, self.input, util.shape_str(x)), 2)
+  end
+  local T, B, L, ND, H = x:size(1), x:size(2), self.layers, self._nd, self.hidden
+  local S, lstm, carry = L * ND, self.cell == "lstm", self.carry_state
+  if carry and (h0 ~= nil or c0 ~= nil) then
+    util.raise(fn .. ": h0 and c0 must be nil with carry_state (the carried state is used; set_state sets it)")
+  end
+  if h0 ~= nil then
+    util.tensor(fn, "h0", h0, self.dtype)
+    util.shape(fn, "h0", h0, { S, B, H })
+  end
+  if c0 ~= nil and not lstm then error(fn .. ": c0 is only for cell \"lstm\", this is \"" .. self.cell .. "\"", 2) end
+  if c0 ~= nil then
+    util.tensor(fn, "c0", c0, self.dtype)
+    util.shape(fn, "c0", c0, { S, B, H })
+  end
+  local perm, bs, permuted = nil, nil, false
+  if lengths ~= nil then
+    local identity
+    perm, bs, identity = lengths_arg(fn, lengths, T, B)
+    permuted = not identity
+  end
+  local rs
+  if resets ~= nil then
+    if self.bidirectional or lengths ~= nil then
+      util.raise(fn .. ": resets are for one-directional layers over full-length batches (no lengths)")
+    end
+    util.tensor(fn, "resets", resets)
+    util.shape(fn, "resets", resets, { T, B })
+    rs = util.index_tensor(fn, "resets", resets)
+  end
+  local buf = self:_seq_buffers(T, B, fn)
+  local sq = self._sq
+  if x:is_contiguous() then
+    for k = 1, L do
+      local s = buf[k]
+      check_alias(fn, "x", x, { s.y[1], s.y[2] or false, s.out, s.drop or false, s.cache[1] or false,
+        s.cache[2] or false }, "output and caches")
+    end
+  end
+  x = x:contiguous()
+  -- the states read (sorted order) and written
+  local sh0, sc0
+  if carry then
+    self:_carry(B)
+    sh0, sc0 = self._sh, self._sc
+  else
+    sh0, sc0 = h0, c0
+  end
+  if sh0 ~= nil then
+    if permuted then core.rnn_permute(sh0:contiguous(), sq.h0, perm, false) else sq.h0:copy(sh0) end
+    sh0 = sq.h0
+  end
+  if sc0 ~= nil then
+    if permuted then core.rnn_permute(sc0:contiguous(), sq.c0, perm, false) else sq.c0:copy(sc0) end
+    sc0 = sq.c0
+  end
+  local inp = x
+  if permuted then
+    inp = self:_seq_flat(fn, "xs", T * B * self.input):view(T, B, self.input)
+    core.rnn_permute(x, inp, perm, false)
+  end
+  local cell, P, train = self.cell, self.params, self.training and self.dropout > 0
+  for k = 1, L do
+    local s, l = buf[k], k - 1
+    s.x = inp
+    for d = 1, ND do
+      local j = (k - 1) * ND + d
+      core.rnn_forward(cell, P[pname("weight_ih", l, d)], P[pname("weight_hh", l, d)], P[pname("bias_ih", l, d)],
+        P[pname("bias_hh", l, d)], inp, sh0 and sh0:select(1, j), sc0 and sc0:select(1, j), s.y[d],
+        sq.hT:select(1, j), lstm and sq.cT:select(1, j) or nil, s.cache[d], d == 2, bs, rs)
+    end
+    if ND == 2 then core.rnn_join(s.y[1], s.y[2], s.out) end
+    s.dropped = false
+    if train and k < L then
+      s.mask:uniform()
+      core.dropout_apply(s.out, s.mask, s.drop, self.dropout)
+      s.dropped = true
+      inp = s.drop
+    else
+      inp = s.out
+    end
+  end
+  local y, hT, cT = buf[L].out, sq.hT, lstm and sq.cT or nil
+  if carry then hT, cT = self._sh2, self._sc2 end
+  if permuted then
+    local yu = self:_seq_flat(fn, "yu", T * B * ND * H):view(T, B, ND * H)
+    core.rnn_permute(y, yu, perm, true)
+    y = yu
+    if not carry then hT, cT = sq.hTu, lstm and sq.cTu or nil end
+    core.rnn_permute(sq.hT, hT, perm, true)
+    if lstm then core.rnn_permute(sq.cT, cT, perm, true) end
+  elseif carry then
+    hT:copy(sq.hT)
+    if lstm then cT:copy(sq.cT) end
+  end
+  if carry then self._sh, self._sh2, self._sc, self._sc2 = self._sh2, self._sh, self._sc2, self._sc end
+  self._fwd = { seq = true, T = T, B = B, buf = buf, h0 = sh0, c0 = sc0, perm = permuted and perm or nil, bs = bs,
+    rs = rs }
+  self.output = y
+  if lstm then return y, hT, cT end
+  return y, hT
+end
+
+function RNN:_backward_seq(dy, dhT, dcT, opts)
+  local fn = "bptt.RNN:backward"
+  if opts ~= nil then util.options(fn, opts, { reuse_dy = true }) end
+  local f, sq = self._fwd, self._sq
+  local T, B, L, ND, H = f.T, f.B, self.layers, self._nd, self.hidden
+  local S, lstm, perm = L * ND, self.cell == "lstm", f.perm
+  if dy ~= nil then
+    util.tensor(fn, "dy", dy, self.dtype)
+    util.shape(fn, "dy", dy, { T, B, ND * H })
+    dy = dy:contiguous()
+  end
+  if dhT ~= nil then
+    util.tensor(fn, "dhT", dhT, self.dtype)
+    util.shape(fn, "dhT", dhT, { S, B, H })
+    dhT = dhT:contiguous()
+  end
+  if dcT ~= nil and not lstm then
+    util.raise(fn .. ": dcT is only for cell \"lstm\", this is \"" .. self.cell .. "\"")
+  end
+  if dcT ~= nil then
+    util.tensor(fn, "dcT", dcT, self.dtype)
+    util.shape(fn, "dcT", dcT, { S, B, H })
+    dcT = dcT:contiguous()
+  end
+  local width = math.max(self.input, ND * H)
+  local gx = { self:_seq_flat(fn, "gx1", T * B * width), self:_seq_flat(fn, "gx2", T * B * width) }
+  for _, t in ipairs({ dy or false, dhT or false, dcT or false }) do
+    if t then
+      check_alias(fn, "the gradient", t, { gx[1], gx[2], sq.dh0, sq.dc0 or false, sq.dh0u, sq.dc0u or false },
+        "input, state or scratch gradients")
+    end
+  end
+  if perm then -- into the sorted order
+    if dy ~= nil then
+      local d = self:_seq_flat(fn, "dys", T * B * ND * H):view(T, B, ND * H)
+      core.rnn_permute(dy, d, perm, false)
+      dy = d
+    end
+    if dhT ~= nil then core.rnn_permute(dhT, sq.dhT, perm, false); dhT = sq.dhT end
+    if dcT ~= nil then core.rnn_permute(dcT, sq.dcT, perm, false); dcT = sq.dcT end
+  end
+  local cell, P, G = self.cell, self.params, self.grads
+  local g = dy
+  for k = L, 1, -1 do
+    local s, l = f.buf[k], k - 1
+    local I = k == 1 and self.input or ND * H
+    local dx = gx[(L - k) % 2 + 1]:narrow(1, 1, T * B * I):view(T, B, I)
+    local gd = { g }
+    if ND == 2 and g ~= nil then
+      gd[1] = self:_seq_flat(fn, "gf", T * B * H):view(T, B, H)
+      gd[2] = self:_seq_flat(fn, "gr", T * B * H):view(T, B, H)
+      core.rnn_split(g, gd[1], gd[2])
+    end
+    for d = ND, 1, -1 do
+      local j = (k - 1) * ND + d
+      local dxd = d == 1 and dx or self:_seq_flat(fn, "dxr", T * B * I):view(T, B, I)
+      core.rnn_backward(cell, P[pname("weight_ih", l, d)], P[pname("weight_hh", l, d)], s.x,
+        f.h0 and f.h0:select(1, j) or nil, f.c0 and f.c0:select(1, j) or nil, s.y[d], s.cache[d],
+        gd[d], dhT and dhT:select(1, j), dcT and dcT:select(1, j),
+        dxd, sq.dh0:select(1, j), lstm and sq.dc0:select(1, j) or nil,
+        G[pname("weight_ih", l, d)], G[pname("weight_hh", l, d)], G[pname("bias_ih", l, d)],
+        G[pname("bias_hh", l, d)], f.buf.scratch, d == 2, f.bs, f.rs)
+    end
+    if ND == 2 then dx:add(self._sq.dxr:narrow(1, 1, T * B * I):view(T, B, I)) end
+    g = dx
+    if k > 1 and f.buf[k - 1].dropped then core.dropout_backward(g, f.buf[k - 1].mask, g) end
+  end
+  local dh0, dc0 = sq.dh0, lstm and sq.dc0 or nil
+  if perm then -- back to the batch's order
+    local gu = self:_seq_flat(fn, "dxu", T * B * self.input):view(T, B, self.input)
+    core.rnn_permute(g, gu, perm, true)
+    g = gu
+    core.rnn_permute(sq.dh0, sq.dh0u, perm, true)
+    dh0 = sq.dh0u
+    if lstm then core.rnn_permute(sq.dc0, sq.dc0u, perm, true); dc0 = sq.dc0u end
+  end
+  if lstm then return g, dh0, dc0 end
+  return g, dh0
+end
+
 --- Zeroes the carried state (carry_state): every stream, or stream b (1-based).
 function RNN:reset_state(b)
   local fn = "bptt.RNN:reset_state"
@@ -387,7 +713,7 @@ function RNN:set_state(s)
     util.raise(fn .. ": s must be a table {h =, c =} from get_state() or nil, got " .. util.got(s))
   end
   util.tensor(fn, "s.h", s.h, self.dtype)
-  util.shape(fn, "s.h", s.h, { self.layers, "B", self.hidden })
+  util.shape(fn, "s.h", s.h, { self.layers * self._nd, "B", self.hidden })
   if self.cell == "lstm" then
     util.tensor(fn, "s.c", s.c, self.dtype)
     util.shape(fn, "s.c", s.c, s.h:shape())
@@ -399,8 +725,9 @@ function RNN:set_state(s)
 end
 
 function RNN:__tostring()
-  return string.format('bptt.RNN{cell="%s", input=%d, hidden=%d, layers=%d, bias=%s, dropout=%g, dtype="%s"} (%d parameters)',
-    self.cell, self.input, self.hidden, self.layers, tostring(self.bias), self.dropout, self.dtype, self:num_parameters())
+  return string.format('bptt.RNN{cell="%s", input=%d, hidden=%d, layers=%d, bias=%s, dropout=%g, dtype="%s"%s} '
+    .. '(%d parameters)', self.cell, self.input, self.hidden, self.layers, tostring(self.bias), self.dropout,
+    self.dtype, self.bidirectional and ", bidirectional=true" or "", self:num_parameters())
 end
 
 return RNN

@@ -91,6 +91,9 @@ typedef struct {
    * W_hh that the threads share (NULL: BLAS) */
   int by_rows;
   real *pk_shared;
+  /* sequence options (rnn.h's bptt_rnn_seq): reverse, batch_sizes, reset */
+  int rev;
+  const int32_t *bs, *reset;
 } FN(rnn_job);
 
 /* One thread's share of a call: in the recursion the batch rows [b0, b1)
@@ -119,6 +122,56 @@ static FN(share) FN(share_of)(const FN(rnn_job) *job, int tid, int n) {
 
 /* p + off, or NULL for a NULL p (an absent operand: zeros) */
 #define ROWS_AT(p, off) ((p) ? (p) + (off) : NULL)
+
+/* ---- steps, rows and where their h_{t-1} comes from (rnn.h's
+ * bptt_rnn_seq) ---------------------------------------------------------
+ * The i-th step run is t = i, or t = T-1-i in reverse; its previous step
+ * is t-1 (t+1 in reverse).  At step t rows [0, n_t) run (all B without
+ * batch_sizes); of these, rows [0, np) continue from the previous step's
+ * h and c, rows [np, n_t) start there from h0, c0 (np = 0 at i = 0), and a
+ * row with a reset flag starts from zeros.  The loops below take the rows
+ * of a step in runs of one source (SRC_PREV, SRC_H0, SRC_ZERO: rnn.c), so
+ * each run is one GEMM. */
+
+static int64_t FN(nrows)(const FN(rnn_job) *job, int64_t t) {
+  return job->bs ? (int64_t)job->bs[t] : job->d->B;
+}
+
+/* step t of the i-th run, its previous step *tp, n_t (*nt), np (*np) */
+static int64_t FN(step_of)(const FN(rnn_job) *job, int64_t i, int64_t *tp,
+                           int64_t *nt, int64_t *np) {
+  const int64_t T = job->d->T, t = job->rev ? T - 1 - i : i;
+  *tp = job->rev ? t + 1 : t - 1;
+  *nt = FN(nrows)(job, t);
+  *np = i ? FN(nrows)(job, *tp) : 0;
+  if (*np > *nt) *np = *nt;
+  return t;
+}
+
+/* The run of rows [r, e) (e <= e1) of one source starting at row r of
+ * step t; returns e, sets *src. */
+static int64_t FN(run_of)(const FN(rnn_job) *job, int64_t t, int64_t np,
+                          int64_t r, int64_t e1, int *src) {
+  const int32_t *rs = job->reset ? job->reset + t * job->d->B : NULL;
+  int64_t e;
+  int s0 = rs && rs[r] ? SRC_ZERO : r < np ? SRC_PREV : SRC_H0;
+  for (e = r + 1; e < e1; e++) {
+    int s1 = rs && rs[e] ? SRC_ZERO : e < np ? SRC_PREV : SRC_H0;
+    if (s1 != s0) break;
+  }
+  *src = s0;
+  return e;
+}
+
+/* Zeroes units [j0, j0 + nj) of each of G blocks of rows [r0, r1) of a
+ * (rows, G*H) buffer. */
+static void FN(zero_rows)(real *p, int64_t r0, int64_t r1, int64_t G,
+                          int64_t H, int64_t j0, int64_t nj) {
+  int64_t r, g;
+  for (r = r0; r < r1; r++)
+    for (g = 0; g < G; g++)
+      memset(p + (r * G + g) * H + j0, 0, (size_t)nj * sizeof(real));
+}
 
 /* W_hh packed (packed.h) for the recursion: forward W_hh^T in G gate blocks
  * of *blk floats, backward W_hh (one block).  By units: the thread's
@@ -333,8 +386,7 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
   const int64_t hcut = cell == BPTT_CELL_GRU ? 2 * H : GH;
   const FN(share) s = FN(share_of)(job, tid, n);
   const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0, r0 = s.r0, r1 = s.r1;
-  const int64_t b0 = s.b0, rows = s.b1 - s.b0, off = b0 * H, goff = b0 * GH;
-  int64_t t, blk = 0;
+  int64_t i, blk = 0;
   real beta;
   /* W_hh^T packed once for the T steps (the barrier below covers by rows'
    * shared packing) */
@@ -359,40 +411,52 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
     }
   }
   bptt_parallel_barrier(n);
-  /* the recursion over this thread's rows b0.. (rows of them) and units j0..
-   * (nj of them): every pointer below is moved to row b0 */
-  for (t = 0; t < T; t++) {
-    real *pt = pre + t * B * GH + goff, *yt = y + t * BH + off;
-    const real *hp = t ? yt - BH : ROWS_AT(h0, off); /* h_{t-1}; NULL = zeros */
-    if (nj > 0 && rows > 0) {
+  /* the recursion over this thread's rows b0..b1 that run at step t, in
+   * runs of one source (above), and its units j0.. (nj of them) */
+  for (i = 0; i < T; i++) {
+    int64_t tp, nt, np, r, e, e1;
+    const int64_t t = FN(step_of)(job, i, &tp, &nt, &np);
+    real *pt = pre + t * B * GH, *yt = y + t * BH;
+    const real *yp = i ? y + tp * BH : NULL;
+    e1 = s.b1 < nt ? s.b1 : nt;
+    for (r = s.b0; nj > 0 && r < e1; r = e) {
+      int src;
+      const real *hp;
+      int64_t m;
+      e = FN(run_of)(job, t, np, r, e1, &src);
+      m = e - r;
+      hp = src == SRC_PREV ? yp + r * H : src == SRC_H0 ? ROWS_AT(h0, r * H) : NULL;
       switch (cell) {
         case BPTT_CELL_LSTM: {
-          real *ct = cs + t * BH + off;
+          real *ct = cs + t * BH + r * H;
+          const real *cp = src == SRC_PREV ? cs + tp * BH + r * H
+                         : src == SRC_H0   ? ROWS_AT(c0, r * H)
+                                           : NULL;
           /* gates_t (B, 4H) += h_{t-1} (B, H) W_hh^T */
-          if (hp) FN(rec_cols)(pk, blk, 4, H, j0, nj, rows, H, hp, w_hh, 1, pt);
-          FN(lstm_step)(rows, H, j0, nj, pt, t ? ct - BH : ROWS_AT(c0, off), ct, yt);
+          if (hp) FN(rec_cols)(pk, blk, 4, H, j0, nj, m, H, hp, w_hh, 1, pt + r * GH);
+          FN(lstm_step)(m, H, j0, nj, pt + r * GH, cp, ct, yt + r * H);
           break;
         }
         case BPTT_CELL_GRU: {
-          real *hwr = hw + goff;
-          int64_t g;
+          real *hwr = hw + r * GH;
           /* hw (B, 3H) = h_{t-1} (B, H) W_hh^T */
-          if (hp) FN(rec_cols)(pk, blk, 3, H, j0, nj, rows, H, hp, w_hh, 0, hwr);
-          else
-            for (g = 0; g < rows * 3; g++)
-              memset(hwr + g * H + j0, 0, (size_t)nj * sizeof(real));
-          FN(gru_step)(rows, H, j0, nj, pt, hwr,
+          if (hp) FN(rec_cols)(pk, blk, 3, H, j0, nj, m, H, hp, w_hh, 0, hwr);
+          else FN(zero_rows)(hwr, 0, m, 3, H, j0, nj);
+          FN(gru_step)(m, H, j0, nj, pt + r * GH, hwr,
                        job->b_hh ? job->b_hh + 2 * H + j0 : NULL, hp,
-                       cs + t * BH + off, yt);
+                       cs + t * BH + r * H, yt + r * H);
           break;
         }
         default:
           /* y_t (B, H) += h_{t-1} (B, H) W_hh^T */
-          if (hp) FN(rec_cols)(pk, blk, 1, H, j0, nj, rows, H, hp, w_hh, 1, yt);
-          FN(elman_step)(rows, H, j0, nj, relu, yt);
+          if (hp) FN(rec_cols)(pk, blk, 1, H, j0, nj, m, H, hp, w_hh, 1, yt + r * H);
+          FN(elman_step)(m, H, j0, nj, relu, yt + r * H);
           break;
       }
     }
+    /* rows past their length: output 0 (tanh/relu's y held the input
+     * projection) */
+    if (nj > 0 && nt < s.b1) FN(zero_rows)(yt, nt > s.b0 ? nt : s.b0, s.b1, 1, H, j0, nj);
     /* by units, h_t is complete only when every thread is done with it; by
      * rows, a thread reads back only the rows it wrote */
     if (!job->by_rows) bptt_parallel_barrier(n);
@@ -417,31 +481,69 @@ static int FN(plan)(FN(rnn_job) *job, int fwd) {
   return (int)n;
 }
 
-int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
-                         const real *w_ih, const real *w_hh,
-                         const real *b_ih, const real *b_hh,
-                         const real *x, const real *h0, const real *c0,
-                         real *y, real *hT, real *cT, real *cache) {
+/* BPTT_OK if s (may be NULL) is usable with d: batch_sizes start at B and
+ * do not grow (0 past the longest row). */
+static int FN(check_seq)(const bptt_rnn_dims *d, const bptt_rnn_seq *s) {
+  int64_t t;
+  if (!s || !s->batch_sizes) return BPTT_OK;
+  if (s->batch_sizes[0] != d->B) return BPTT_EARG;
+  for (t = 1; t < d->T; t++)
+    if (s->batch_sizes[t] < 0 || s->batch_sizes[t] > s->batch_sizes[t - 1])
+      return BPTT_EARG;
+  return BPTT_OK;
+}
+
+static void FN(job_seq)(FN(rnn_job) *job, const bptt_rnn_seq *s) {
+  if (!s) return;
+  job->rev = s->reverse != 0, job->bs = s->batch_sizes, job->reset = s->reset;
+}
+
+/* Row b's last step run (its state then is hT): 0 in reverse, else
+ * L_b - 1, where L_b = #{t : n_t > b} */
+static void FN(final_rows)(const FN(rnn_job) *job, const real *src, real *dst) {
+  const int64_t T = job->d->T, B = job->d->B, H = job->d->H;
+  int64_t b, t = T; /* t = L_b, found walking down as b grows */
+  for (b = 0; b < B; b++) {
+    int64_t last;
+    while (t > 0 && FN(nrows)(job, t - 1) <= b) t--;
+    last = job->rev ? 0 : t - 1;
+    memcpy(dst + b * H, src + (last * B + b) * H, (size_t)H * sizeof(real));
+  }
+}
+
+int FN(bptt_rnn_forward_seq)(const bptt_rnn_dims *d, const bptt_rnn_seq *sq,
+                             const real *w_ih, const real *w_hh,
+                             const real *b_ih, const real *b_hh,
+                             const real *x, const real *h0, const real *c0,
+                             real *y, real *hT, real *cT, real *cache) {
   int err = bptt_rnn_check_dims(d);
-  int64_t BH;
   FN(rnn_job) job;
   if (err) return err;
   if (!w_ih || !w_hh || !x || !y) return BPTT_EARG;
   if (!cache && (d->cell == BPTT_CELL_LSTM || d->cell == BPTT_CELL_GRU))
     return BPTT_EARG;
-  BH = d->B * d->H;
+  if ((err = FN(check_seq)(d, sq))) return err;
   memset(&job, 0, sizeof job);
   job.d = d, job.G = bptt_cell_gates(d->cell), job.GH = job.G * d->H;
   job.w_ih = w_ih, job.w_hh = w_hh, job.b_ih = b_ih, job.b_hh = b_hh;
   job.x = x, job.h0 = h0, job.c0 = d->cell == BPTT_CELL_LSTM ? c0 : NULL;
   job.y_out = y, job.cache_out = cache;
+  FN(job_seq)(&job, sq);
   bptt_parallel_run(FN(forward_task), &job, FN(plan)(&job, 1));
-  /* c_T: block T-1 of c (T, B, H), which follows gates (T, B, 4H) */
+  /* c_T: from c (T, B, H), which follows gates (T, B, 4H) */
   if (d->cell == BPTT_CELL_LSTM && cT)
-    memcpy(cT, cache + 4 * d->T * BH + (d->T - 1) * BH,
-           (size_t)BH * sizeof(real));
-  if (hT) memcpy(hT, y + (d->T - 1) * BH, (size_t)BH * sizeof(real));
+    FN(final_rows)(&job, cache + 4 * d->T * d->B * d->H, cT);
+  if (hT) FN(final_rows)(&job, y, hT);
   return BPTT_OK;
+}
+
+int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
+                         const real *w_ih, const real *w_hh,
+                         const real *b_ih, const real *b_hh,
+                         const real *x, const real *h0, const real *c0,
+                         real *y, real *hT, real *cT, real *cache) {
+  return FN(bptt_rnn_forward_seq)(d, NULL, w_ih, w_hh, b_ih, b_hh, x, h0, c0,
+                                  y, hT, cT, cache);
 }
 
 /* ---- backward ------------------------------------------------------------
@@ -467,6 +569,49 @@ BPTT_KERNEL_VOID(FN(col_sums), (int64_t rows, const real *src, int64_t ld, int64
                  (rows, src, ld, n, dst)) {
   int64_t r;
   for (r = 0; r < rows; r++) FN(add_row)(n, src + r * ld, dst);
+}
+
+/* dW_hh rows [p0, p1) += sum_t dG_t^T h_{t-1} with the sequence options:
+ * each row of step t pairs with its own h_{t-1} (run_of's sources).  Runs
+ * of steps where every running row continues from the previous step are
+ * one GEMM (the rows not running there have dG_t = 0); the other steps go
+ * run by run. */
+static void FN(dw_hh_seq)(const FN(rnn_job) *job, const real *dGh, int64_t p0,
+                          int64_t p1) {
+  const int64_t T = job->d->T, B = job->d->B, H = job->d->H, GH = job->GH;
+  const real *y = job->y, *h0 = job->h0;
+  real *dw = job->dw_hh + p0 * H;
+  int64_t i = 0;
+  while (i < T) {
+    int64_t tp, nt, np, i1, r, e;
+    int64_t t = FN(step_of)(job, i, &tp, &nt, &np);
+    int src;
+    if (nt == 0) { /* past every row's length: nothing (and no y_{t+1}) */
+      i++;
+      continue;
+    }
+    /* a clean run of steps i .. i1-1: one source, SRC_PREV, for all rows */
+    for (i1 = i; i1 < T; i1++) {
+      t = FN(step_of)(job, i1, &tp, &nt, &np);
+      if (nt == 0 || np < nt || FN(run_of)(job, t, np, 0, nt, &src) < nt || src != SRC_PREV) break;
+    }
+    if (i1 > i) {
+      /* steps t0 .. t0 + k - 1 ascending, with previous steps t0 -/+ 1 */
+      int64_t k = i1 - i, t0 = job->rev ? T - i1 : i;
+      int64_t q0 = job->rev ? t0 + 1 : t0 - 1;
+      FN(gemm)(1, 0, p1 - p0, H, k * B, 1, dGh + t0 * B * GH + p0, GH, y + q0 * B * H, H, 1, dw, H);
+      i = i1;
+      continue;
+    }
+    t = FN(step_of)(job, i, &tp, &nt, &np);
+    for (r = 0; r < nt; r = e) {
+      const real *hp;
+      e = FN(run_of)(job, t, np, r, nt, &src);
+      hp = src == SRC_PREV ? y + (tp * B + r) * H : src == SRC_H0 ? ROWS_AT(h0, r * H) : NULL;
+      if (hp) FN(gemm)(1, 0, p1 - p0, H, e - r, 1, dGh + (t * B + r) * GH + p0, GH, hp, H, 1, dw, H);
+    }
+    i++;
+  }
 }
 
 /* After the recursion, one thread's share: rows [p0, p1) of the weight
@@ -498,11 +643,15 @@ static void FN(param_grads)(const FN(rnn_job) *job, const real *dGh,
     FN(gemm)(1, 0, p1 - s0, D, TB, 1, dGn + (s0 - nx), H, x, D, 1,
              dw_ih + s0 * D, D);
   /* dW_hh: rows t >= 1 pair with y[0 .. T-2]; rows t = 0 with h0 (or 0) */
-  if (T > 1)
-    FN(gemm)(1, 0, p1 - p0, H, (T - 1) * B, 1, dGh + B * GH + p0, GH, y, H, 1,
-             dw_hh + p0 * H, H);
-  if (h0) FN(gemm)(1, 0, p1 - p0, H, B, 1, dGh + p0, GH, h0, H, 1,
-                   dw_hh + p0 * H, H);
+  if (!job->bs && !job->reset && !job->rev) {
+    if (T > 1)
+      FN(gemm)(1, 0, p1 - p0, H, (T - 1) * B, 1, dGh + B * GH + p0, GH, y, H, 1,
+               dw_hh + p0 * H, H);
+    if (h0) FN(gemm)(1, 0, p1 - p0, H, B, 1, dGh + p0, GH, h0, H, 1,
+                     dw_hh + p0 * H, H);
+  } else if (p1 > p0) {
+    FN(dw_hh_seq)(job, dGh, p0, p1);
+  }
   if (db_hh) FN(col_sums)(TB, dGh + p0, GH, p1 - p0, db_hh + p0);
   if (db_ih && q1 > p0) FN(col_sums)(TB, dGh + p0, GH, q1 - p0, db_ih + p0);
   if (db_ih && p1 > s0 && dGn) FN(col_sums)(TB, dGn + (s0 - nx), H, p1 - s0, db_ih + s0);
@@ -682,48 +831,75 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
   real *dh = dG + T * B * GH + (dGn ? T * BH : 0), *dc = dh + BH;
   const FN(share) s = FN(share_of)(job, tid, n);
   const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0, r0 = s.r0, r1 = s.r1;
-  const int64_t b0 = s.b0, rows = s.b1 - s.b0, off = b0 * H, goff = b0 * GH;
-  int64_t p0, p1, t, blk = 0;
+  int64_t p0, p1, i, blk = 0;
   long long a, b;
   /* W_hh packed once for the T steps; by rows, shared: wait for every share */
   real *pk = FN(packed_w_hh)(job, 0, tid, n, j0, j1, &blk);
   if (job->by_rows && job->pk_shared) bptt_parallel_barrier(n);
-  dh += off, dc += off;
-  /* BPTT, t = T..1, carrying dh = dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t:
-   * the note's sum over products of Jacobians by Horner's rule, no product
-   * of Jacobians ever formed (see above). */
-  for (t = T - 1; t >= 0; t--) {
-    real *dGt = dG + t * B * GH + goff;
-    const real *dyt = dy ? dy + t * BH + off : NULL;
-    real beta = 0;
-    if (nj > 0 && rows > 0) {
+  /* BPTT, the steps in the reverse of forward's order, carrying dh =
+   * dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t: the note's sum over
+   * products of Jacobians by Horner's rule, no product of Jacobians ever
+   * formed (see above).  Rows that do not run at step t keep their dh (a
+   * row's dhT waits there for its last step) and get dG_t = 0. */
+  for (i = T - 1; i >= 0; i--) {
+    int64_t tp, nt, np, r, e, e1;
+    const int64_t t = FN(step_of)(job, i, &tp, &nt, &np);
+    real *dGt = dG + t * B * GH;
+    const real *dyt = dy ? dy + t * BH : NULL;
+    const real beta = cell == BPTT_CELL_GRU ? 1 : 0; /* onto the direct path */
+    e1 = s.b1 < nt ? s.b1 : nt;
+    for (r = s.b0; nj > 0 && r < e1; r = e) {
+      int src;
+      int64_t m, o;
+      e = FN(run_of)(job, t, np, r, e1, &src);
+      m = e - r, o = r * H;
       switch (cell) {
         case BPTT_CELL_LSTM: {
-          const real *ct = cache + T * B * GH + t * BH + off;
-          const real *cp = t ? ct - BH : ROWS_AT(job->c0, off); /* NULL = zeros */
-          FN(lstm_bstep)(rows, H, j0, nj, cache + t * B * GH + goff, ct, cp, dyt,
-                         dh, dc, dGt);
+          const real *ct = cache + T * B * GH + t * BH + o;
+          const real *cp = src == SRC_PREV ? cache + T * B * GH + tp * BH + o
+                         : src == SRC_H0   ? ROWS_AT(job->c0, o)
+                                           : NULL;
+          FN(lstm_bstep)(m, H, j0, nj, cache + t * B * GH + r * GH, ct, cp,
+                         ROWS_AT(dyt, o), dh + o, dc + o, dGt + r * GH);
           break;
         }
         case BPTT_CELL_GRU: {
-          const real *hp = t ? y + (t - 1) * BH + off : ROWS_AT(job->h0, off);
-          FN(gru_bstep)(rows, H, j0, nj, cache + t * B * GH + goff,
-                        cache + T * B * GH + t * BH + off, hp, dyt, dh, dGt,
-                        dGn + t * BH + off);
+          const real *hp = src == SRC_PREV ? y + tp * BH + o
+                         : src == SRC_H0   ? ROWS_AT(job->h0, o)
+                                           : NULL;
+          FN(gru_bstep)(m, H, j0, nj, cache + t * B * GH + r * GH,
+                        cache + T * B * GH + t * BH + o, hp, ROWS_AT(dyt, o),
+                        dh + o, dGt + r * GH, dGn + t * BH + o);
           break;
         }
         default:
-          FN(elman_bstep)(rows, H, j0, nj, relu, y + t * BH + off, dyt, dh, dGt);
+          FN(elman_bstep)(m, H, j0, nj, relu, y + t * BH + o, ROWS_AT(dyt, o),
+                          dh + o, dGt + r * GH);
           break;
       }
     }
-    if (cell == BPTT_CELL_GRU) beta = 1;        /* onto the direct path */
+    if (nj > 0 && nt < s.b1) {   /* rows past their length: dG_t = 0 */
+      int64_t z0 = nt > s.b0 ? nt : s.b0;
+      FN(zero_rows)(dGt, z0, s.b1, job->G, H, j0, nj);
+      if (dGn) FN(zero_rows)(dGn + t * BH, z0, s.b1, 1, H, j0, nj);
+    }
     /* by units, the GEMM below reads every thread's dG_t */
     if (!job->by_rows) bptt_parallel_barrier(n);
-    /* dh[rows, j0..j1] <- dL/dh_{t-1} = (beta dh +) dG_t (rows, GH) W_hh[:, j0..j1] */
-    if (rows > 0 && nj > 0 && (t > 0 || job->dh0)) {
-      if (pk) PACKED_GEMM(rows, nj, GH, dGt, GH, pk, beta, dh + j0, H);
-      else FN(gemm)(0, 0, rows, nj, GH, 1, dGt, GH, w_hh + j0, H, beta, dh + j0, H);
+    /* dh[rows, j0..j1] <- dL/dh_{t-1} = (beta dh +) dG_t (rows, GH) W_hh[:, j0..j1],
+     * which is dL/dh0 for the rows that started from h0 (only if wanted);
+     * 0 where a reset cut the rows from their past */
+    for (r = s.b0; nj > 0 && r < e1; r = e) {
+      int src;
+      int64_t m;
+      e = FN(run_of)(job, t, np, r, e1, &src);
+      m = e - r;
+      if (src == SRC_ZERO) {
+        FN(zero_rows)(dh, r, e, 1, H, j0, nj);
+        if (cell == BPTT_CELL_LSTM) FN(zero_rows)(dc, r, e, 1, H, j0, nj);
+      } else if (src == SRC_PREV || job->dh0) {
+        if (pk) PACKED_GEMM(m, nj, GH, dGt + r * GH, GH, pk, beta, dh + r * H + j0, H);
+        else FN(gemm)(0, 0, m, nj, GH, 1, dGt + r * GH, GH, w_hh + j0, H, beta, dh + r * H + j0, H);
+      }
     }
   }
   bptt_parallel_barrier(n);                     /* every dG_t complete */
@@ -732,7 +908,7 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
   FN(param_grads)(job, dG, dGn, p0, p1, r0, r1);
 }
 
-int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
+int FN(bptt_rnn_backward_seq)(const bptt_rnn_dims *d, const bptt_rnn_seq *sq,
                           const real *w_ih, const real *w_hh,
                           const real *x, const real *h0, const real *c0,
                           const real *y, const real *cache,
@@ -749,6 +925,7 @@ int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
     return BPTT_EARG;
   if (!cache && (d->cell == BPTT_CELL_LSTM || d->cell == BPTT_CELL_GRU))
     return BPTT_EARG;
+  if ((err = FN(check_seq)(d, sq))) return err;
   T = d->T; B = d->B; H = d->H; BH = B * H;
   GH = bptt_cell_gates(d->cell) * H;
   /* The running dh (and dc) follow the T*B*GH dG block(s) of the scratch:
@@ -767,9 +944,23 @@ int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
   job.y = y, job.cache = cache, job.dy = dy;
   job.dx = dx, job.dh0 = dh0, job.dw_ih = dw_ih, job.dw_hh = dw_hh;
   job.db_ih = db_ih, job.db_hh = db_hh, job.scratch = scratch;
+  FN(job_seq)(&job, sq);
   bptt_parallel_run(FN(backward_task), &job, FN(plan)(&job, 0));
   if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(real));
   if (d->cell == BPTT_CELL_LSTM && dc0)
     memcpy(dc0, dh + BH, (size_t)BH * sizeof(real));
   return BPTT_OK;
+}
+
+int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
+                          const real *w_ih, const real *w_hh,
+                          const real *x, const real *h0, const real *c0,
+                          const real *y, const real *cache,
+                          const real *dy, const real *dhT, const real *dcT,
+                          real *dx, real *dh0, real *dc0,
+                          real *dw_ih, real *dw_hh,
+                          real *db_ih, real *db_hh, real *scratch) {
+  return FN(bptt_rnn_backward_seq)(d, NULL, w_ih, w_hh, x, h0, c0, y, cache,
+                                   dy, dhT, dcT, dx, dh0, dc0, dw_ih, dw_hh,
+                                   db_ih, db_hh, scratch);
 }
