@@ -10,11 +10,6 @@ local data = require "bptt.data"
 local P = require "helpers.proc"
 
 local function which(cmd) return P.run("command -v " .. cmd .. " >/dev/null") end
-local function file_exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
-end
 local function read(path)
   local f = io.open(path)
   if not f then return nil end
@@ -24,9 +19,10 @@ local function read(path)
 end
 
 local HAVE_MPIRUN = which("mpirun")
-local HAVE_MODULE = file_exists("build/bptt/dist_core.so")
+-- the module under test: the build's, or an installed rock's (make rock-check)
+local HAVE_MODULE = package.searchpath("bptt.dist_core", package.cpath) ~= nil
 local WHY = not HAVE_MPIRUN and "mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)"
-  or not HAVE_MODULE and "build/bptt/dist_core.so was not built (Open MPI's headers were missing at make time)"
+  or not HAVE_MODULE and "bptt/dist_core.so was not built (Open MPI's headers were missing at make time)"
 local MPIRUN = "mpirun --allow-run-as-root --oversubscribe"
 
 describe("bptt.data.Batches shard", function()
@@ -86,10 +82,11 @@ describe("require \"bptt.dist\" without MPI", function()
   it("is an error saying what to install, not a crash", function()
     local dir, cleanup = P.tempdir()
     -- a module path with the core but no dist_core
-    assert(P.run("mkdir -p " .. dir .. "/bptt && ln -s " .. P.quote(assert(io.popen("pwd")):read("*l")
-      .. "/build/bptt/core.so") .. " " .. dir .. "/bptt/core.so"))
-    local ok, out = P.run(string.format("LUA_CPATH='%s/?.so' %s -e 'package.path=\"lua/?.lua;lua/?/init.lua;\"' "
-      .. "-e 'require \"bptt.dist\"'", dir, P.luajit))
+    local core = assert(package.searchpath("bptt.core", package.cpath))
+    if core:sub(1, 1) ~= "/" then core = assert(io.popen("pwd")):read("*l") .. "/" .. core end
+    assert(P.run("mkdir -p " .. dir .. "/bptt && ln -s " .. P.quote(core) .. " " .. dir .. "/bptt/core.so"))
+    local ok, out = P.run(string.format("LUA_PATH=%s LUA_CPATH='%s/?.so' %s -e 'require \"bptt.dist\"'",
+      P.quote(package.path), dir, P.luajit))
     cleanup()
     assert.is_false(ok)
     assert.truthy(out:find("bptt.dist: bptt was built without Open MPI", 1, true), out)

@@ -9,7 +9,7 @@ local P = require "helpers.proc"
 
 local ISAS = { "generic", "avx2", "avx512" }
 local LEVEL = { generic = 1, avx2 = 2, avx512 = 3 }
-local env = "LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH=" .. P.quote(package.cpath) .. " "
+local env = "LUA_PATH=" .. P.quote(package.path) .. " LUA_CPATH=" .. P.quote(package.cpath) .. " "
 
 local dir, cleanup
 setup(function() dir, cleanup = P.tempdir() end)
