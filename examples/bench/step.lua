@@ -30,8 +30,7 @@
 -- loss of their first and last step (the same --warmup + --iters steps of
 -- Adam on one batch): the "loss agreement" column gives the relative
 -- difference of each, a check that the two sides compute the same step
--- (the first: float32 rounding, ~1e-7; the last: that rounding as Adam's
--- first steps amplify it, ~1e-4).
+-- (float32 rounding: ~1e-7; both sides carry the state from step to step).
 --
 -- Columns: bptt and PyTorch tokens/s (T*B / median step time, --iters >= 10
 -- timed steps after --warmup), their ratio, bptt's achieved GFLOP/s (the
@@ -305,7 +304,7 @@ end
 if have_torch then
   print(C.torch_line(torch_info) .. "; its figure is the faster of its 1- and " .. args.threads .. "-thread settings")
   print("loss agreement: the relative difference between bptt's and PyTorch's loss at the first / the last of "
-    .. (args.warmup + args.iters) .. " Adam steps from the same weights and batch (the worst over PyTorch's runs; "
-    .. "float32 rounding, which Adam's first steps amplify where a gradient is near zero)")
+    .. (args.warmup + args.iters) .. " Adam steps from the same weights and batch, the state carried from step to step "
+    .. "(the worst over PyTorch's runs)")
 end
 if not have_torch then print(args.no_torch and "PyTorch: skipped (--no-torch)" or "PyTorch: not measured (python3-torch not importable)") end

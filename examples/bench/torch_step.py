@@ -11,8 +11,12 @@ One configuration per run; prints ONE line of key=value pairs on stdout:
     blas_env=clean torch=1.13.0a0 [loss1=... lossN=...]
 
 The step, float32, time-major, the same model as bptt.LanguageModel:
-    opt.zero_grad(); logits = dec(rnn(emb(x))[0]); loss = cross_entropy(logits, y)
-    loss.backward(); clip_grad_norm_(params, 5); opt.step()          (Adam, lr 2e-3)
+    opt.zero_grad(); out, state = rnn(emb(x), state); logits = dec(out)
+    loss = cross_entropy(logits, y); loss.backward(); clip_grad_norm_(params, 5)
+    opt.step()                                                       (Adam, lr 2e-3)
+    state = state.detach()
+The state carries over from one step to the next, detached (char-rnn's streams), as
+bptt.LanguageModel's does (carry_state); the first step starts from zeros.
 Embedding 65 -> 64, vocabulary 65; x and y are fixed random ids.  --warmup steps untimed,
 then --iters (>= 10) timed one by one; tok_s = T * B / median(step time).  peak_kb is
 the process's VmHWM after the timed steps.
@@ -85,9 +89,12 @@ def main():
                     t.copy_(st[prefix + name])
         x, y = st["x"].long() - 1, st["y"].long() - 1  # bptt's ids are 1-based
 
+    state = [None]
+
     def step():
         opt.zero_grad()
-        out, _ = rnn(emb(x))
+        out, st = rnn(emb(x), state[0])
+        state[0] = tuple(s.detach() for s in st) if isinstance(st, tuple) else st.detach()
         loss = torch.nn.functional.cross_entropy(dec(out).view(T * B, V), y.view(T * B))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
