@@ -131,9 +131,9 @@ end
 function C.torch_line(r)
   if not r then return "PyTorch: no result" end
   return string.format("PyTorch %s: its OpenBLAS runs the %s kernel (OPENBLAS_CORETYPE/L2_SIZE %s), malloc %s, "
-    .. "OMP_WAIT_POLICY %s, OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = its thread count, set before torch loads",
-    r.torch or "?", r.blas or "?", r.blas_env == "inherit" and "inherited" or "removed", r.malloc or "?",
-    r.wait or "?")
+    .. "OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = its thread count and OMP_WAIT_POLICY=PASSIVE on more than one "
+    .. "thread, set before torch loads", r.torch or "?", r.blas or "?",
+    r.blas_env == "inherit" and "inherited" or "removed", r.malloc or "?")
 end
 
 --- The fields of a "key=value" line, numbers and words alike, as strings.
