@@ -22,8 +22,10 @@
 -- tables to stdout.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.path = root .. "/examples/bench/?.lua;" .. package.path
 package.cpath = root .. "/build/?.so;" .. package.cpath
 local bptt = require "bptt"
+local C = require "bench_common"
 local argparse = require "argparse"
 
 local p = argparse("charlm.lua", "Char-LM convergence: bptt vs PyTorch, same configuration, same session.")
@@ -38,11 +40,16 @@ p:option("--max-iters", "training iterations", "2000"):convert(tonumber)
 p:option("--eval-every", "evaluate every N iterations (and at the last)", "500"):convert(tonumber)
 p:option("--threads", "threads for both frameworks", "2"):convert(tonumber)
 p:option("--seed", "seed of both runs (the generators differ)", "1"):convert(tonumber)
-p:option("--malloc", "PyTorch's glibc malloc: default or keep (see torch_rnn.py)", "default")
-  :choices({ "default", "keep" })
+p:option("--malloc", "PyTorch's allocator: default, keep, jemalloc, tcmalloc (see torch_rnn.py)", "tcmalloc")
+  :choices({ "default", "keep", "jemalloc", "tcmalloc" })
+p:option("--blas-env", "bptt's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: clean (removed) or inherit", "clean")
+  :choices({ "clean", "inherit" })
+p:option("--torch-blas-env", "PyTorch's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: clean (removed) or inherit", "clean")
+  :choices({ "clean", "inherit" })
 p:option("--python", "python with torch", "/usr/bin/python3")
 p:flag("--no-torch", "skip PyTorch")
 local args = p:parse()
+C.clean_blas_env(args.blas_env == "inherit") -- as step.lua: bptt as on a user's machine
 
 local VAL_FRAC = 0.1
 
@@ -131,6 +138,8 @@ local function parse(line)
     r[key] = tonumber(line:match('"' .. key .. '":%s*([^,}%s]+)'))
   end
   r.version = line:match('"torch":%s*"([^"]*)"')
+  r.info = {}
+  for k, v in line:gmatch('"([%w_]+)":%s*"([^"]*)"') do r.info[k] = v end
   for _, key in ipairs({ "val_curve", "train_curve" }) do
     local list = line:match('"' .. key .. '":%s*(%b[])') or "[]"
     r[key] = {}
@@ -143,9 +152,9 @@ end
 
 local function run_torch()
   local cmd = string.format("%s %s --data %s --hidden %d --layers %d --batch %d --seq %d --lr %.17g --clip %.17g "
-    .. "--max-iters %d --eval-every %d --threads %d --seed %d --malloc %s", q(args.python),
+    .. "--max-iters %d --eval-every %d --threads %d --seed %d --malloc %s --blas-env %s", q(args.python),
     q(root .. "/examples/bench/torch_charlm.py"), q(args.data), args.hidden, args.layers, B, T, args.lr, args.clip,
-    args.max_iters, args.eval_every, args.threads, args.seed, args.malloc)
+    args.max_iters, args.eval_every, args.threads, args.seed, args.malloc, args.torch_blas_env)
   local f = io.popen(cmd) -- stderr (its progress) goes to ours
   local out = f:read("*a")
   f:close()
@@ -172,7 +181,9 @@ print(string.format("char-LM convergence: LSTM %d x %d, embedding %d, B %d, T %d
   args.threads))
 print(string.format("data: %s, %d symbols, vocabulary %d; %d training batches per epoch, %d validation batches",
   args.data, ours.tokens, ours.vocab, ours.train_batches, ours.val_batches))
-print(string.format("BLAS: %s", bptt.blas_config()))
+print("Machine: " .. C.machine())
+print(C.bptt_blas_line())
+if theirs then print(C.torch_line(theirs.info)) end
 print("")
 print("| framework | val loss (nats/char) | final train loss | wall s | train s | tokens/s | tokens/s ratio |")
 print("|---|---|---|---|---|---|---|")
@@ -182,7 +193,7 @@ local function row(name, r, ratio)
 end
 row("bptt", ours, (theirs and theirs.tok_s) and string.format("%.2fx", ours.tok_s / theirs.tok_s) or "-")
 if theirs then
-  row("PyTorch " .. tostring(theirs.version) .. " (malloc " .. args.malloc .. ")", theirs, "1.00x")
+  row("PyTorch " .. tostring(theirs.version) .. " (malloc " .. tostring(theirs.info.malloc) .. ")", theirs, "1.00x")
 end
 print("")
 print("final train loss: the mean over the iterations since the previous evaluation; wall s: the training loop "

@@ -8,9 +8,17 @@
 -- Medians of --iters timed iterations after --warmup untimed ones; a token is
 -- one (step, sequence) pair, T*B per iteration.  forward+backward includes
 -- zero_grad.  Input size = hidden, float32, time-major.
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.path = "examples/bench/?.lua;" .. package.path
-package.cpath = "build/?.so;" .. package.cpath
+--
+-- Settings as step.lua's: bptt without this machine's OPENBLAS_CORETYPE and
+-- OPENBLAS_L2_SIZE (--blas-env inherit keeps them), PyTorch at its fastest
+-- honest setting (the same variables removed for its process, --torch-malloc,
+-- OMP_WAIT_POLICY=PASSIVE with 2 threads).  Agreement: PyTorch starts from
+-- bptt's weights (a safetensors file; --no-check: not) and the "output
+-- agreement" column is max |y - bptt's| / max |bptt's| of the forward pass.
+local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.path = root .. "/examples/bench/?.lua;" .. package.path
+package.cpath = root .. "/build/?.so;" .. package.cpath
 local bptt = require "bptt"
 local C = require "bench_common"
 local argparse = require "argparse"
@@ -26,18 +34,31 @@ parser:option("--iters", "timed iterations (median)", "10"):convert(tonumber)
 parser:option("--warmup", "untimed iterations first", "3"):convert(tonumber)
 parser:option("--python", "python with torch", "/usr/bin/python3")
 parser:flag("--no-torch", "skip PyTorch")
+parser:option("--blas-env", "bptt's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: clean (removed) or inherit", "clean")
+  :choices{ "clean", "inherit" }
+parser:option("--torch-blas-env", "PyTorch's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: clean (removed) or inherit", "clean")
+  :choices{ "clean", "inherit" }
+parser:option("--torch-malloc", "PyTorch's allocator: default, keep, jemalloc, tcmalloc (torch_rnn.py)", "tcmalloc")
+  :choices{ "default", "keep", "jemalloc", "tcmalloc" }
+parser:flag("--no-check", "skip the output agreement check")
 local args = parser:parse()
+C.clean_blas_env(args.blas_env == "inherit")
 
 local list = C.list
 
 local function time_it(f) return C.timed(f, args.warmup, args.iters) end
 
-local function bench_bptt(cell, H, threads)
+local function bench_bptt(cell, H, threads, check_file)
   bptt.set_num_threads(threads)
   bptt.manual_seed(1)
   local T, B = args.seq, args.batch
   local rnn = bptt.RNN{cell = cell, input = H, hidden = H, layers = args.layers}
   local x, dy = bptt.randn(T, B, H), bptt.randn(T, B, H)
+  if check_file then
+    local tensors = rnn:state_dict()
+    tensors.x, tensors.y = x, rnn:forward(x):clone()
+    assert(bptt.save(check_file, tensors))
+  end
   local fwd = time_it(function() rnn:forward(x) end)
   local fb = time_it(function()
     rnn:zero_grad()
@@ -50,16 +71,22 @@ end
 local have_torch = not args.no_torch and
   os.execute(args.python .. " -c 'import torch' >/dev/null 2>&1") == 0
 
-local function bench_torch(cell, H, threads)
+local torch_info -- the string fields of PyTorch's first result (version, kernel, malloc)
+
+local function bench_torch(cell, H, threads, check_file)
   if not have_torch then return nil end
-  local cmd = string.format("%s examples/bench/torch_rnn.py --cell %s --layers %d --hidden %d --seq %d --batch %d "
-    .. "--threads %d --iters %d 2>/dev/null", args.python, cell, args.layers, H, args.seq, args.batch, threads, args.iters)
-  local p = io.popen(cmd)
-  local out = p:read("*a")
-  p:close()
+  local q = C.quote
+  local out = C.run(string.format("%s %s/examples/bench/torch_rnn.py --cell %s --layers %d --hidden %d --seq %d "
+    .. "--batch %d --threads %d --iters %d --warmup %d --malloc %s --blas-env %s%s 2>/dev/null", q(args.python),
+    q(root), cell, args.layers, H, args.seq, args.batch, threads, args.iters, args.warmup, args.torch_malloc,
+    args.torch_blas_env, check_file and " --check " .. q(check_file) or ""))
   local f, fb = out:match('"fwd_tok_s":%s*([%d.e+-]+)'), out:match('"fwdbwd_tok_s":%s*([%d.e+-]+)')
   if not f then return nil end
-  return tonumber(f), tonumber(fb), out:match('"torch":%s*"([^"]+)"')
+  if not torch_info then
+    torch_info = {}
+    for k, v in out:gmatch('"([%w_]+)":%s*"([^"]*)"') do torch_info[k] = v end
+  end
+  return tonumber(f), tonumber(fb), tonumber(out:match('"check":%s*([%d.e+-]+)'))
 end
 
 local function fmt(v) return v and string.format("%9.0f", v) or "        -" end
@@ -67,21 +94,24 @@ local function ratio(a, b) return (a and b) and string.format("%5.2fx", a / b) o
 
 print(string.format("bptt.RNN benchmark: %d layers, T=%d, B=%d, float32, input = hidden; tokens/s, median of %d",
   args.layers, args.seq, args.batch, args.iters))
-print(string.format("BLAS: %s", bptt.blas_config()))
-local header = "| cell | H | threads | bptt fwd | torch fwd | ratio | bptt fwd+bwd | torch fwd+bwd | ratio |"
+print("Machine: " .. C.machine())
+print(C.bptt_blas_line())
+local header = "| cell | H | threads | bptt fwd | torch fwd | ratio | bptt fwd+bwd | torch fwd+bwd | ratio | output agreement |"
 print(header)
-print("|---|---|---|---|---|---|---|---|---|")
-local version
+print("|---|---|---|---|---|---|---|---|---|---|")
+io.stdout:flush()
 for _, cell in ipairs(list(args.cells)) do
   for _, H in ipairs(list(args.hidden, tonumber)) do
     for _, th in ipairs(list(args.threads, tonumber)) do
-      local bf, bfb = bench_bptt(cell, H, th)
-      local tf, tfb, v = bench_torch(cell, H, th)
-      version = version or v
-      print(string.format("| %s | %d | %d | %s | %s | %s | %s | %s | %s |", cell, H, th, fmt(bf), fmt(tf), ratio(bf, tf),
-        fmt(bfb), fmt(tfb), ratio(bfb, tfb)))
+      local check_file = have_torch and not args.no_check and os.tmpname() or nil
+      local bf, bfb = bench_bptt(cell, H, th, check_file)
+      local tf, tfb, chk = bench_torch(cell, H, th, check_file)
+      if check_file then os.remove(check_file) end
+      print(string.format("| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s |", cell, H, th, fmt(bf), fmt(tf),
+        ratio(bf, tf), fmt(bfb), fmt(tfb), ratio(bfb, tfb), chk and string.format("%.0e", chk) or "-"))
       io.stdout:flush()
     end
   end
 end
-print(have_torch and ("PyTorch " .. tostring(version)) or "PyTorch: not measured (python3-torch not importable)")
+print(have_torch and C.torch_line(torch_info) or args.no_torch and "PyTorch: skipped (--no-torch)"
+  or "PyTorch: not measured (python3-torch not importable)")

@@ -13,6 +13,14 @@
 -- With B = 1 every layer's GEMMs are GEMVs: the time is reading the weights
 -- (about 13 MB per token for LSTM 2 x 512), so it shows what a B = 1 path is
 -- worth: bptt's kernels call GEMV there and split the units over its threads.
+--
+-- Settings as step.lua's: bptt without this machine's OPENBLAS_CORETYPE and
+-- OPENBLAS_L2_SIZE (--blas-env inherit keeps them), PyTorch at its fastest
+-- honest setting (the same variables removed for its process, --torch-malloc,
+-- OMP_WAIT_POLICY=PASSIVE with 2 threads).  Agreement: PyTorch starts from
+-- bptt's weights (a safetensors file bptt writes; --no-check: not) and the
+-- "logits agreement" column is max |logits - bptt's| / max |bptt's| of the
+-- logits after the prime.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.path = root .. "/examples/bench/?.lua;" .. package.path
@@ -31,18 +39,36 @@ p:option("--tokens", "tokens drawn per run", "200"):convert(tonumber)
 p:option("--iters", "timed runs (median)", "10"):convert(tonumber)
 p:option("--python", "python with torch", "/usr/bin/python3")
 p:flag("--no-torch", "skip PyTorch")
+p:option("--blas-env", "bptt's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: clean (removed) or inherit", "clean")
+  :choices{ "clean", "inherit" }
+p:option("--torch-blas-env", "PyTorch's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: clean (removed) or inherit", "clean")
+  :choices{ "clean", "inherit" }
+p:option("--torch-malloc", "PyTorch's allocator: default, keep, jemalloc, tcmalloc (torch_rnn.py)", "tcmalloc")
+  :choices{ "default", "keep", "jemalloc", "tcmalloc" }
+p:flag("--no-check", "skip the logits agreement check")
 local args = p:parse()
+C.clean_blas_env(args.blas_env == "inherit")
 
 local V, E = C.VOCAB, C.EMBED
 
 local list, median = C.list, C.median
 
-local function bench_bptt(cell, H, threads)
+local function bench_bptt(cell, H, threads, check_file)
   bptt.set_num_threads(threads)
   bptt.manual_seed(1)
   local lm = bptt.LanguageModel{ vocab = V, embed = E, cell = cell, hidden = H, layers = args.layers }
   local prime = {}
   for i = 1, args.prime do prime[i] = bptt.random(V) end
+  if check_file then
+    -- the weights, the prime and the logits after it, for PyTorch to compare
+    local x = bptt.zeros(args.prime, 1, "int32")
+    for i = 1, args.prime do x:set(i, 1, prime[i]) end
+    local tensors = lm:state_dict()
+    tensors.prime = x
+    tensors.logits = lm:forward(x):select(1, args.prime):select(1, 1):clone()
+    lm:reset_state()
+    assert(bptt.save(check_file, tensors))
+  end
   local function run() lm:sample{ n = args.tokens, prime = prime, temperature = 1 } end
   run()
   local ts = {}
@@ -56,31 +82,41 @@ end
 
 local have_torch = not args.no_torch and os.execute(args.python .. " -c 'import torch' >/dev/null 2>&1") == 0
 
-local function bench_torch(cell, H, threads)
+local torch_info -- the string fields of PyTorch's first result (version, kernel, malloc)
+
+local function bench_torch(cell, H, threads, check_file)
   if not have_torch then return nil end
-  local f = io.popen(string.format("%s %s/examples/bench/torch_sample.py --cell %s --hidden %d --layers %d "
-    .. "--threads %d --prime %d --tokens %d --iters %d 2>/dev/null", args.python, root, cell, H, args.layers, threads,
-    args.prime, args.tokens, args.iters))
-  local out = f:read("*a")
-  f:close()
-  return tonumber(out:match("tok_s=([%d.]+)")), out:match("torch=(%S+)")
+  local q = C.quote
+  local out = C.run(string.format("%s %s/examples/bench/torch_sample.py --cell %s --hidden %d --layers %d "
+    .. "--threads %d --prime %d --tokens %d --iters %d --malloc %s --blas-env %s%s 2>/dev/null", q(args.python),
+    q(root), cell, H, args.layers, threads, args.prime, args.tokens, args.iters, args.torch_malloc,
+    args.torch_blas_env, check_file and " --check " .. q(check_file) or ""))
+  local r = C.kv(out)
+  if not r.tok_s then return nil end
+  torch_info = torch_info or C.kv_str(out)
+  return r
 end
 
 print(string.format("Sampling at B = 1 (prime %d, then %d tokens, temperature 1), %d layers, vocabulary %d, "
   .. "float32; tokens/s, median of %d runs", args.prime, args.tokens, args.layers, V, args.iters))
-print("| cell | H | threads | bptt tok/s | PyTorch tok/s | ratio |")
-print("|---|---|---|---|---|---|")
-local version
+print("Machine: " .. C.machine())
+print(C.bptt_blas_line())
+print("| cell | H | threads | bptt tok/s | PyTorch tok/s | ratio | logits agreement |")
+print("|---|---|---|---|---|---|---|")
+io.stdout:flush()
 for _, cell in ipairs(list(args.cells)) do
   for _, H in ipairs(list(args.hidden, tonumber)) do
     for _, th in ipairs(list(args.threads, tonumber)) do
-      local b = bench_bptt(cell, H, th)
-      local t, v = bench_torch(cell, H, th)
-      version = version or v
-      print(string.format("| %s | %d | %d | %.0f | %s | %s |", cell, H, th, b, t and string.format("%.0f", t) or "-",
-        t and string.format("%.2fx", b / t) or "-"))
+      local check_file = have_torch and not args.no_check and os.tmpname() or nil
+      local b = bench_bptt(cell, H, th, check_file)
+      local t = bench_torch(cell, H, th, check_file)
+      if check_file then os.remove(check_file) end
+      print(string.format("| %s | %d | %d | %.0f | %s | %s | %s |", cell, H, th, b,
+        t and string.format("%.0f", t.tok_s) or "-", t and string.format("%.2fx", b / t.tok_s) or "-",
+        t and t.check and string.format("%.0e", t.check) or "-"))
       io.stdout:flush()
     end
   end
 end
-print(have_torch and ("PyTorch " .. tostring(version)) or args.no_torch and "PyTorch: skipped (--no-torch)" or "PyTorch: not measured (python3-torch not importable)")
+print(have_torch and C.torch_line(torch_info) or args.no_torch and "PyTorch: skipped (--no-torch)"
+  or "PyTorch: not measured (python3-torch not importable)")

@@ -8,6 +8,29 @@
 --   luajit examples/bench/step.lua                       -- the whole table (make bench)
 --   luajit examples/bench/step.lua --cells lstm --configs 256x2 --threads 2
 --   luajit examples/bench/step.lua --rounds 3            -- each figure the median of 3 rounds
+--   luajit examples/bench/step.lua --torch-blas-env inherit --torch-malloc default
+--                                  -- PyTorch as the README's earlier tables ran it
+--
+-- The setting of each side (the header of the table names it, with the
+-- machine and the OpenBLAS kernel each side ran):
+--   bptt     as a user's machine runs it: OPENBLAS_CORETYPE and
+--            OPENBLAS_L2_SIZE removed from the environment when this machine
+--            sets them (the script re-runs itself without them; --blas-env
+--            inherit keeps them), so OpenBLAS picks its kernel for the CPU;
+--   PyTorch  at its fastest honest setting (torch_rnn.py's start_torch):
+--            the same two variables removed for its process only
+--            (--torch-blas-env), the faster of 1 and --threads threads
+--            (OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set before torch
+--            loads, OMP_WAIT_POLICY=PASSIVE with more than one), and the
+--            allocator --torch-malloc (the fastest one measured here; when
+--            its library is not installed it falls back to glibc's and the
+--            header says so).
+-- Agreement: the bptt worker saves its initial weights and batch
+-- (--no-check: not), PyTorch starts from them, and both sides report the
+-- loss of their first and last step (the same --warmup + --iters steps of
+-- Adam on one batch): the "loss agreement" column gives the relative
+-- difference of each, a check that the two sides compute the same step
+-- (float32 rounding: ~1e-7; both sides carry the state from step to step).
 --
 -- Columns: bptt and PyTorch tokens/s (T*B / median step time, --iters >= 10
 -- timed steps after --warmup), their ratio, bptt's achieved GFLOP/s (the
@@ -62,8 +85,17 @@ p:option("--rounds", "rounds of every measurement, interleaved; the median round
 p:option("--scaling-from", "with --threads > 1, also time bptt on 1 thread from this H on", "256"):convert(tonumber)
 p:option("--python", "python with torch", "/usr/bin/python3")
 p:flag("--no-torch", "skip PyTorch")
+p:option("--blas-env", "bptt's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: clean (removed) or inherit", "clean")
+  :choices{ "clean", "inherit" }
+p:option("--torch-blas-env", "PyTorch's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE: clean (removed) or inherit", "clean")
+  :choices{ "clean", "inherit" }
+p:option("--torch-malloc", "PyTorch's allocator: default, keep, jemalloc, tcmalloc (torch_rnn.py)", "tcmalloc")
+  :choices{ "default", "keep", "jemalloc", "tcmalloc" }
+p:flag("--no-check", "skip the loss agreement check")
 p:option("--worker", "internal: measure one configuration cell,H,L,B,T and print one line")
+p:option("--check-file", "internal: with --worker, save the initial weights and batch there")
 local args = p:parse()
+C.clean_blas_env(args.blas_env == "inherit" or args.worker)
 
 local V, E = C.VOCAB, C.EMBED
 
@@ -147,13 +179,27 @@ local function worker(spec)
   bptt.matmul(bptt.randn(64, 64), bptt.randn(64, 64)) -- OpenBLAS's buffers into the baseline
   collectgarbage()
   local base_kb = status_kb("VmRSS")
-  local lm, step = C.charlm_step(cell, H, L, B, T)
-  local sec = timed(step, args.warmup, args.iters)
+  local lm, step, data = C.charlm_step(cell, H, L, B, T)
+  if args.check_file then
+    local tensors = lm:state_dict()
+    tensors.x, tensors.y = data.x, data.y
+    assert(bptt.save(args.check_file, tensors))
+  end
+  -- timed(step, warmup, iters), keeping the first and last loss
+  local losses, ts = {}, {}
+  for _ = 1, args.warmup do losses[#losses + 1] = step() end
+  for i = 1, args.iters do
+    local t0 = bptt.clock()
+    losses[#losses + 1] = step()
+    ts[i] = bptt.clock() - t0
+  end
+  local sec = C.median(ts)
   local peak_kb = status_kb("VmHWM")
   local est = lm:memory_estimate(T, B)
   local sgemm_s, ceil_s, flops = gemm_ceiling(gemm_list(cell, H, L, B, T), args.iters, args.threads)
-  io.write(string.format("tok_s=%.1f step_s=%.6f sgemm_s=%.6f ceil_s=%.6f flops=%.0f base_kb=%d peak_kb=%d est_b=%d\n",
-    T * B / sec, sec, sgemm_s, ceil_s, flops, base_kb or 0, peak_kb or 0, est))
+  io.write(string.format("tok_s=%.1f step_s=%.6f sgemm_s=%.6f ceil_s=%.6f flops=%.0f base_kb=%d peak_kb=%d est_b=%d "
+    .. "loss1=%.9g lossN=%.9g\n", T * B / sec, sec, sgemm_s, ceil_s, flops, base_kb or 0, peak_kb or 0, est,
+    losses[1], losses[#losses]))
 end
 
 if args.worker then
@@ -164,17 +210,24 @@ end
 --------------------------------------------------------------------------------
 -- driver
 
-local list, run, kv = C.list, C.run, C.kv
+local list, run, kv, q = C.list, C.run, C.kv, C.quote
 
 local have_torch = not args.no_torch and os.execute(args.python .. " -c 'import torch' >/dev/null 2>&1") == 0
 local luajit = arg[-1] or "luajit"
 
-local function bench_torch(cell, H, L, B, T, threads)
+local torch_info -- the string fields of PyTorch's first result (version, kernel, malloc)
+
+local function bench_torch(cell, H, L, B, T, threads, check_file)
   local cmd = string.format("%s %s/examples/bench/torch_step.py --cell %s --hidden %d --layers %d --batch %d "
-    .. "--seq %d --threads %d --iters %d --warmup %d 2>/dev/null", args.python, root, cell, H, L, B, T, threads,
-    args.iters, args.warmup)
-  local r = kv(run(cmd))
-  return r.tok_s and r or nil
+    .. "--seq %d --threads %d --iters %d --warmup %d --malloc %s --blas-env %s%s 2>/dev/null", q(args.python),
+    q(root), cell, H, L, B, T, threads, args.iters, args.warmup, args.torch_malloc, args.torch_blas_env,
+    check_file and " --check " .. q(check_file) or "")
+  local out = run(cmd)
+  local r = kv(out)
+  if not r.tok_s then return nil end
+  r.threads = r.threads or threads
+  torch_info = torch_info or C.kv_str(out)
+  return r
 end
 
 local function fmt(v, f) return v and string.format(f, v) or "-" end
@@ -189,17 +242,21 @@ end
 print(string.format("Char-LM training step (Embedding %d->%d, RNN, Linear ->%d, CE, backward, clip 5, Adam), "
   .. "float32, %d thread(s); medians of %d steps%s", V, E, V, args.threads, args.iters,
   args.rounds > 1 and string.format(", the median of %d interleaved rounds", args.rounds) or ""))
-print("BLAS: " .. bptt.blas_config())
-print("| config | bptt tok/s | PyTorch tok/s | ratio | GFLOP/s | % of SGEMM ceiling | % of kernel ceiling | vs 1 thread | bptt peak RSS | PyTorch peak RSS |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("Machine: " .. C.machine())
+print(C.bptt_blas_line())
+print("| config | bptt tok/s | PyTorch tok/s (threads) | ratio | GFLOP/s | % of SGEMM ceiling | % of kernel ceiling | vs 1 thread | bptt peak RSS | PyTorch peak RSS | loss agreement |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+io.stdout:flush()
 for _, cell in ipairs(list(args.cells)) do
   for _, c in ipairs(list(args.configs)) do
     local H, L, B, T = c:match("^(%d+)x(%d+)x?(%d*)x?(%d*)$")
     if not H then error("step.lua: --configs: bad item " .. c) end
     H, L, B, T = tonumber(H), tonumber(L), tonumber(B) or 32, tonumber(T) or 64
-    local function bptt_worker(threads)
+    local check_file = not args.no_check and have_torch and os.tmpname() or nil
+    local function bptt_worker(threads, check)
       local r = kv(run(string.format("%s %s/examples/bench/step.lua --threads %d --iters %d --warmup %d "
-        .. "--worker %s,%d,%d,%d,%d", luajit, root, threads, args.iters, args.warmup, cell, H, L, B, T)))
+        .. "--worker %s,%d,%d,%d,%d%s", q(luajit), q(root), threads, args.iters, args.warmup, cell, H, L, B, T,
+        check and " --check-file " .. q(check) or "")))
       if not r.tok_s then error("step.lua: the bptt worker failed for " .. cell .. " " .. c) end
       return r
     end
@@ -207,24 +264,47 @@ for _, cell in ipairs(list(args.cells)) do
     -- of the machine then hits every side), the round of median tokens/s kept
     local rs, r1s, trs, t1s = {}, {}, {}, {}
     local scaling = args.threads > 1 and H >= args.scaling_from
+    -- the loss agreement: the worst relative difference of the first and the
+    -- last step's loss over every bptt run with the check file and every
+    -- PyTorch run (all start from the same weights and batch)
+    local agree = {}
+    local function compare(a, b)
+      for _, k in ipairs{ "loss1", "lossN" } do
+        local d = C.rel(a[k], b[k])
+        if d then agree[k] = math.max(agree[k] or 0, d) end
+      end
+    end
     for _ = 1, args.rounds do
-      rs[#rs + 1] = bptt_worker(args.threads)
+      rs[#rs + 1] = bptt_worker(args.threads, check_file)
       if scaling then r1s[#r1s + 1] = bptt_worker(1) end
       if have_torch then
-        trs[#trs + 1] = bench_torch(cell, H, L, B, T, args.threads)
-        if args.threads > 1 then t1s[#t1s + 1] = bench_torch(cell, H, L, B, T, 1) end
+        trs[#trs + 1] = bench_torch(cell, H, L, B, T, args.threads, check_file)
+        if args.threads > 1 then t1s[#t1s + 1] = bench_torch(cell, H, L, B, T, 1, check_file) end
       end
+    end
+    if check_file then
+      for _, t in ipairs(trs) do compare(rs[1], t) end
+      for _, t in ipairs(t1s) do compare(rs[1], t) end
+      os.remove(check_file)
     end
     local r, r1 = median_round(rs), median_round(r1s)
     local tr, t1 = median_round(trs), median_round(t1s) -- (a failed PyTorch run adds nothing)
     if t1 and (not tr or t1.tok_s > tr.tok_s) then tr = t1 end
-    print(string.format("| %s %dx%d B%d T%d | %s | %s | %s | %s | %s | %s | %s | %s | %s |", cell, H, L, B, T,
-      fmt(r.tok_s, "%.0f"), fmt(tr and tr.tok_s, "%.0f"), tr and string.format("%.2fx", r.tok_s / tr.tok_s) or "-",
+    print(string.format("| %s %dx%d B%d T%d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", cell, H, L, B, T,
+      fmt(r.tok_s, "%.0f"), tr and string.format("%.0f (%d)", tr.tok_s, tr.threads) or "-",
+      tr and string.format("%.2fx", r.tok_s / tr.tok_s) or "-",
       fmt(r.flops / r.step_s / 1e9, "%.1f"), fmt(100 * r.sgemm_s / r.step_s, "%.0f%%"),
       fmt(100 * r.ceil_s / r.step_s, "%.0f%%"),
       r1 and string.format("%.2fx", r.tok_s / r1.tok_s) or "-",
-      fmt(r.peak_kb / 1024, "%.0f MB"), fmt(tr and tr.peak_kb and tr.peak_kb / 1024, "%.0f MB")))
+      fmt(r.peak_kb / 1024, "%.0f MB"), fmt(tr and tr.peak_kb and tr.peak_kb / 1024, "%.0f MB"),
+      agree.loss1 and string.format("%.0e / %.0e", agree.loss1, agree.lossN) or "-"))
     io.stdout:flush()
   end
+end
+if have_torch then
+  print(C.torch_line(torch_info) .. "; its figure is the faster of its 1- and " .. args.threads .. "-thread settings")
+  print("loss agreement: the relative difference between bptt's and PyTorch's loss at the first / the last of "
+    .. (args.warmup + args.iters) .. " Adam steps from the same weights and batch, the state carried from step to step "
+    .. "(the worst over PyTorch's runs)")
 end
 if not have_torch then print(args.no_torch and "PyTorch: skipped (--no-torch)" or "PyTorch: not measured (python3-torch not importable)") end

@@ -33,10 +33,10 @@ The run, step by step as bptt does it (lua/bptt/data.lua, LanguageModel.lua, Tra
            steps only; tok_s = iters B T / train_seconds. train_loss_last = the mean
            training loss over the iterations since the previous evaluation.
 
-Thread fairness and the allocator: as in torch_rnn.py (whose start_torch this script uses):
-OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set to --threads and the script re-executes
-itself with that environment before torch is imported; --malloc keeps glibc's malloc as
-shipped (default) or tuned to keep freed memory (keep). Read the notes at its top.
+Threads, the allocator (--malloc), OMP_WAIT_POLICY (--wait) and the OpenBLAS environment
+(--blas-env: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed by default): as in torch_rnn.py,
+whose start_torch this script uses (set before torch is imported, re-executing the script).
+Read the notes at its top.
 
 Use /usr/bin/python3 (Debian's interpreter, which has torch), not a pyenv python3.
 """
@@ -47,7 +47,7 @@ import math
 import os
 import sys
 
-from torch_rnn import start_torch  # same directory; it imports no torch at load time
+from torch_rnn import RUN, add_setting_args, start_torch  # same directory; it imports no torch at load time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data",
@@ -69,8 +69,7 @@ def parse_args(argv):
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--malloc", choices=("default", "keep"), default="default",
-                   help="glibc malloc as shipped, or tuned to keep freed memory (torch_rnn.py)")
+    add_setting_args(p)
     a = p.parse_args(argv)
     for name in ("hidden", "layers", "batch", "seq", "max_iters", "eval_every", "threads"):
         if getattr(a, name) < 1:
@@ -124,7 +123,7 @@ def main():
     a = parse_args(sys.argv[1:])
     if not os.path.isfile(a.data):
         sys.exit("torch_charlm.py: no file %s" % a.data)
-    torch = start_torch(a.threads, a.malloc, a.seed)
+    torch = start_torch(a.threads, a.malloc, a.seed, a.wait, a.blas_env)
     import time
     import torch.nn.functional as F
 
@@ -221,7 +220,8 @@ def main():
         "val_curve": val_curve,
         "train_curve": train_curve,
         "vocab": V, "tokens": n, "train_batches": train.K, "val_batches": val.K,
-        "params": params, "embed": E, "threads": a.threads, "malloc": a.malloc,
+        "params": params, "embed": E, "threads": a.threads, "malloc": RUN["malloc"],
+        "wait": RUN["wait"], "blas": RUN["blas"], "blas_env": RUN["blas_env"],
     }
     print(json.dumps(out))
 
