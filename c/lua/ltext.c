@@ -9,9 +9,13 @@
  * scratch space is a userdata too, and core calls free their own temporaries
  * before returning.
  */
+#define _POSIX_C_SOURCE 200809L /* opendir, stat */
+
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lbptt.h"
 #include "text.h"
@@ -339,6 +343,18 @@ static int l_text_batch(lua_State *L) {
   return 0;
 }
 
+/* text_starts(x, sep, r): r (T x B) = 1 where x == sep -- see bptt_text_starts */
+static int l_text_starts(lua_State *L) {
+  const char *fn = "bptt.data.Batches:next";
+  bptt_tensor *x = int32_arg(L, 1, fn, "x", 2);
+  int64_t sep = bptt_checkint(L, 2, fn, "separator", 1, INT32_MAX);
+  bptt_tensor *r = int32_arg(L, 3, fn, "starts", 2);
+  if (!bptt_tensor_same_shape(x, r) || !bptt_tensor_is_contiguous(x) || !bptt_tensor_is_contiguous(r))
+    return luaL_error(L, "%s: x and starts must be contiguous and of one shape", fn);
+  bptt_text_starts(bptt_tensor_data(x), bptt_tensor_numel(x), (int32_t)sep, bptt_tensor_data(r));
+  return 0;
+}
+
 /* text_permute(perm, seed, epoch): perm = a permutation of 1..n drawn from (seed, epoch) */
 static int l_text_permute(lua_State *L) {
   const char *fn = "bptt.data.Batches";
@@ -349,6 +365,55 @@ static int l_text_permute(lua_State *L) {
   if (bptt_text_permutation(bptt_tensor_data(perm), perm->size[0], (uint64_t)seed, (uint64_t)epoch))
     return luaL_error(L, "%s: at most 2^31 - 1 batches can be shuffled", fn);
   return 0;
+}
+
+/* ------------------------------------------------------------- folders */
+
+#define DIR_MT "bptt.Dir"
+
+/* An open DIR* as a userdata: closed by __gc if an error leaves it open. */
+static int dir_gc(lua_State *L) {
+  DIR **d = luaL_checkudata(L, 1, DIR_MT);
+  if (*d) closedir(*d);
+  *d = NULL;
+  return 0;
+}
+
+/* text_listdir(path) -> {names of the regular files, unsorted} | nil, message, errno
+ * Names starting with "." are left out. */
+static int l_text_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR **d = lua_newuserdata(L, sizeof *d);
+  struct dirent *ent;
+  int n = 0;
+  *d = NULL;
+  luaL_getmetatable(L, DIR_MT);
+  lua_setmetatable(L, -2);
+  errno = 0;
+  *d = opendir(path);
+  if (*d == NULL) {
+    int en = errno;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(en));
+    lua_pushinteger(L, en);
+    return 3;
+  }
+  lua_newtable(L);
+  while ((ent = readdir(*d)) != NULL) {
+    struct stat st;
+    if (ent->d_name[0] == '.') continue;
+    lua_pushfstring(L, "%s/%s", path, ent->d_name);
+    if (stat(lua_tostring(L, -1), &st) == 0 && S_ISREG(st.st_mode)) {
+      lua_pop(L, 1);
+      lua_pushstring(L, ent->d_name);
+      lua_rawseti(L, -2, ++n);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  closedir(*d);
+  *d = NULL;
+  return 1;
 }
 
 static const luaL_Reg functions[] = {{"text_load", l_text_load},
@@ -362,6 +427,8 @@ static const luaL_Reg functions[] = {{"text_load", l_text_load},
                                      {"vocab_parse", l_vocab_parse},
                                      {"text_batch", l_text_batch},
                                      {"text_permute", l_text_permute},
+                                     {"text_starts", l_text_starts},
+                                     {"text_listdir", l_text_listdir},
                                      {NULL, NULL}};
 
 void bptt_open_text(lua_State *L) {
@@ -370,6 +437,11 @@ void bptt_open_text(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushliteral(L, "bptt.Vocab");
     lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, DIR_MT)) {
+    lua_pushcfunction(L, dir_gc);
+    lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
   bptt_setfuncs(L, functions, 0);

@@ -158,6 +158,65 @@ function data.text(path, opts)
   return { tokens = ids, vocab = vocab or wrap(ud), unit = unit }
 end
 
+--- A corpus of documents: every regular file of a folder (names in byte
+-- order, hidden ones left out) is one document.
+--   corpus = data.documents(folder [, {unit = "utf8", invalid = "error", separator = "\30"}])
+-- The tokens are the documents one after the other, each opened by the
+-- separator symbol (default U+001E, RECORD SEPARATOR), which must occur in
+-- none of them; the vocabulary is the symbols of all of them and the
+-- separator, in ascending order as data.text builds it.  Returns
+-- { tokens =, vocab =, unit =, separator = its id, documents = {names},
+--   offsets = int32 tensor: document k's separator is tokens[offsets[k]] }
+-- for data.Batches(corpus, {..., separator = corpus.separator}); or nil,
+-- message[, errno] (a missing folder or file, invalid UTF-8, no documents,
+-- the separator inside a document).  Each file is read twice.
+function data.documents(folder, opts)
+  local fn = "bptt.data.documents"
+  if type(folder) ~= "string" then errorf(2, "%s: folder must be a string, got %s", fn, type(folder)) end
+  opts = util.options(fn, opts or {}, { unit = true, invalid = true, separator = true })
+  local unit, sep = opts.unit or "utf8", opts.separator or "\30"
+  if not UNITS[unit] then errorf(2, "%s: unit must be \"byte\" or \"utf8\", got %s", fn, tostring(unit)) end
+  if type(sep) ~= "string" then errorf(2, "%s: separator must be a one-symbol string, got %s", fn, type(sep)) end
+  local ok = pcall(Vocab.from_symbols, { sep }, unit)
+  if not ok then errorf(2, "%s: separator must be one %s symbol, got %q", fn, unit, sep) end
+  local names, msg, errno = core.text_listdir(folder)
+  if not names then return nil, fn .. ": " .. msg, errno end
+  table.sort(names)
+  if #names == 0 then return nil, string.format("%s: %s: no documents (regular files) in the folder", fn, folder) end
+  -- pass 1: the union of the documents' symbols (UTF-8 byte order is code point order)
+  local seen, symbols = { [sep] = true }, { sep }
+  for _, name in ipairs(names) do
+    local c, m, en = data.text(folder .. "/" .. name, { unit = unit, invalid = opts.invalid })
+    if not c then return nil, m, en end
+    for _, s in ipairs(c.vocab:symbols()) do
+      if s == sep then
+        return nil, string.format("%s: %s/%s holds the separator %q; give another with separator = ", fn, folder,
+          name, sep)
+      end
+      if not seen[s] then seen[s], symbols[#symbols + 1] = true, s end
+    end
+  end
+  table.sort(symbols)
+  local vocab = Vocab.from_symbols(symbols, unit)
+  local sep_id = vocab:encode(sep):get(1)
+  -- pass 2: each document with the common vocabulary, then one tensor
+  local parts, n = {}, 0
+  for k, name in ipairs(names) do
+    local c, m, en = data.text(folder .. "/" .. name, { vocab = vocab, invalid = opts.invalid })
+    if not c then return nil, m, en end -- the file changed between the passes
+    parts[k] = c.tokens
+    n = n + 1 + c.tokens:numel()
+  end
+  local tokens, offsets, at = core.zeros(n, "int32"), core.zeros(#names, "int32"), 0
+  for k, t in ipairs(parts) do
+    offsets:set(k, at + 1)
+    tokens:set(at + 1, sep_id)
+    if t:numel() > 0 then tokens:narrow(1, at + 2, t:numel()):copy(t) end
+    at = at + 1 + t:numel()
+  end
+  return { tokens = tokens, vocab = vocab, unit = unit, separator = sep_id, documents = names, offsets = offsets }
+end
+
 -- A corpus (its tokens) or a 1-d int32 tensor.
 local function tokens_arg(fn, t, level)
   if type(t) == "table" and core.is_tensor(t.tokens) then t = t.tokens end
@@ -222,6 +281,16 @@ end
 -- size*B streams), and this rank serves streams rank*B + 1 .. (rank + 1)*B of
 -- each batch.  Every rank must use the same seed when shuffling (the order
 -- is a function of it); state() records the shard's size.
+--
+-- separator = id (a token id) marks a corpus of documents, each opened by
+-- that token (data.documents makes one; a text of documents split by one
+-- symbol is one too).  next() then also returns `starts`, T x B int32 flags,
+-- 1 where x[t][b] is the separator: a new document starts there, and a model
+-- given them (LanguageModel:forward(x, starts), RNN:forward's `resets`)
+-- takes that stream's previous state as zeros at that step, so that neither
+-- the carried state nor a gradient crosses from one document into the next.
+-- The separator is the input of a document's first step and the target of
+-- its last one: the model learns where documents end.
 local Batches = util.class("bptt.data.Batches")
 data.Batches = Batches
 
@@ -230,7 +299,8 @@ local MAXSEED = 2 ^ 53
 function Batches:__init(tokens, opts)
   local fn = "bptt.data.Batches"
   tokens = tokens_arg(fn, tokens, 3)
-  opts = util.options(fn, opts or {}, { batch = true, seq = true, shuffle = true, seed = true, shard = true })
+  opts = util.options(fn, opts or {}, { batch = true, seq = true, shuffle = true, seed = true, shard = true,
+    separator = true })
   local B = util.count(fn, "batch", opts.batch, 1)
   local T = util.count(fn, "seq", opts.seq, 1)
   local rank, size = 0, 1
@@ -265,6 +335,11 @@ function Batches:__init(tokens, opts)
     self._seed = core.random(MAXSEED) - 1 -- one draw from the library's generator
   end
   if self._shuffle then self._perm = core.zeros(K, "int32") end
+  if opts.separator ~= nil then
+    self._sep = util.count(fn, "separator", opts.separator, 1)
+    if self._sep > 2 ^ 31 - 1 then errorf(3, "%s: separator must be a token id, got %d", fn, self._sep) end
+    self._starts = core.zeros(T, B, "int32")
+  end
   self:_goto(1, 0)
 end
 
@@ -278,18 +353,24 @@ end
 function Batches:count() return self._K end
 
 --- The next batch: x, y (T x B int32 tensors, the same two tensors at every
--- call: copy them to keep them), reset, epoch, index.  `reset` is true when
--- the hidden state carried over from the previous batch does not continue
--- these streams: at the first batch of every epoch, and at every batch when
--- shuffling.  `epoch` (1, 2, ...) and `index` (1..K) say which batch it is.
+-- call: copy them to keep them), reset, epoch, index[, starts].  `reset` is
+-- true when the hidden state carried over from the previous batch does not
+-- continue these streams: at the first batch of every epoch, and at every
+-- batch when shuffling.  `epoch` (1, 2, ...) and `index` (1..K) say which
+-- batch it is.  With a separator, `starts` (T x B int32, the same tensor at
+-- every call) flags the steps where a document starts (x is the separator).
 function Batches:next()
   if self._index == self._K then self:_goto(self._epoch + 1, 0) end
   local i = self._index + 1
   self._index = i
   local k = self._perm and self._perm:get(i) or i
   core.text_batch(self._tokens, self._x, self._y, self._S, (k - 1) * self._T)
-  return self._x, self._y, self._shuffle or i == 1, self._epoch, i
+  if self._sep then core.text_starts(self._x, self._sep, self._starts) end
+  return self._x, self._y, self._shuffle or i == 1, self._epoch, i, self._starts
 end
+
+--- The separator's token id, or nil for one long text.
+function Batches:separator() return self._sep end
 
 --- The epoch and index of the last batch served (epoch 1, index 0 at first).
 function Batches:position() return self._epoch, self._index end
