@@ -299,7 +299,8 @@ end
 --   offsets = int32 tensor: document k's separator is tokens[offsets[k]] }
 -- for data.Batches(corpus, {..., separator = corpus.separator}); or nil,
 -- message[, errno] (a missing folder or file, invalid UTF-8, no documents,
--- the separator inside a document).  Each file is read twice.
+-- the separator inside a document).  Each file goes through data.text twice
+-- (once for its symbols, once to encode it with the common vocabulary).
 function data.documents(folder, opts)
   local fn = "bptt.data.documents"
   if type(folder) ~= "string" then errorf(2, "%s: folder must be a string, got %s", fn, type(folder)) end
