@@ -199,7 +199,7 @@ describe("bptt.data.text's other arguments", function()
     assert.has_error(function() data.text(nil, {}) end, "bptt.data.text: give either a path or text = a string, not neither")
     assert.has_error(function() data.text("x", { text = "y" }) end, "bptt.data.text: give either a path or text = a string, not both")
     assert.has_error(function() data.text(nil, { text = "x", unit = "char" }) end,
-      "bptt.data.text: unit must be \"byte\" or \"utf8\", got char")
+      "bptt.data.text: unit must be \"byte\", \"utf8\" or \"word\", got char")
     assert.has_error(function() data.text(nil, { text = "x", units = "byte" }) end)
     assert.has_error(function() data.text(nil, { text = "x", invalid = "skip" }) end)
     local v = load_text("x").vocab

@@ -515,6 +515,11 @@ int bptt_text_batch(const int32_t *tokens, int64_t stride, int64_t n, int64_t S,
   return BPTT_OK;
 }
 
+void bptt_text_starts(const int32_t *x, int64_t n, int32_t sep, int32_t *r) {
+  int64_t i;
+  for (i = 0; i < n; i++) r[i] = x[i] == sep;
+}
+
 /* A uniform draw in 0..n-1 by rejection: no modulo bias. */
 static uint64_t below(bptt_rng *r, uint64_t n) {
   uint64_t lim = UINT64_MAX - UINT64_MAX % n, x;

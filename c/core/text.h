@@ -120,6 +120,11 @@ int bptt_vocab_parse(bptt_vocab *v, const char *s, size_t len);
 int bptt_text_batch(const int32_t *tokens, int64_t stride, int64_t n, int64_t S, int64_t start, int64_t T,
                     int64_t B, int32_t *x, int32_t *y);
 
+/* Document starts: r[i] = 1 where x[i] == sep, else 0, for i < n (x and r
+ * contiguous).  A corpus of documents, each opened by the separator symbol,
+ * restarts a stream's state where its input is the separator. */
+void bptt_text_starts(const int32_t *x, int64_t n, int32_t sep, int32_t *r);
+
 /* perm (n) = a uniformly random permutation of 1..n (Fisher-Yates), a pure
  * function of (seed, epoch): the generator is seeded afresh from both. */
 int bptt_text_permutation(int32_t *perm, int64_t n, uint64_t seed, uint64_t epoch);

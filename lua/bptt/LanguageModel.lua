@@ -56,17 +56,21 @@ function LanguageModel:__init(opts)
   self:add("rnn", RNN{ cell = cell, input = embed, hidden = hidden, layers = layers, dropout = dropout, dtype = dtype })
   self:add("decoder", Linear{ input = hidden, output = vocab, dtype = dtype })
   self.carry_state = true
+  self.takes_starts = true -- forward(x, starts): bptt.Trainer passes a corpus's document starts
 end
 
---- logits = lm:forward(x): x T x B token ids (1..vocab) -> T x B x vocab,
--- also lm.output.
-function LanguageModel:forward(x)
+--- logits = lm:forward(x [, starts]): x T x B token ids (1..vocab) -> T x B
+-- x vocab, also lm.output.  starts (T x B flags, as data.Batches gives them
+-- for a corpus of documents): where starts[t][b] is 1 stream b's state is
+-- taken as zeros at step t (the carried state too), so that neither state
+-- nor gradient crosses into a new document (bptt.RNN's resets).
+function LanguageModel:forward(x, starts)
   local fn = "bptt.LanguageModel:forward"
   util.tensor(fn, "x", x)
   if x:dim() ~= 2 then error(fn .. ": x must be T x B token ids, got " .. util.shape_str(x), 2) end
   local rnn = self.rnn
   rnn.carry_state = self.carry_state and true or false
-  local y = rnn:forward(self.embed:forward(x))
+  local y = rnn:forward(self.embed:forward(x), nil, nil, nil, starts)
   self.output = self.decoder:forward(y)
   return self.output
 end

@@ -19,7 +19,11 @@
 --              restart, holds it around evaluation and saves it.
 --   optimizer  a bptt.optim optimizer over (some of) the model's parameters
 --   train, val batches: x, y, restart = b:next(); b:state(), b:set_state(s)
---              for checkpoints; val also b:count() (bptt.data.Batches)
+--              for checkpoints; val also b:count() (bptt.data.Batches).
+--              Batches over a corpus of documents (b:separator() not nil)
+--              give a 6th value, the document starts; the model then gets
+--              forward(x, starts) and must say it takes them
+--              (model.takes_starts, as bptt.LanguageModel)
 --   loss       a criterion: loss = forward(out, y), dout = backward()
 --              (default bptt.CrossEntropy{})
 --
@@ -121,6 +125,13 @@ function Trainer:__init(opts)
   if opts.val ~= nil then has_methods(fn, "val", opts.val, { "next", "count", "state", "set_state" }, "batches") end
   if opts.loss ~= nil then has_methods(fn, "loss", opts.loss, { "forward", "backward" }, "a criterion") end
   if opts.schedule ~= nil then has_methods(fn, "schedule", opts.schedule, { "step" }, "a schedule") end
+  for _, k in ipairs({ "train", "val" }) do
+    local b = opts[k]
+    if b and type(b.separator) == "function" and b:separator() ~= nil and not opts.model.takes_starts then
+      util.raise(string.format("%s: %s batches mark document starts (separator %d) but the model does not take them "
+        .. "(forward(x, starts), model.takes_starts): its state would cross documents", fn, k, b:separator()))
+    end
+  end
   self.model, self.optimizer, self.train_batches, self.val_batches = opts.model, opts.optimizer, opts.train, opts.val
   self.schedule = opts.schedule
   if opts.clip ~= nil and (type(opts.clip) ~= "number" or not (opts.clip > 0)) then
@@ -292,11 +303,11 @@ local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge en
 -- (before clipping; computed with or without clip).
 function Trainer:step()
   local m, opt = self.model, self.optimizer
-  local x, y, reset = self.train_batches:next()
+  local x, y, reset, _, _, starts = self.train_batches:next()
   if reset then reset_state(m) end
   m:train()
   opt:zero_grad()
-  local logits = m:forward(x)
+  local logits = m:forward(x, starts)
   local loss = self.criterion:forward(logits, y)
   m:backward(self.criterion:backward())
   if self.dist then
@@ -341,9 +352,9 @@ function Trainer:evaluate(max_batches)
   if max_batches and max_batches < n then n = max_batches end
   local total = 0
   for _ = 1, n do
-    local x, y, reset = val:next()
+    local x, y, reset, _, _, starts = val:next()
     if reset then reset_state(m) end
-    total = total + self.criterion:forward(m:forward(x), y)
+    total = total + self.criterion:forward(m:forward(x, starts), y)
   end
   val:set_state(saved_pos)
   set_state(m, saved_state)

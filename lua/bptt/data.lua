@@ -44,8 +44,12 @@ local function check_self(fn, self)
   end
 end
 
---- True when v is a vocabulary.
-function data.is_vocab(v) return getmetatable(v) == Vocab end
+local WordVocab = { __name = "bptt.data.WordVocab" }
+WordVocab.__index = WordVocab
+data.WordVocab = WordVocab
+
+--- True when v is a vocabulary (of symbols or of words).
+function data.is_vocab(v) return getmetatable(v) == Vocab or getmetatable(v) == WordVocab end
 
 --- V, the number of symbols.
 function Vocab:size()
@@ -110,12 +114,108 @@ function Vocab.from_symbols(list, unit)
   return wrap(core.vocab_from_symbols(list, unit or "utf8"))
 end
 
---- The vocabulary of a string from Vocab:serialize(); nil, message when the
--- string is not one.
+--- The vocabulary of a string from Vocab:serialize() or WordVocab:serialize();
+-- nil, message when the string is not one.
 function Vocab.deserialize(s)
+  if type(s) == "string" and s:sub(1, 12) == "bptt-words/1" then return WordVocab.deserialize(s) end
   local ud, msg = core.vocab_parse(s)
   if not ud then return nil, msg end
   return wrap(ud)
+end
+
+-------------------------------------------------------------------- WordVocab
+
+--- A vocabulary of tokens that are byte strings: words (unit "word", made by
+-- data.text{unit = "word"} and data.labelled) or characters of labelled
+-- sequences (unit "utf8" or "byte").  Id 1 is "<unk>" in the vocabularies
+-- the loaders build: the token of every word left out by max_vocab or not
+-- seen when the vocabulary was made.  Then the tokens by count, most
+-- frequent first (ties in byte order).
+local function wrap_words(ud)
+  local unit, size = core.words_info(ud)
+  return setmetatable({ unit = unit, _ud = ud, _size = size }, WordVocab)
+end
+
+local function check_wself(fn, self)
+  if getmetatable(self) ~= WordVocab then
+    errorf(3, "%s: self must be a bptt.data.WordVocab (call it with a colon), got %s", fn, type(self))
+  end
+end
+
+--- V, the number of tokens (<unk> included).
+function WordVocab:size() check_wself("bptt.data.WordVocab:size", self); return self._size end
+
+--- The ids of a string's tokens (words split at white space, or characters)
+-- as a 1-d int32 tensor; a token not in the vocabulary is <unk>.
+function WordVocab:encode(text)
+  check_wself("bptt.data.WordVocab:encode", self)
+  return core.words_encode(self._ud, text)
+end
+
+--- The text of ids (int32 tensor, or a Lua list): words joined by one space,
+-- characters by nothing.
+function WordVocab:decode(ids)
+  local fn = "bptt.data.WordVocab:decode"
+  check_wself(fn, self)
+  if type(ids) == "table" then
+    local ok, t = pcall(core.tensor, ids, "int32")
+    if not ok then errorf(2, "%s: ids must be a list of whole numbers (%s)", fn, tostring(t)) end
+    ids = t
+  elseif core.is_tensor(ids) then
+    ids = util.index_tensor(fn, "ids", ids):contiguous()
+  else
+    errorf(2, "%s: ids must be a tensor or a list of numbers, got %s", fn, type(ids))
+  end
+  return core.words_decode(self._ud, ids)
+end
+
+--- The tokens as strings in id order, and how often each occurred in the
+-- text the vocabulary was made from (<unk>: every token left out).
+function WordVocab:symbols() check_wself("bptt.data.WordVocab:symbols", self); return (core.words_symbols(self._ud)) end
+function WordVocab:counts()
+  check_wself("bptt.data.WordVocab:counts", self)
+  local _, c = core.words_symbols(self._ud)
+  return c
+end
+
+local function hex(w) return (w:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
+
+--- One ASCII string, "bptt-words/1 <unit> V" then each token's bytes in hex,
+-- in id order (counts are not kept); Vocab.deserialize reads it back.
+function WordVocab:serialize()
+  check_wself("bptt.data.WordVocab:serialize", self)
+  local parts = { "bptt-words/1", self.unit, tostring(self._size) }
+  for i, w in ipairs(self:symbols()) do parts[i + 3] = hex(w) end
+  return table.concat(parts, " ")
+end
+
+function WordVocab:__tostring()
+  return string.format("bptt.data.WordVocab(%s, %d tokens)", self.unit, self._size)
+end
+
+--- A vocabulary with id i for list[i] (strings, each once), unit "word"
+-- (default), "utf8" or "byte".
+function WordVocab.from_list(list, unit)
+  return wrap_words(core.words_from_list(list, unit or "word"))
+end
+
+--- The vocabulary of a string from WordVocab:serialize(), or nil, message.
+function WordVocab.deserialize(s)
+  local fn = "bptt.data.WordVocab.deserialize"
+  local bad = string.format("%s: s is not a vocabulary from WordVocab:serialize() (\"bptt-words/1 <unit> <V>\" "
+    .. "then V tokens in hex)", fn)
+  if type(s) ~= "string" then return nil, bad end
+  local unit, V, rest = s:match("^bptt%-words/1 (%a%w*) (%d+)(.*)$")
+  if not unit or (unit ~= "word" and unit ~= "utf8" and unit ~= "byte") then return nil, bad end
+  local list = {}
+  for h in rest:gmatch(" (%x*)") do
+    if #h % 2 == 1 then return nil, bad end
+    list[#list + 1] = h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)
+  end
+  if #list ~= tonumber(V) or rest:gsub(" %x*", "") ~= "" then return nil, bad end
+  local ok, ud = pcall(core.words_from_list, list, unit)
+  if not ok then return nil, bad end
+  return wrap_words(ud)
 end
 
 -------------------------------------------------------------------- text
@@ -134,20 +234,50 @@ local INVALID = { error = false, replace = true }
 -- or nil, message when the file cannot be read, is not valid UTF-8, or holds
 -- a symbol not in the given vocabulary (and the OS error number third when
 -- the file could not be opened or read).
+--
+-- unit = "word": tokens are the runs of bytes between ASCII white space,
+-- the vocabulary a WordVocab: "<unk>" (id 1), then the words by count, most
+-- frequent first, at most max_vocab ids in all (max_vocab = 0 or nil: every
+-- word); a word left out becomes <unk>.  eos = a string (e.g. "<eos>") adds
+-- that token at the end of every line.  vocab = a WordVocab encodes with it
+-- (unknown words are <unk>).
 function data.text(path, opts)
   local fn = "bptt.data.text"
   if type(path) == "table" and opts == nil then path, opts = nil, path end -- data.text{text = s}
-  opts = util.options(fn, opts or {}, { unit = true, text = true, vocab = true, invalid = true })
+  opts = util.options(fn, opts or {}, { unit = true, text = true, vocab = true, invalid = true, max_vocab = true,
+    eos = true })
   if path ~= nil and type(path) ~= "string" then errorf(2, "%s: path must be a string or nil, got %s", fn, type(path)) end
   if (path == nil) == (opts.text == nil) then errorf(2, "%s: give either a path or text = a string, not %s", fn,
       path == nil and "neither" or "both") end
   if opts.text ~= nil and type(opts.text) ~= "string" then errorf(2, "%s: text must be a string, got %s", fn, type(opts.text)) end
+  if opts.unit == "word" or getmetatable(opts.vocab) == WordVocab then
+    local vocab = opts.vocab
+    if vocab ~= nil and (getmetatable(vocab) ~= WordVocab or vocab.unit ~= "word") then
+      errorf(2, "%s: vocab must be a word vocabulary (bptt.data.WordVocab of unit \"word\"), got %s", fn,
+        tostring(vocab))
+    end
+    if opts.unit ~= nil and opts.unit ~= "word" then
+      errorf(2, "%s: unit is \"%s\" but the vocabulary's is \"word\"", fn, opts.unit)
+    end
+    if opts.invalid ~= nil then errorf(2, "%s: invalid is for units \"utf8\" and \"byte\", not \"word\"", fn) end
+    local max = util.count(fn, "max_vocab", opts.max_vocab, 0, 0)
+    if max == 1 then errorf(2, "%s: max_vocab must be 0 (no limit) or >= 2 (<unk> and a word), got 1", fn) end
+    if opts.eos ~= nil and (type(opts.eos) ~= "string" or opts.eos == "" or opts.eos:find("%s")) then
+      errorf(2, "%s: eos must be a non-empty string without white space, got %s", fn, util.got(opts.eos))
+    end
+    local ids, ud, errno = core.words_text(path, opts.text, "word", opts.eos, max, vocab and vocab._ud)
+    if not ids then return nil, ud, errno end
+    return { tokens = ids, vocab = vocab or wrap_words(ud), unit = "word" }
+  end
+  if opts.max_vocab ~= nil or opts.eos ~= nil then
+    errorf(2, "%s: max_vocab and eos are for unit = \"word\"", fn)
+  end
   local vocab = opts.vocab
   if vocab ~= nil and not data.is_vocab(vocab) then
     errorf(2, "%s: vocab must be a bptt.data.Vocab, got %s", fn, type(vocab))
   end
   local unit = opts.unit or (vocab and vocab.unit) or "utf8"
-  if not UNITS[unit] then errorf(2, "%s: unit must be \"byte\" or \"utf8\", got %s", fn, tostring(unit)) end
+  if not UNITS[unit] then errorf(2, "%s: unit must be \"byte\", \"utf8\" or \"word\", got %s", fn, tostring(unit)) end
   if vocab and vocab.unit ~= unit then
     errorf(2, "%s: unit is \"%s\" but the vocabulary's is \"%s\"", fn, unit, vocab.unit)
   end
@@ -156,6 +286,145 @@ function data.text(path, opts)
   local ids, ud, errno = core.text_load(path, opts.text, unit, INVALID[invalid], vocab and vocab._ud)
   if not ids then return nil, ud, errno end
   return { tokens = ids, vocab = vocab or wrap(ud), unit = unit }
+end
+
+--- A corpus of documents: every regular file of a folder (names in byte
+-- order, hidden ones left out) is one document.
+--   corpus = data.documents(folder [, {unit = "utf8", invalid = "error", separator = "\30"}])
+-- The tokens are the documents one after the other, each opened by the
+-- separator symbol (default U+001E, RECORD SEPARATOR), which must occur in
+-- none of them; the vocabulary is the symbols of all of them and the
+-- separator, in ascending order as data.text builds it.  Returns
+-- { tokens =, vocab =, unit =, separator = its id, documents = {names},
+--   offsets = int32 tensor: document k's separator is tokens[offsets[k]] }
+-- for data.Batches(corpus, {..., separator = corpus.separator}); or nil,
+-- message[, errno] (a missing folder or file, invalid UTF-8, no documents,
+-- the separator inside a document).  Each file goes through data.text twice
+-- (once for its symbols, once to encode it with the common vocabulary).
+function data.documents(folder, opts)
+  local fn = "bptt.data.documents"
+  if type(folder) ~= "string" then errorf(2, "%s: folder must be a string, got %s", fn, type(folder)) end
+  opts = util.options(fn, opts or {}, { unit = true, invalid = true, separator = true })
+  local unit, sep = opts.unit or "utf8", opts.separator or "\30"
+  if not UNITS[unit] then errorf(2, "%s: unit must be \"byte\" or \"utf8\", got %s", fn, tostring(unit)) end
+  if type(sep) ~= "string" then errorf(2, "%s: separator must be a one-symbol string, got %s", fn, type(sep)) end
+  local ok = pcall(Vocab.from_symbols, { sep }, unit)
+  if not ok then errorf(2, "%s: separator must be one %s symbol, got %q", fn, unit, sep) end
+  local names, msg, errno = core.text_listdir(folder)
+  if not names then return nil, fn .. ": " .. msg, errno end
+  table.sort(names)
+  if #names == 0 then return nil, string.format("%s: %s: no documents (regular files) in the folder", fn, folder) end
+  -- pass 1: the union of the documents' symbols (UTF-8 byte order is code point order)
+  local seen, symbols = { [sep] = true }, { sep }
+  for _, name in ipairs(names) do
+    local c, m, en = data.text(folder .. "/" .. name, { unit = unit, invalid = opts.invalid })
+    if not c then return nil, m, en end
+    for _, s in ipairs(c.vocab:symbols()) do
+      if s == sep then
+        return nil, string.format("%s: %s/%s holds the separator %q; give another with separator = ", fn, folder,
+          name, sep)
+      end
+      if not seen[s] then seen[s], symbols[#symbols + 1] = true, s end
+    end
+  end
+  table.sort(symbols)
+  local vocab = Vocab.from_symbols(symbols, unit)
+  local sep_id = vocab:encode(sep):get(1)
+  -- pass 2: each document with the common vocabulary, then one tensor
+  local parts, n = {}, 0
+  for k, name in ipairs(names) do
+    local c, m, en = data.text(folder .. "/" .. name, { vocab = vocab, invalid = opts.invalid })
+    if not c then return nil, m, en end -- the file changed between the passes
+    parts[k] = c.tokens
+    n = n + 1 + c.tokens:numel()
+  end
+  local tokens, offsets, at = core.zeros(n, "int32"), core.zeros(#names, "int32"), 0
+  for k, t in ipairs(parts) do
+    offsets:set(k, at + 1)
+    tokens:set(at + 1, sep_id)
+    if t:numel() > 0 then tokens:narrow(1, at + 2, t:numel()):copy(t) end
+    at = at + 1 + t:numel()
+  end
+  return { tokens = tokens, vocab = vocab, unit = unit, separator = sep_id, documents = names, offsets = offsets }
+end
+
+--- Labelled sequences, one example a line: "label<TAB>text".
+--   ds = data.labelled(path [, opts]) or data.labelled{text = s, ...}
+-- The label is the bytes before the first TAB; the text the tokens after it
+-- (unit = "word" (default): words split at white space; "utf8": characters;
+-- "byte": bytes).  Blank lines are skipped; a '\r' before the '\n' is
+-- dropped.  opts: max_vocab (as data.text's), vocab = a WordVocab of the
+-- tokens and labels = a WordVocab of the labels (a test set encoded as its
+-- training set was: unknown tokens are <unk>, an unknown label fails).
+-- Returns { tokens = int32 ids of all examples one after another,
+--   starts, lengths, labels = int32 tensors of n: example i is
+--   tokens[starts[i] .. starts[i] + lengths[i] - 1] with label labels[i],
+--   vocab =, label_vocab = (labels in byte order, ids 1..), n =, unit = }
+-- or nil, message[, errno]: a missing file, or a malformed line named by its
+-- number ("path:12: no TAB between the label and the text").  data.pad
+-- makes batches of it.
+function data.labelled(path, opts)
+  local fn = "bptt.data.labelled"
+  if type(path) == "table" and opts == nil then path, opts = nil, path end
+  opts = util.options(fn, opts or {}, { unit = true, text = true, vocab = true, labels = true, max_vocab = true })
+  if path ~= nil and type(path) ~= "string" then
+    errorf(2, "%s: path must be a string or nil, got %s", fn, type(path))
+  end
+  if (path == nil) == (opts.text == nil) then
+    errorf(2, "%s: give either a path or text = a string, not %s", fn, path == nil and "neither" or "both")
+  end
+  if opts.text ~= nil and type(opts.text) ~= "string" then
+    errorf(2, "%s: text must be a string, got %s", fn, type(opts.text))
+  end
+  local unit = opts.unit or (opts.vocab and opts.vocab.unit) or "word"
+  if unit ~= "word" and unit ~= "utf8" and unit ~= "byte" then
+    errorf(2, "%s: unit must be \"word\", \"utf8\" or \"byte\", got %s", fn, tostring(unit))
+  end
+  for _, k in ipairs { "vocab", "labels" } do
+    local v = opts[k]
+    if v ~= nil and getmetatable(v) ~= WordVocab then
+      errorf(2, "%s: %s must be a bptt.data.WordVocab (from an earlier data.labelled), got %s", fn, k, util.got(v))
+    end
+  end
+  if opts.vocab and opts.vocab.unit ~= unit then
+    errorf(2, "%s: unit is \"%s\" but the vocabulary's is \"%s\"", fn, unit, opts.vocab.unit)
+  end
+  local max = util.count(fn, "max_vocab", opts.max_vocab, 0, 0)
+  if max == 1 then errorf(2, "%s: max_vocab must be 0 (no limit) or >= 2 (<unk> and a token), got 1", fn) end
+  local tokens, starts, lengths, labels, vud, lud = core.words_labelled(path, opts.text, unit, max,
+    opts.vocab and opts.vocab._ud, opts.labels and opts.labels._ud)
+  if not tokens then return nil, starts, lengths end
+  return { tokens = tokens, starts = starts, lengths = lengths, labels = labels, n = labels:numel(), unit = unit,
+    vocab = opts.vocab or wrap_words(vud), label_vocab = opts.labels or wrap_words(lud) }
+end
+
+--- A batch of examples of data.labelled: x (T x B int32, time-major, each
+-- example's tokens then `pad` (default 1) up to T = the longest), lengths
+-- (int32, B), labels (int32, B), for rnn:forward(x, h0, c0, lengths).
+--   x, lengths, labels = data.pad(ds, {3, 17, 5} [, pad])
+function data.pad(ds, indices, pad)
+  local fn = "bptt.data.pad"
+  if type(ds) ~= "table" or not core.is_tensor(ds.starts) then
+    errorf(2, "%s: ds must be a dataset from bptt.data.labelled, got %s", fn, type(ds))
+  end
+  if type(indices) ~= "table" or #indices == 0 then
+    errorf(2, "%s: indices must be a non-empty list of example numbers, got %s", fn, type(indices))
+  end
+  pad = util.count(fn, "pad", pad, 1, 1)
+  local B, T, lens, starts = #indices, 0, {}, {}
+  for b, i in ipairs(indices) do
+    if type(i) ~= "number" or i ~= math.floor(i) or i < 1 or i > ds.n then
+      errorf(2, "%s: indices[%d] must be an example in 1..%d, got %s", fn, b, ds.n, tostring(i))
+    end
+    lens[b], starts[b] = ds.lengths:get(i), ds.starts:get(i)
+    if lens[b] > T then T = lens[b] end
+  end
+  local x, labels = core.zeros(T, B, "int32"):fill(pad), core.zeros(B, "int32")
+  for b, i in ipairs(indices) do
+    x:select(2, b):narrow(1, 1, lens[b]):copy(ds.tokens:narrow(1, starts[b], lens[b]))
+    labels:set(b, ds.labels:get(i))
+  end
+  return x, core.tensor(lens, "int32"), labels
 end
 
 -- A corpus (its tokens) or a 1-d int32 tensor.
@@ -222,6 +491,16 @@ end
 -- size*B streams), and this rank serves streams rank*B + 1 .. (rank + 1)*B of
 -- each batch.  Every rank must use the same seed when shuffling (the order
 -- is a function of it); state() records the shard's size.
+--
+-- separator = id (a token id) marks a corpus of documents, each opened by
+-- that token (data.documents makes one; a text of documents split by one
+-- symbol is one too).  next() then also returns `starts`, T x B int32 flags,
+-- 1 where x[t][b] is the separator: a new document starts there, and a model
+-- given them (LanguageModel:forward(x, starts), RNN:forward's `resets`)
+-- takes that stream's previous state as zeros at that step, so that neither
+-- the carried state nor a gradient crosses from one document into the next.
+-- The separator is the input of a document's first step and the target of
+-- its last one: the model learns where documents end.
 local Batches = util.class("bptt.data.Batches")
 data.Batches = Batches
 
@@ -230,7 +509,8 @@ local MAXSEED = 2 ^ 53
 function Batches:__init(tokens, opts)
   local fn = "bptt.data.Batches"
   tokens = tokens_arg(fn, tokens, 3)
-  opts = util.options(fn, opts or {}, { batch = true, seq = true, shuffle = true, seed = true, shard = true })
+  opts = util.options(fn, opts or {}, { batch = true, seq = true, shuffle = true, seed = true, shard = true,
+    separator = true })
   local B = util.count(fn, "batch", opts.batch, 1)
   local T = util.count(fn, "seq", opts.seq, 1)
   local rank, size = 0, 1
@@ -265,6 +545,11 @@ function Batches:__init(tokens, opts)
     self._seed = core.random(MAXSEED) - 1 -- one draw from the library's generator
   end
   if self._shuffle then self._perm = core.zeros(K, "int32") end
+  if opts.separator ~= nil then
+    self._sep = util.count(fn, "separator", opts.separator, 1)
+    if self._sep > 2 ^ 31 - 1 then errorf(3, "%s: separator must be a token id, got %d", fn, self._sep) end
+    self._starts = core.zeros(T, B, "int32")
+  end
   self:_goto(1, 0)
 end
 
@@ -278,18 +563,24 @@ end
 function Batches:count() return self._K end
 
 --- The next batch: x, y (T x B int32 tensors, the same two tensors at every
--- call: copy them to keep them), reset, epoch, index.  `reset` is true when
--- the hidden state carried over from the previous batch does not continue
--- these streams: at the first batch of every epoch, and at every batch when
--- shuffling.  `epoch` (1, 2, ...) and `index` (1..K) say which batch it is.
+-- call: copy them to keep them), reset, epoch, index[, starts].  `reset` is
+-- true when the hidden state carried over from the previous batch does not
+-- continue these streams: at the first batch of every epoch, and at every
+-- batch when shuffling.  `epoch` (1, 2, ...) and `index` (1..K) say which
+-- batch it is.  With a separator, `starts` (T x B int32, the same tensor at
+-- every call) flags the steps where a document starts (x is the separator).
 function Batches:next()
   if self._index == self._K then self:_goto(self._epoch + 1, 0) end
   local i = self._index + 1
   self._index = i
   local k = self._perm and self._perm:get(i) or i
   core.text_batch(self._tokens, self._x, self._y, self._S, (k - 1) * self._T)
-  return self._x, self._y, self._shuffle or i == 1, self._epoch, i
+  if self._sep then core.text_starts(self._x, self._sep, self._starts) end
+  return self._x, self._y, self._shuffle or i == 1, self._epoch, i, self._starts
 end
+
+--- The separator's token id, or nil for one long text.
+function Batches:separator() return self._sep end
 
 --- The epoch and index of the last batch served (epoch 1, index 0 at first).
 function Batches:position() return self._epoch, self._index end
