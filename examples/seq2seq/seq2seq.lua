@@ -16,6 +16,17 @@
 -- character and the end right.  Chance is that of a random guess of the
 -- answer's characters given its length (10^-length for sums).  --help lists
 -- the options.  Uses only bptt's public API.
+-- The library: the checkout this script sits in, unless LUA_PATH / LUA_CPATH
+-- find one (then the rock, or the build under test)
+do
+  local root = ((debug.getinfo(1, "S").source or ""):match("^@(.*)/[^/]*$") or ".") .. "/../.."
+  if not (os.getenv("LUA_PATH") and package.searchpath("bptt", package.path)) then
+    package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+  end
+  if not (os.getenv("LUA_CPATH") and package.searchpath("bptt.core", package.cpath)) then
+    package.cpath = root .. "/build/?.so;" .. package.cpath
+  end
+end
 local bptt = require "bptt"
 local argparse = require "argparse"
 

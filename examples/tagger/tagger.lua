@@ -12,6 +12,17 @@
 -- end) and the loss ignores the padding (targets 0, ignore_index = 0).
 -- Chance is the share of the more frequent tag (always guessing it).
 -- --help lists the options.  Uses only bptt's public API.
+-- The library: the checkout this script sits in, unless LUA_PATH / LUA_CPATH
+-- find one (then the rock, or the build under test)
+do
+  local root = ((debug.getinfo(1, "S").source or ""):match("^@(.*)/[^/]*$") or ".") .. "/../.."
+  if not (os.getenv("LUA_PATH") and package.searchpath("bptt", package.path)) then
+    package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+  end
+  if not (os.getenv("LUA_CPATH") and package.searchpath("bptt.core", package.cpath)) then
+    package.cpath = root .. "/build/?.so;" .. package.cpath
+  end
+end
 local bptt = require "bptt"
 local argparse = require "argparse"
 
