@@ -29,6 +29,9 @@ local PUBLIC = {
   "manual_seed", "rng_state", "set_rng_state", "random",
   "set_num_threads", "num_threads", "blas_config", "cpu_config", "clock",
   "save", "load", "sample", "log_prob",
+  -- tensor operations (c/lua/ltensor_math.c, ltensor_index.c)
+  "cmul", "exp", "log", "tanh", "sigmoid", "sqrt", "relu", "abs", "sign",
+  "eq", "ne", "lt", "le", "gt", "ge", "info", "cat", "stack", "arange", "linspace",
 }
 for _, k in ipairs(PUBLIC) do
   assert(core[k] ~= nil, "bptt.core lacks " .. k)
