@@ -142,12 +142,13 @@ bptt_tensor *bptt_pushview(lua_State *L, const bptt_tensor *hdr) {
 }
 
 int bptt_checkdim(lua_State *L, const bptt_tensor *t, int idx, const char *fn, int extra) {
-  int64_t n = t->ndim + extra, d;
-  char a[32];
+  int n = t->ndim + extra;
+  double d;
   if (n == 0) luaL_error(L, "%s: self is a scalar (0-d) tensor and has no dimensions", fn);
   if (lua_type(L, idx) != LUA_TNUMBER) luaL_error(L, "%s: dim must be a whole number, got %s", fn, luaL_typename(L, idx));
-  d = bptt_checkint(L, idx, fn, "dim", -n, n);
-  if (d == 0) luaL_error(L, "%s: dim must be in 1..%s (or -%s..-1 from the end), got 0", fn, bptt_i64str(a, sizeof a, n), a);
+  d = lua_tonumber(L, idx);
+  if (d != floor(d) || d == 0 || d > n || d < -n)
+    luaL_error(L, "%s: dim must be in 1..%d (or -%d..-1 from the end), got %f", fn, n, n, d);
   return (int)(d > 0 ? d - 1 : n + d);
 }
 

@@ -34,10 +34,11 @@ static bptt_tensor *push_scalar(lua_State *L, const char *fn, double s, int dt) 
   return t;
 }
 
-static void raise_broadcast(lua_State *L, const char *fn, const bptt_tensor *a, const bptt_tensor *b) {
+static void raise_broadcast(lua_State *L, const char *fn, const bptt_tensor *a, const bptt_tensor *b, int op) {
   char sa[96], sb[96];
-  luaL_error(L, "%s: shapes %s and %s do not broadcast (sizes must match or be 1, from the last dimension)", fn,
-             bptt_shapestr(a, sa, sizeof sa), bptt_shapestr(b, sb, sizeof sb));
+  luaL_error(L, "%s: right operand must have shape %s or broadcast with it (sizes equal or 1, from the last "
+                "dimension), got %s%s", fn, bptt_shapestr(a, sa, sizeof sa), bptt_shapestr(b, sb, sizeof sb),
+             op == BPTT_OP_MUL && a->ndim == 2 && b->ndim == 2 ? " (bptt.matmul(a, b) is the matrix product)" : "");
 }
 
 static void check_freed(lua_State *L, const bptt_tensor *t, const char *fn, const char *arg) {
@@ -61,7 +62,7 @@ bptt_tensor *bptt_push_binop(lua_State *L, const char *fn, int ia, int ib, int o
   if (op == BPTT_OP_DIV && dt == BPTT_INT32) dt = BPTT_FLOAT64;
   a = a ? bptt_as_dtype(L, a, dt, fn, "left operand") : push_scalar(L, fn, lua_tonumber(L, ia), dt);
   b = b ? bptt_as_dtype(L, b, dt, fn, "right operand") : push_scalar(L, fn, lua_tonumber(L, ib), dt);
-  if (bptt_broadcast_shape(a, b, &ndim, size)) raise_broadcast(L, fn, a, b);
+  if (bptt_broadcast_shape(a, b, &ndim, size)) raise_broadcast(L, fn, a, b, op);
   r = bptt_newtensor(L, fn, cmp ? BPTT_INT32 : dt, ndim, size);
   err = bptt_tensor_binary(r, a, b, (bptt_binop)op, alpha);
   if (err) bptt_raise(L, err, fn, NULL);
@@ -111,8 +112,8 @@ static void inplace_tensor(lua_State *L, const char *fn, bptt_tensor *t, int iu,
   int ndim, err;
   char sa[96], sb[96];
   if (bptt_broadcast_shape(t, u, &ndim, size) || ndim != t->ndim || memcmp(size, t->size, sizeof(int64_t) * (size_t)ndim))
-    luaL_error(L, "%s: u (%s) must broadcast to self's shape %s", fn, bptt_shapestr(u, sb, sizeof sb),
-               bptt_shapestr(t, sa, sizeof sa));
+    luaL_error(L, "%s: u must have shape %s (or broadcast to it), got %s", fn, bptt_shapestr(t, sa, sizeof sa),
+               bptt_shapestr(u, sb, sizeof sb));
   if (t->dtype == BPTT_INT32 && u->dtype != BPTT_INT32) raise_int32_tensor(L, fn, "u", u);
   if (op == BPTT_OP_DIV && t->dtype == BPTT_INT32)
     luaL_error(L, "%s: self must be float32 or float64 for an in-place division, got int32", fn);
