@@ -46,9 +46,16 @@ bptt.Linear = require "bptt.Linear"
 bptt.Embedding = require "bptt.Embedding"
 bptt.CrossEntropy = require "bptt.CrossEntropy"
 bptt.MSE = require "bptt.MSE"
+local layers = require "bptt.layers"
+for _, k in ipairs { "Tanh", "Sigmoid", "ReLU", "Identity", "Softmax", "LogSoftmax", "Dropout", "Select", "Mean" } do
+  bptt[k] = layers[k]
+end
+bptt.LayerNorm = require "bptt.LayerNorm"
 bptt.gradcheck = require "bptt.gradcheck"
 bptt.Model = require "bptt.Model"
 bptt.Sequential = bptt.Model.Sequential
+local concat = require "bptt.Concat"
+bptt.Concat, bptt.Parallel = concat.Concat, concat.Parallel
 bptt.LanguageModel = require "bptt.LanguageModel"
 bptt.optim = require "bptt.optim"
 bptt.schedule = require "bptt.schedule"
