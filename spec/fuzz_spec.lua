@@ -354,7 +354,8 @@ for _, m in ipairs { "sum", "mean", "max", "min", "norm", "logsumexp", "argmax",
   "log_softmax", "sort" } do
   entry("bptt.Tensor:" .. m .. "(dim)", function()
     local t = nd_tensor(FLOAT_ONLY[m] and pick(F.FLOATS) or nil)
-    return T[m], pack(t, with_dim(t), m ~= "sort" and m ~= "softmax" and m ~= "log_softmax" and pick { nil, true } or nil)
+    local keep = m ~= "sort" and m ~= "softmax" and m ~= "log_softmax" and pick { nil, true } or nil
+    return T[m], pack(t, with_dim(t), keep)
   end, { names = { "bptt.Tensor:" .. m } })
 end
 entry("bptt.Tensor:topk", function()

@@ -113,17 +113,17 @@ static int fits(const bptt_tensor *ids, const bptt_tensor *t, int dim) {
 /* Calls back for every position of shape (ids's), row-major: the flat
  * position and the offsets (elements) of that position in a and b with
  * their strides (the index along dim included as in ids). */
-#define FOR_EACH_POSITION(shape, ...)                                                                         \
-  do {                                                                                                        \
-    int64_t idx_[BPTT_MAXDIM] = {0}, pos_, n_ = bptt_tensor_numel(shape);                                     \
-    int d_;                                                                                                   \
-    for (pos_ = 0; pos_ < n_; pos_++) {                                                                       \
-      __VA_ARGS__;                                                                                            \
-      for (d_ = (shape)->ndim - 1; d_ >= 0; d_--) {                                                           \
-        if (++idx_[d_] < (shape)->size[d_]) break;                                                            \
-        idx_[d_] = 0;                                                                                         \
-      }                                                                                                       \
-    }                                                                                                         \
+#define FOR_EACH_POSITION(shape, ...)                                                                                  \
+  do {                                                                                                                 \
+    int64_t idx_[BPTT_MAXDIM] = { 0 }, pos_, n_ = bptt_tensor_numel(shape);                                            \
+    int d_;                                                                                                            \
+    for (pos_ = 0; pos_ < n_; pos_++) {                                                                                \
+      __VA_ARGS__;                                                                                                     \
+      for (d_ = (shape)->ndim - 1; d_ >= 0; d_--) {                                                                    \
+        if (++idx_[d_] < (shape)->size[d_]) break;                                                                     \
+        idx_[d_] = 0;                                                                                                  \
+      }                                                                                                                \
+    }                                                                                                                  \
   } while (0)
 
 static int64_t offset_at(const bptt_tensor *t, const int64_t *idx, int dim, int64_t along) {
@@ -169,9 +169,12 @@ int bptt_tensor_scatter_add(const bptt_tensor *t, int dim, const bptt_tensor *id
   FOR_EACH_POSITION(ids, {
     int64_t o = offset_at(t, idx_, dim, ix[pos_]);
     double v = bptt_tensor_get(s, offset_at(s, idx_, -1, 0));
-    if (t->dtype == BPTT_FLOAT32) ((float *)t->storage->data)[o] += (float)v;
-    else if (t->dtype == BPTT_FLOAT64) ((double *)t->storage->data)[o] += v;
-    else ((int32_t *)t->storage->data)[o] = wrap32((int64_t)((int32_t *)t->storage->data)[o] + (int64_t)v);
+    if (t->dtype == BPTT_FLOAT32)
+      ((float *)t->storage->data)[o] += (float)v;
+    else if (t->dtype == BPTT_FLOAT64)
+      ((double *)t->storage->data)[o] += v;
+    else
+      ((int32_t *)t->storage->data)[o] = wrap32((int64_t)((int32_t *)t->storage->data)[o] + (int64_t)v);
   });
   if (copied) bptt_tensor_release(&tmp);
   bptt_free(ix);
@@ -211,8 +214,10 @@ static void merge_sort(double *v, int32_t *ix, double *tv, int32_t *ti, int64_t 
     for (lo = 0; lo < n; lo += 2 * w) {
       int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
       for (i = lo, j = mid, o = lo; o < hi; o++) {
-        if (i < mid && (j >= hi || !before(v[j], v[i], desc))) tv[o] = v[i], ti[o] = ix[i++];
-        else tv[o] = v[j], ti[o] = ix[j++];
+        if (i < mid && (j >= hi || !before(v[j], v[i], desc)))
+          tv[o] = v[i], ti[o] = ix[i++];
+        else
+          tv[o] = v[j], ti[o] = ix[j++];
       }
     }
     memcpy(v, tv, (size_t)n * sizeof *v);

@@ -177,8 +177,10 @@ static void nd_run(int k, const bptt_tensor *const *ts, row_fn fn, const void *c
   nd_job J;
   nd_init(&J, k, ts, fn, ctx);
   if (J.total == 0) return;
-  if (J.total >= PAR_MIN && bptt_parallel_threads() > 1) bptt_parallel_run(nd_task, &J, bptt_parallel_threads());
-  else nd_range(&J, 0, J.total);
+  if (J.total >= PAR_MIN && bptt_parallel_threads() > 1)
+    bptt_parallel_run(nd_task, &J, bptt_parallel_threads());
+  else
+    nd_range(&J, 0, J.total);
 }
 
 /* ------------------------------------------------------------ binary ops */
@@ -193,70 +195,95 @@ static int32_t wrap32(int64_t v) { return (int32_t)(uint32_t)(uint64_t)v; }
 
 /* o[i] = EXPR(a_, b_) over a row: all unit strides, b a scalar, a a
  * scalar, or any strides. */
-#define ROW3(TO, TI, EXPR)                                                                                    \
-  do {                                                                                                       \
-    TO *o = (TO *)p[0];                                                                                      \
-    const TI *x = (const TI *)p[1], *y = (const TI *)p[2];                                                    \
-    int64_t i, so = s[0], sx = s[1], sy = s[2];                                                              \
-    if (so == 1 && sx == 1 && sy == 1) {                                                                     \
-      for (i = 0; i < n; i++) {                                                                              \
-        TI a_ = x[i], b_ = y[i];                                                                             \
-        o[i] = EXPR;                                                                                         \
-      }                                                                                                      \
-    } else if (so == 1 && sx == 1 && sy == 0) {                                                              \
-      TI b_ = y[0];                                                                                          \
-      for (i = 0; i < n; i++) {                                                                              \
-        TI a_ = x[i];                                                                                        \
-        o[i] = EXPR;                                                                                         \
-      }                                                                                                      \
-    } else if (so == 1 && sx == 0 && sy == 1) {                                                              \
-      TI a_ = x[0];                                                                                          \
-      for (i = 0; i < n; i++) {                                                                              \
-        TI b_ = y[i];                                                                                        \
-        o[i] = EXPR;                                                                                         \
-      }                                                                                                      \
-    } else {                                                                                                 \
-      for (i = 0; i < n; i++) {                                                                              \
-        TI a_ = x[i * sx], b_ = y[i * sy];                                                                   \
-        o[i * so] = EXPR;                                                                                    \
-      }                                                                                                      \
-    }                                                                                                        \
+#define ROW3(TO, TI, EXPR)                                                                                             \
+  do {                                                                                                                 \
+    TO *o = (TO *)p[0];                                                                                                \
+    const TI *x = (const TI *)p[1], *y = (const TI *)p[2];                                                             \
+    int64_t i, so = s[0], sx = s[1], sy = s[2];                                                                        \
+    if (so == 1 && sx == 1 && sy == 1) {                                                                               \
+      for (i = 0; i < n; i++) {                                                                                        \
+        TI a_ = x[i], b_ = y[i];                                                                                       \
+        o[i] = EXPR;                                                                                                   \
+      }                                                                                                                \
+    } else if (so == 1 && sx == 1 && sy == 0) {                                                                        \
+      TI b_ = y[0];                                                                                                    \
+      for (i = 0; i < n; i++) {                                                                                        \
+        TI a_ = x[i];                                                                                                  \
+        o[i] = EXPR;                                                                                                   \
+      }                                                                                                                \
+    } else if (so == 1 && sx == 0 && sy == 1) {                                                                        \
+      TI a_ = x[0];                                                                                                    \
+      for (i = 0; i < n; i++) {                                                                                        \
+        TI b_ = y[i];                                                                                                  \
+        o[i] = EXPR;                                                                                                   \
+      }                                                                                                                \
+    } else {                                                                                                           \
+      for (i = 0; i < n; i++) {                                                                                        \
+        TI a_ = x[i * sx], b_ = y[i * sy];                                                                             \
+        o[i * so] = EXPR;                                                                                              \
+      }                                                                                                                \
+    }                                                                                                                  \
   } while (0)
 
-#define COMPARE(TI)                                                                                           \
-  switch (c->op) {                                                                                           \
-    case BPTT_OP_EQ: ROW3(int32_t, TI, a_ == b_); break;                                                     \
-    case BPTT_OP_NE: ROW3(int32_t, TI, a_ != b_); break;                                                     \
-    case BPTT_OP_LT: ROW3(int32_t, TI, a_ < b_); break;                                                      \
-    case BPTT_OP_LE: ROW3(int32_t, TI, a_ <= b_); break;                                                     \
-    case BPTT_OP_GT: ROW3(int32_t, TI, a_ > b_); break;                                                      \
-    default: ROW3(int32_t, TI, a_ >= b_); break;                                                             \
+#define COMPARE(TI)                                                                                                    \
+  switch (c->op) {                                                                                                     \
+    case BPTT_OP_EQ:                                                                                                   \
+      ROW3(int32_t, TI, a_ == b_);                                                                                     \
+      break;                                                                                                           \
+    case BPTT_OP_NE:                                                                                                   \
+      ROW3(int32_t, TI, a_ != b_);                                                                                     \
+      break;                                                                                                           \
+    case BPTT_OP_LT:                                                                                                   \
+      ROW3(int32_t, TI, a_ < b_);                                                                                      \
+      break;                                                                                                           \
+    case BPTT_OP_LE:                                                                                                   \
+      ROW3(int32_t, TI, a_ <= b_);                                                                                     \
+      break;                                                                                                           \
+    case BPTT_OP_GT:                                                                                                   \
+      ROW3(int32_t, TI, a_ > b_);                                                                                      \
+      break;                                                                                                           \
+    default:                                                                                                           \
+      ROW3(int32_t, TI, a_ >= b_);                                                                                     \
+      break;                                                                                                           \
   }
 
 static void row_binary(const void *vc, char *const *p, const int64_t *s, int64_t n) {
   const bin_ctx *c = vc;
   if (c->op >= BPTT_OP_EQ) {
-    if (c->dt == BPTT_FLOAT32) COMPARE(float)
-    else if (c->dt == BPTT_FLOAT64) COMPARE(double)
-    else COMPARE(int32_t)
+    if (c->dt == BPTT_FLOAT32)
+      COMPARE(float)
+    else if (c->dt == BPTT_FLOAT64)
+      COMPARE(double)
+    else
+      COMPARE(int32_t)
     return;
   }
   if (c->dt == BPTT_FLOAT32) {
     float al = (float)c->alpha;
-    if (c->op == BPTT_OP_ADD && al == 1.0f) ROW3(float, float, a_ + b_);
-    else if (c->op == BPTT_OP_ADD) ROW3(float, float, a_ + al * b_);
-    else if (c->op == BPTT_OP_MUL) ROW3(float, float, a_ * b_);
-    else ROW3(float, float, a_ / b_);
+    if (c->op == BPTT_OP_ADD && al == 1.0f)
+      ROW3(float, float, a_ + b_);
+    else if (c->op == BPTT_OP_ADD)
+      ROW3(float, float, a_ + al * b_);
+    else if (c->op == BPTT_OP_MUL)
+      ROW3(float, float, a_ *b_);
+    else
+      ROW3(float, float, a_ / b_);
   } else if (c->dt == BPTT_FLOAT64) {
     double al = c->alpha;
-    if (c->op == BPTT_OP_ADD && al == 1.0) ROW3(double, double, a_ + b_);
-    else if (c->op == BPTT_OP_ADD) ROW3(double, double, a_ + al * b_);
-    else if (c->op == BPTT_OP_MUL) ROW3(double, double, a_ * b_);
-    else ROW3(double, double, a_ / b_);
+    if (c->op == BPTT_OP_ADD && al == 1.0)
+      ROW3(double, double, a_ + b_);
+    else if (c->op == BPTT_OP_ADD)
+      ROW3(double, double, a_ + al * b_);
+    else if (c->op == BPTT_OP_MUL)
+      ROW3(double, double, a_ *b_);
+    else
+      ROW3(double, double, a_ / b_);
   } else {
     int64_t al = (int64_t)c->alpha;
-    if (c->op == BPTT_OP_ADD) ROW3(int32_t, int32_t, wrap32((int64_t)a_ + (int64_t)wrap32(al * b_)));
-    else ROW3(int32_t, int32_t, wrap32((int64_t)a_ * b_));
+    if (c->op == BPTT_OP_ADD)
+      ROW3(int32_t, int32_t, wrap32((int64_t)a_ + (int64_t)wrap32(al * b_)));
+    else
+      ROW3(int32_t, int32_t, wrap32((int64_t)a_ * b_));
   }
 }
 
@@ -315,22 +342,22 @@ typedef struct {
 } un_ctx;
 
 /* o[i] = EXPR(x_) over a row */
-#define ROW2(T, EXPR)                                                                                         \
-  do {                                                                                                       \
-    T *o = (T *)p[0];                                                                                        \
-    const T *x = (const T *)p[1];                                                                            \
-    int64_t i, so = s[0], sx = s[1];                                                                         \
-    if (so == 1 && sx == 1) {                                                                                \
-      for (i = 0; i < n; i++) {                                                                              \
-        T x_ = x[i];                                                                                         \
-        o[i] = EXPR;                                                                                         \
-      }                                                                                                      \
-    } else {                                                                                                 \
-      for (i = 0; i < n; i++) {                                                                              \
-        T x_ = x[i * sx];                                                                                    \
-        o[i * so] = EXPR;                                                                                    \
-      }                                                                                                      \
-    }                                                                                                        \
+#define ROW2(T, EXPR)                                                                                                  \
+  do {                                                                                                                 \
+    T *o = (T *)p[0];                                                                                                  \
+    const T *x = (const T *)p[1];                                                                                      \
+    int64_t i, so = s[0], sx = s[1];                                                                                   \
+    if (so == 1 && sx == 1) {                                                                                          \
+      for (i = 0; i < n; i++) {                                                                                        \
+        T x_ = x[i];                                                                                                   \
+        o[i] = EXPR;                                                                                                   \
+      }                                                                                                                \
+    } else {                                                                                                           \
+      for (i = 0; i < n; i++) {                                                                                        \
+        T x_ = x[i * sx];                                                                                              \
+        o[i * so] = EXPR;                                                                                              \
+      }                                                                                                                \
+    }                                                                                                                  \
   } while (0)
 
 static double sigmoid(double x) {
@@ -358,51 +385,108 @@ static void row_unary(const void *vc, char *const *p, const int64_t *s, int64_t 
   if (c->dt == BPTT_FLOAT32) {
     float lo = (float)c->a, hi = (float)c->b, e = (float)c->a;
     switch (c->op) {
-      case BPTT_UN_EXP: ROW2(float, expf(x_)); break;
-      case BPTT_UN_LOG: ROW2(float, logf(x_)); break;
-      case BPTT_UN_TANH: ROW2(float, bptt_tanhf(x_)); break;
-      case BPTT_UN_SIGMOID: ROW2(float, bptt_sigmoidf(x_)); break;
-      case BPTT_UN_SQRT: ROW2(float, sqrtf(x_)); break;
-      case BPTT_UN_POW:
-        if (e == 2.0f) ROW2(float, x_ * x_);
-        else ROW2(float, powf(x_, e));
+      case BPTT_UN_EXP:
+        ROW2(float, expf(x_));
         break;
-      case BPTT_UN_RELU: ROW2(float, x_ > 0.0f || x_ != x_ ? x_ : 0.0f); break;
-      case BPTT_UN_ABS: ROW2(float, fabsf(x_)); break;
-      case BPTT_UN_SIGN: ROW2(float, (float)sign_of(x_)); break;
-      case BPTT_UN_CLAMP: ROW2(float, x_ != x_ ? x_ : (x_ < lo ? lo : x_) > hi ? hi : (x_ < lo ? lo : x_)); break;
-      case BPTT_UN_NEG: ROW2(float, -x_); break;
+      case BPTT_UN_LOG:
+        ROW2(float, logf(x_));
+        break;
+      case BPTT_UN_TANH:
+        ROW2(float, bptt_tanhf(x_));
+        break;
+      case BPTT_UN_SIGMOID:
+        ROW2(float, bptt_sigmoidf(x_));
+        break;
+      case BPTT_UN_SQRT:
+        ROW2(float, sqrtf(x_));
+        break;
+      case BPTT_UN_POW:
+        if (e == 2.0f)
+          ROW2(float, x_ *x_);
+        else
+          ROW2(float, powf(x_, e));
+        break;
+      case BPTT_UN_RELU:
+        ROW2(float, x_ > 0.0f || x_ != x_ ? x_ : 0.0f);
+        break;
+      case BPTT_UN_ABS:
+        ROW2(float, fabsf(x_));
+        break;
+      case BPTT_UN_SIGN:
+        ROW2(float, (float)sign_of(x_));
+        break;
+      case BPTT_UN_CLAMP:
+        ROW2(float, x_ != x_ ? x_ : (x_ < lo ? lo : x_) > hi ? hi : (x_ < lo ? lo : x_));
+        break;
+      case BPTT_UN_NEG:
+        ROW2(float, -x_);
+        break;
     }
   } else if (c->dt == BPTT_FLOAT64) {
     double lo = c->a, hi = c->b, e = c->a;
     switch (c->op) {
-      case BPTT_UN_EXP: ROW2(double, exp(x_)); break;
-      case BPTT_UN_LOG: ROW2(double, log(x_)); break;
-      case BPTT_UN_TANH: ROW2(double, tanh(x_)); break;
-      case BPTT_UN_SIGMOID: ROW2(double, sigmoid(x_)); break;
-      case BPTT_UN_SQRT: ROW2(double, sqrt(x_)); break;
-      case BPTT_UN_POW:
-        if (e == 2.0) ROW2(double, x_ * x_);
-        else ROW2(double, pow(x_, e));
+      case BPTT_UN_EXP:
+        ROW2(double, exp(x_));
         break;
-      case BPTT_UN_RELU: ROW2(double, x_ > 0.0 || x_ != x_ ? x_ : 0.0); break;
-      case BPTT_UN_ABS: ROW2(double, fabs(x_)); break;
-      case BPTT_UN_SIGN: ROW2(double, sign_of(x_)); break;
-      case BPTT_UN_CLAMP: ROW2(double, x_ != x_ ? x_ : (x_ < lo ? lo : x_) > hi ? hi : (x_ < lo ? lo : x_)); break;
-      case BPTT_UN_NEG: ROW2(double, -x_); break;
+      case BPTT_UN_LOG:
+        ROW2(double, log(x_));
+        break;
+      case BPTT_UN_TANH:
+        ROW2(double, tanh(x_));
+        break;
+      case BPTT_UN_SIGMOID:
+        ROW2(double, sigmoid(x_));
+        break;
+      case BPTT_UN_SQRT:
+        ROW2(double, sqrt(x_));
+        break;
+      case BPTT_UN_POW:
+        if (e == 2.0)
+          ROW2(double, x_ *x_);
+        else
+          ROW2(double, pow(x_, e));
+        break;
+      case BPTT_UN_RELU:
+        ROW2(double, x_ > 0.0 || x_ != x_ ? x_ : 0.0);
+        break;
+      case BPTT_UN_ABS:
+        ROW2(double, fabs(x_));
+        break;
+      case BPTT_UN_SIGN:
+        ROW2(double, sign_of(x_));
+        break;
+      case BPTT_UN_CLAMP:
+        ROW2(double, x_ != x_ ? x_ : (x_ < lo ? lo : x_) > hi ? hi : (x_ < lo ? lo : x_));
+        break;
+      case BPTT_UN_NEG:
+        ROW2(double, -x_);
+        break;
     }
   } else {
     /* bounds already rounded inward to whole numbers within int32 */
     int32_t lo = (int32_t)c->a, hi = (int32_t)c->b;
     int64_t k = (int64_t)c->a;
     switch (c->op) {
-      case BPTT_UN_POW: ROW2(int32_t, ipow(x_, k)); break;
-      case BPTT_UN_RELU: ROW2(int32_t, x_ > 0 ? x_ : 0); break;
-      case BPTT_UN_ABS: ROW2(int32_t, wrap32(x_ < 0 ? -(int64_t)x_ : x_)); break;
-      case BPTT_UN_SIGN: ROW2(int32_t, (int32_t)((x_ > 0) - (x_ < 0))); break;
-      case BPTT_UN_CLAMP: ROW2(int32_t, (x_ < lo ? lo : x_) > hi ? hi : (x_ < lo ? lo : x_)); break;
-      case BPTT_UN_NEG: ROW2(int32_t, wrap32(-(int64_t)x_)); break;
-      default: break;
+      case BPTT_UN_POW:
+        ROW2(int32_t, ipow(x_, k));
+        break;
+      case BPTT_UN_RELU:
+        ROW2(int32_t, x_ > 0 ? x_ : 0);
+        break;
+      case BPTT_UN_ABS:
+        ROW2(int32_t, wrap32(x_ < 0 ? -(int64_t)x_ : x_));
+        break;
+      case BPTT_UN_SIGN:
+        ROW2(int32_t, (int32_t)((x_ > 0) - (x_ < 0)));
+        break;
+      case BPTT_UN_CLAMP:
+        ROW2(int32_t, (x_ < lo ? lo : x_) > hi ? hi : (x_ < lo ? lo : x_));
+        break;
+      case BPTT_UN_NEG:
+        ROW2(int32_t, wrap32(-(int64_t)x_));
+        break;
+      default:
+        break;
     }
   }
 }
@@ -412,7 +496,8 @@ int bptt_tensor_unary(const bptt_tensor *out, const bptt_tensor *src, bptt_unop 
   bptt_tensor tmp;
   const bptt_tensor *ts[2];
   int err, copied = 0;
-  if (out->dtype != src->dtype || !bptt_tensor_same_shape(out, src)) return out->dtype != src->dtype ? BPTT_EDTYPE : BPTT_ESHAPE;
+  if (out->dtype != src->dtype || !bptt_tensor_same_shape(out, src))
+    return out->dtype != src->dtype ? BPTT_EDTYPE : BPTT_ESHAPE;
   if (src->dtype == BPTT_INT32) {
     if (op < BPTT_UN_RELU && op != BPTT_UN_POW) return BPTT_EDTYPE;
     if (op == BPTT_UN_POW && !(a == floor(a) && a >= 0 && a < 9007199254740992.0)) return BPTT_EDTYPE;
@@ -451,7 +536,9 @@ static void row_stats(const void *vc, char *const *p, const int64_t *s, int64_t 
     int64_t m = n - done < 256 ? n - done : 256;
     for (i = 0; i < m; i++) {
       const char *q = p[0] + (done + i) * s[0] * (int64_t)bptt_dtype_size((bptt_dtype)c->dt);
-      v[i] = c->dt == BPTT_FLOAT32 ? *(const float *)q : c->dt == BPTT_FLOAT64 ? *(const double *)q : *(const int32_t *)q;
+      v[i] = c->dt == BPTT_FLOAT32   ? *(const float *)q
+             : c->dt == BPTT_FLOAT64 ? *(const double *)q
+                                     : *(const int32_t *)q;
     }
     for (i = 0; i < m; i++) {
       if (v[i] != v[i]) {
@@ -625,9 +712,15 @@ static int reduce_line(void *ctx, int tid, int64_t i, int64_t off, int64_t unuse
       for (k = 0; k < n; k++) v += x[k] * x[k];
       v = sqrt(v);
       break;
-    case BPTT_DIM_LOGSUMEXP: v = logsumexp(x, n); break;
-    case BPTT_DIM_MAX: extreme(x, n, 1, &v, &at); break;
-    case BPTT_DIM_MIN: extreme(x, n, -1, &v, &at); break;
+    case BPTT_DIM_LOGSUMEXP:
+      v = logsumexp(x, n);
+      break;
+    case BPTT_DIM_MAX:
+      extreme(x, n, 1, &v, &at);
+      break;
+    case BPTT_DIM_MIN:
+      extreme(x, n, -1, &v, &at);
+      break;
   }
   if (R->values) bptt_line_store(R->values, R->values->offset + i, 1, 1, &v);
   if (R->indices) ((int32_t *)bptt_tensor_data(R->indices))[i] = (int32_t)at;

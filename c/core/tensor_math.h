@@ -45,8 +45,7 @@ typedef enum {
  * int32 and a, b have one dtype.  out may be a itself (in place) or share
  * storage with a or b in any way: an operand that overlaps out otherwise
  * than element for element is copied first. */
-int bptt_tensor_binary(const bptt_tensor *out, const bptt_tensor *a, const bptt_tensor *b, bptt_binop op,
-                       double alpha);
+int bptt_tensor_binary(const bptt_tensor *out, const bptt_tensor *a, const bptt_tensor *b, bptt_binop op, double alpha);
 
 typedef enum {
   BPTT_UN_EXP, /* float only */

@@ -145,7 +145,8 @@ int bptt_checkdim(lua_State *L, const bptt_tensor *t, int idx, const char *fn, i
   int n = t->ndim + extra;
   double d;
   if (n == 0) luaL_error(L, "%s: self is a scalar (0-d) tensor and has no dimensions", fn);
-  if (lua_type(L, idx) != LUA_TNUMBER) luaL_error(L, "%s: dim must be a whole number, got %s", fn, luaL_typename(L, idx));
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_error(L, "%s: dim must be a whole number, got %s", fn, luaL_typename(L, idx));
   d = lua_tonumber(L, idx);
   if (d != floor(d) || d == 0 || d > n || d < -n)
     luaL_error(L, "%s: dim must be in 1..%d (or -%d..-1 from the end), got %f", fn, n, n, d);
@@ -164,7 +165,8 @@ bptt_tensor *bptt_as_dtype(lua_State *L, bptt_tensor *t, int dtype, const char *
   bptt_tensor *c;
   if (t->dtype == dtype) return t;
   c = bptt_newtensor(L, fn, dtype, t->ndim, t->size);
-  if (bptt_tensor_copy(c, t)) luaL_error(L, "%s: %s has a value that is NaN, infinite or outside int32's range", fn, arg);
+  if (bptt_tensor_copy(c, t))
+    luaL_error(L, "%s: %s has a value that is NaN, infinite or outside int32's range", fn, arg);
   return c;
 }
 
@@ -190,7 +192,8 @@ bptt_tensor *bptt_checkids(lua_State *L, int idx, const char *fn, const char *ar
     }
     return r;
   }
-  if (t == NULL) luaL_error(L, "%s: %s must be an int32 tensor or a list of whole numbers, got %s", fn, arg, luaL_typename(L, idx));
+  if (t == NULL)
+    luaL_error(L, "%s: %s must be an int32 tensor or a list of whole numbers, got %s", fn, arg, luaL_typename(L, idx));
   t = bptt_checktensor(L, idx, fn, arg);
   if (t->dtype == BPTT_INT32) return t;
   {

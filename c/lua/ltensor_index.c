@@ -23,7 +23,8 @@ static bptt_tensor *push_header(lua_State *L, const bptt_tensor *hdr) { return b
 /* The tensors of the list at idx (pushed nothing); n of them. */
 static int list_tensors(lua_State *L, int idx, const char *fn, bptt_tensor **out, int max) {
   int n, i;
-  if (lua_type(L, idx) != LUA_TTABLE) luaL_error(L, "%s: tensors must be a list of tensors, got %s", fn, luaL_typename(L, idx));
+  if (lua_type(L, idx) != LUA_TTABLE)
+    luaL_error(L, "%s: tensors must be a list of tensors, got %s", fn, luaL_typename(L, idx));
   n = (int)bptt_rawlen(L, idx);
   if (n == 0) luaL_error(L, "%s: tensors must be a non-empty list of tensors", fn);
   if (n > max) luaL_error(L, "%s: at most %d tensors at once, got %d", fn, max, n);
@@ -49,7 +50,8 @@ static int join(lua_State *L, const char *fn, int stack) {
   n = list_tensors(L, 1, fn, parts, MAXPARTS);
   first = parts[0];
   dim = lua_isnoneornil(L, 2) ? (stack ? 0 : first->ndim - 1) : bptt_checkdim(L, first, 2, fn, stack);
-  if (!stack && first->ndim == 0) luaL_error(L, "%s: tensors[1] is a scalar (0-d): stack scalars, or view them as 1-d", fn);
+  if (!stack && first->ndim == 0)
+    luaL_error(L, "%s: tensors[1] is a scalar (0-d): stack scalars, or view them as 1-d", fn);
   dt = first->dtype;
   for (i = 0; i < n; i++) {
     int same = parts[i]->ndim == first->ndim;
@@ -64,7 +66,8 @@ static int join(lua_State *L, const char *fn, int stack) {
   if (stack) {
     for (d = first->ndim; d > dim; d--) size[d] = size[d - 1];
     size[dim] = n;
-    if (first->ndim + 1 > BPTT_MAXDIM) luaL_error(L, "%s: the result would have more than %d dimensions", fn, BPTT_MAXDIM);
+    if (first->ndim + 1 > BPTT_MAXDIM)
+      luaL_error(L, "%s: the result would have more than %d dimensions", fn, BPTT_MAXDIM);
   } else {
     for (i = 1, size[dim] = first->size[dim]; i < n; i++) size[dim] += parts[i]->size[dim];
   }
@@ -149,7 +152,8 @@ static int m_scatter_add(lua_State *L) {
                bptt_shapestr(src, sb, sizeof sb));
   if (t->dtype == BPTT_INT32 && src->dtype != BPTT_INT32)
     luaL_error(L, "%s: src must be int32 to go into an int32 tensor, got %s", fn, bptt_dtype_name(src->dtype));
-  if (bptt_tensor_is_overlapping(t)) luaL_error(L, "%s: self has elements that repeat (an expand()ed view): clone() it first", fn);
+  if (bptt_tensor_is_overlapping(t))
+    luaL_error(L, "%s: self has elements that repeat (an expand()ed view): clone() it first", fn);
   src = bptt_as_dtype(L, src, t->dtype, fn, "src");
   err = bptt_tensor_scatter_add(t, dim, ids, src, &bad);
   if (err) raise_ids(L, err, fn, bad, t->size[dim]);
@@ -163,12 +167,14 @@ static int m_masked_fill(lua_State *L) {
   double v = bptt_checknum(L, 3, fn, "v");
   int err;
   char sa[96], sb[96];
-  if (bptt_tensor_is_overlapping(t)) luaL_error(L, "%s: self has elements that repeat (an expand()ed view): clone() it first", fn);
+  if (bptt_tensor_is_overlapping(t))
+    luaL_error(L, "%s: self has elements that repeat (an expand()ed view): clone() it first", fn);
   err = bptt_tensor_masked_fill(t, mask, v);
   if (err == BPTT_ESHAPE)
     luaL_error(L, "%s: mask (%s) must broadcast to self's shape %s", fn, bptt_shapestr(mask, sa, sizeof sa),
                bptt_shapestr(t, sb, sizeof sb));
-  if (err == BPTT_EDTYPE) luaL_error(L, "%s: v must be a whole number in int32 range for an int32 tensor, got %f", fn, v);
+  if (err == BPTT_EDTYPE)
+    luaL_error(L, "%s: v must be a whole number in int32 range for an int32 tensor, got %f", fn, v);
   if (err) bptt_raise(L, err, fn, NULL);
   lua_settop(L, 1);
   return 1;
@@ -192,7 +198,8 @@ static int sorted(lua_State *L, const char *fn, bptt_tensor *t, int dim, int des
 
 static int optbool(lua_State *L, int idx, const char *fn, const char *arg, int def) {
   if (lua_isnoneornil(L, idx)) return def;
-  if (lua_type(L, idx) != LUA_TBOOLEAN) luaL_error(L, "%s: %s must be true or false, got %s", fn, arg, luaL_typename(L, idx));
+  if (lua_type(L, idx) != LUA_TBOOLEAN)
+    luaL_error(L, "%s: %s must be true or false, got %s", fn, arg, luaL_typename(L, idx));
   return lua_toboolean(L, idx);
 }
 
@@ -223,7 +230,7 @@ static int m_topk(lua_State *L) {
  * argument is whole, else float32, unless dtype says. */
 static int l_arange(lua_State *L) {
   const char *fn = "bptt.arange";
-  double a[3] = {0, 0, 1}, n;
+  double a[3] = { 0, 0, 1 }, n;
   int na = 0, i, dt, whole = 1;
   int64_t len;
   bptt_tensor *t;
@@ -241,7 +248,8 @@ static int l_arange(lua_State *L) {
   if (n < 0) n = 0;
   if (n > 1e15) luaL_error(L, "%s: %f elements are too many", fn, n);
   len = (int64_t)n;
-  if (dt == BPTT_INT32 && len > 0 && (!whole || fabs(a[0]) > 2147483647.0 || fabs(a[0] + (n - 1) * a[2]) > 2147483647.0))
+  if (dt == BPTT_INT32 && len > 0 &&
+      (!whole || fabs(a[0]) > 2147483647.0 || fabs(a[0] + (n - 1) * a[2]) > 2147483647.0))
     luaL_error(L, "%s: an int32 range needs whole numbers within int32", fn);
   t = bptt_newtensor(L, fn, dt, 1, &len);
   bptt_tensor_arange(t, a[0], a[2]);
@@ -342,7 +350,7 @@ static int m_unsqueeze(lua_State *L) {
 static int m_permute(lua_State *L) {
   const char *fn = "bptt.Tensor:permute";
   bptt_tensor *t = SELF(fn), v;
-  int seen[BPTT_MAXDIM] = {0}, n, d, k[BPTT_MAXDIM];
+  int seen[BPTT_MAXDIM] = { 0 }, n, d, k[BPTT_MAXDIM];
   if (lua_istable(L, 2)) { /* the list's numbers become the arguments */
     n = (int)bptt_rawlen(L, 2);
     if (n > BPTT_MAXDIM) n = BPTT_MAXDIM + 1;
@@ -546,15 +554,23 @@ int bptt_tensor_slice_set(lua_State *L) {
 
 /* ---------------------------------------------------------------- open */
 
-static const luaL_Reg methods[] = {
-    {"index_select", m_index_select}, {"gather", m_gather},   {"scatter_add", m_scatter_add},
-    {"masked_fill", m_masked_fill},   {"sort", m_sort},       {"topk", m_topk},
-    {"expand", m_expand},             {"squeeze", m_squeeze}, {"unsqueeze", m_unsqueeze},
-    {"permute", m_permute},           {"reshape", m_reshape}, {"repeat_", m_repeat},
-    {NULL, NULL}};
+static const luaL_Reg methods[] = { { "index_select", m_index_select },
+                                    { "gather", m_gather },
+                                    { "scatter_add", m_scatter_add },
+                                    { "masked_fill", m_masked_fill },
+                                    { "sort", m_sort },
+                                    { "topk", m_topk },
+                                    { "expand", m_expand },
+                                    { "squeeze", m_squeeze },
+                                    { "unsqueeze", m_unsqueeze },
+                                    { "permute", m_permute },
+                                    { "reshape", m_reshape },
+                                    { "repeat_", m_repeat },
+                                    { NULL, NULL } };
 
 static const luaL_Reg functions[] = {
-    {"cat", l_cat}, {"stack", l_stack}, {"arange", l_arange}, {"linspace", l_linspace}, {NULL, NULL}};
+  { "cat", l_cat }, { "stack", l_stack }, { "arange", l_arange }, { "linspace", l_linspace }, { NULL, NULL }
+};
 
 void bptt_tensor_index_methods(lua_State *L) { bptt_setfuncs(L, methods, 0); }
 void bptt_open_tensor_index(lua_State *L) { bptt_setfuncs(L, functions, 0); }

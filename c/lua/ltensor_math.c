@@ -36,8 +36,10 @@ static bptt_tensor *push_scalar(lua_State *L, const char *fn, double s, int dt) 
 
 static void raise_broadcast(lua_State *L, const char *fn, const bptt_tensor *a, const bptt_tensor *b, int op) {
   char sa[96], sb[96];
-  luaL_error(L, "%s: right operand must have shape %s or broadcast with it (sizes equal or 1, from the last "
-                "dimension), got %s%s", fn, bptt_shapestr(a, sa, sizeof sa), bptt_shapestr(b, sb, sizeof sb),
+  luaL_error(L,
+             "%s: right operand must have shape %s or broadcast with it (sizes equal or 1, from the last "
+             "dimension), got %s%s",
+             fn, bptt_shapestr(a, sa, sizeof sa), bptt_shapestr(b, sb, sizeof sb),
              op == BPTT_OP_MUL && a->ndim == 2 && b->ndim == 2 ? " (bptt.matmul(a, b) is the matrix product)" : "");
 }
 
@@ -56,9 +58,12 @@ bptt_tensor *bptt_push_binop(lua_State *L, const char *fn, int ia, int ib, int o
                luaL_typename(L, ia), luaL_typename(L, ib));
   check_freed(L, a, fn, "left operand");
   check_freed(L, b, fn, "right operand");
-  if (a && b) dt = promote(a->dtype, b->dtype);
-  else if (a) dt = with_number(a->dtype, lua_tonumber(L, ib));
-  else dt = with_number(b->dtype, lua_tonumber(L, ia));
+  if (a && b)
+    dt = promote(a->dtype, b->dtype);
+  else if (a)
+    dt = with_number(a->dtype, lua_tonumber(L, ib));
+  else
+    dt = with_number(b->dtype, lua_tonumber(L, ia));
   if (op == BPTT_OP_DIV && dt == BPTT_INT32) dt = BPTT_FLOAT64;
   a = a ? bptt_as_dtype(L, a, dt, fn, "left operand") : push_scalar(L, fn, lua_tonumber(L, ia), dt);
   b = b ? bptt_as_dtype(L, b, dt, fn, "right operand") : push_scalar(L, fn, lua_tonumber(L, ib), dt);
@@ -75,11 +80,11 @@ static int l_cmul(lua_State *L) {
   return 1;
 }
 
-#define COMPARISON(name, OP)                                                                                  \
-  static int l_##name(lua_State *L) {                                                                        \
-    lua_settop(L, 2);                                                                                        \
-    bptt_push_binop(L, "bptt." #name, 1, 2, OP, 1.0);                                                        \
-    return 1;                                                                                                \
+#define COMPARISON(name, OP)                                                                                           \
+  static int l_##name(lua_State *L) {                                                                                  \
+    lua_settop(L, 2);                                                                                                  \
+    bptt_push_binop(L, "bptt." #name, 1, 2, OP, 1.0);                                                                  \
+    return 1;                                                                                                          \
   }
 COMPARISON(eq, BPTT_OP_EQ)
 COMPARISON(ne, BPTT_OP_NE)
@@ -92,8 +97,10 @@ COMPARISON(ge, BPTT_OP_GE)
 
 static void check_writable(lua_State *L, const bptt_tensor *t, const char *fn) {
   if (bptt_tensor_is_overlapping(t))
-    luaL_error(L, "%s: self has elements that repeat (an expand()ed view); writing through it is ill-defined: "
-                  "clone() it first", fn);
+    luaL_error(L,
+               "%s: self has elements that repeat (an expand()ed view); writing through it is ill-defined: "
+               "clone() it first",
+               fn);
 }
 
 static void raise_int32_number(lua_State *L, const char *fn, const char *arg, double v) {
@@ -101,8 +108,8 @@ static void raise_int32_number(lua_State *L, const char *fn, const char *arg, do
 }
 
 static void raise_int32_tensor(lua_State *L, const char *fn, const char *arg, const bptt_tensor *u) {
-  luaL_error(L, "%s: %s must be int32 to go into an int32 tensor, got %s (convert self with :to(\"float32\") first)", fn,
-             arg, bptt_dtype_name(u->dtype));
+  luaL_error(L, "%s: %s must be int32 to go into an int32 tensor, got %s (convert self with :to(\"float32\") first)",
+             fn, arg, bptt_dtype_name(u->dtype));
 }
 
 /* t op= u with u broadcast to t's shape (which must be the result's) */
@@ -111,7 +118,8 @@ static void inplace_tensor(lua_State *L, const char *fn, bptt_tensor *t, int iu,
   int64_t size[BPTT_MAXDIM];
   int ndim, err;
   char sa[96], sb[96];
-  if (bptt_broadcast_shape(t, u, &ndim, size) || ndim != t->ndim || memcmp(size, t->size, sizeof(int64_t) * (size_t)ndim))
+  if (bptt_broadcast_shape(t, u, &ndim, size) || ndim != t->ndim ||
+      memcmp(size, t->size, sizeof(int64_t) * (size_t)ndim))
     luaL_error(L, "%s: u must have shape %s (or broadcast to it), got %s", fn, bptt_shapestr(t, sa, sizeof sa),
                bptt_shapestr(u, sb, sizeof sb));
   if (t->dtype == BPTT_INT32 && u->dtype != BPTT_INT32) raise_int32_tensor(L, fn, "u", u);
@@ -120,9 +128,12 @@ static void inplace_tensor(lua_State *L, const char *fn, bptt_tensor *t, int iu,
   if (op == BPTT_OP_ADD && t->dtype == BPTT_INT32 && !whole_int32(alpha)) raise_int32_number(L, fn, "alpha", alpha);
   check_writable(L, t, fn);
   /* same shape and dtype mix: the exact mixed-dtype kernels of tensor.c */
-  if (bptt_tensor_same_shape(t, u) && op == BPTT_OP_ADD) err = bptt_tensor_add(t, u, alpha);
-  else if (bptt_tensor_same_shape(t, u) && op == BPTT_OP_MUL) err = bptt_tensor_cmul(t, u);
-  else err = bptt_tensor_binary(t, t, bptt_as_dtype(L, u, t->dtype, fn, "u"), op, alpha);
+  if (bptt_tensor_same_shape(t, u) && op == BPTT_OP_ADD)
+    err = bptt_tensor_add(t, u, alpha);
+  else if (bptt_tensor_same_shape(t, u) && op == BPTT_OP_MUL)
+    err = bptt_tensor_cmul(t, u);
+  else
+    err = bptt_tensor_binary(t, t, bptt_as_dtype(L, u, t->dtype, fn, "u"), op, alpha);
   if (err) bptt_raise(L, err, fn, NULL);
 }
 
@@ -183,8 +194,8 @@ static int m_div(lua_State *L) {
 
 /* ------------------------------------------------------------- pointwise */
 
-static const char *const UNARY_NAMES[] = {"exp", "log", "tanh", "sigmoid", "sqrt", "pow", "relu",
-                                          "abs", "sign", "clamp", "neg"};
+static const char *const UNARY_NAMES[] = { "exp",  "log", "tanh", "sigmoid", "sqrt", "pow",
+                                           "relu", "abs", "sign", "clamp",   "neg" };
 
 static void unary_into(lua_State *L, const char *fn, bptt_tensor *out, bptt_tensor *src, bptt_unop op, double a,
                        double b) {
@@ -218,8 +229,8 @@ static int new_unary(lua_State *L, bptt_unop op) {
   return 1;
 }
 
-#define UNARY(name, OP)                                                                                       \
-  static int m_##name(lua_State *L) { return inplace_unary(L, OP); }                                         \
+#define UNARY(name, OP)                                                                                                \
+  static int m_##name(lua_State *L) { return inplace_unary(L, OP); }                                                   \
   static int l_##name(lua_State *L) { return new_unary(L, OP); }
 UNARY(exp, BPTT_UN_EXP)
 UNARY(log, BPTT_UN_LOG)
@@ -272,7 +283,8 @@ static void keep_dim(bptt_tensor *r, int dim) {
 
 static int optkeep(lua_State *L, int idx, const char *fn) {
   if (lua_isnoneornil(L, idx)) return 0;
-  if (lua_type(L, idx) != LUA_TBOOLEAN) luaL_error(L, "%s: keepdim must be true or false, got %s", fn, luaL_typename(L, idx));
+  if (lua_type(L, idx) != LUA_TBOOLEAN)
+    luaL_error(L, "%s: keepdim must be true or false, got %s", fn, luaL_typename(L, idx));
   return lua_toboolean(L, idx);
 }
 
@@ -406,7 +418,9 @@ static int m_log_softmax(lua_State *L) { return softmax(L, "bptt.Tensor:log_soft
 static int info_tostring(lua_State *L) {
   luaL_Buffer b;
   char line[256];
-  const char *keys[] = {"dtype", "shape", "stride", "contiguous", "storage_bytes", "numel", "min", "max", "mean", "nan"};
+  const char *keys[] = {
+    "dtype", "shape", "stride", "contiguous", "storage_bytes", "numel", "min", "max", "mean", "nan"
+  };
   int i;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_buffinit(L, &b);
@@ -450,8 +464,10 @@ static void set_dims(lua_State *L, const char *key, int n, const int64_t *v, int
   }
   if (shape) {
     luaL_getmetatable(L, "bptt.Shape");
-    if (lua_istable(L, -1)) lua_setmetatable(L, -2);
-    else lua_pop(L, 1);
+    if (lua_istable(L, -1))
+      lua_setmetatable(L, -2);
+    else
+      lua_pop(L, 1);
   }
   lua_setfield(L, -2, key);
 }
@@ -493,20 +509,39 @@ static int l_info(lua_State *L) {
 
 /* ---------------------------------------------------------------- open */
 
-static const luaL_Reg methods[] = {
-    {"add", m_add},         {"sub", m_sub},       {"mul", m_mul},           {"cmul", m_cmul},
-    {"div", m_div},         {"exp", m_exp},       {"log", m_log},           {"tanh", m_tanh},
-    {"sigmoid", m_sigmoid}, {"sqrt", m_sqrt},     {"relu", m_relu},         {"abs", m_abs},
-    {"sign", m_sign},       {"pow", m_pow},       {"clamp", m_clamp},       {"sum", m_sum},
-    {"mean", m_mean},       {"norm", m_norm},     {"max", m_max},           {"min", m_min},
-    {"logsumexp", m_logsumexp}, {"argmax", m_argmax}, {"argmin", m_argmin}, {"softmax", m_softmax},
-    {"log_softmax", m_log_softmax}, {NULL, NULL}};
+static const luaL_Reg methods[] = { { "add", m_add },
+                                    { "sub", m_sub },
+                                    { "mul", m_mul },
+                                    { "cmul", m_cmul },
+                                    { "div", m_div },
+                                    { "exp", m_exp },
+                                    { "log", m_log },
+                                    { "tanh", m_tanh },
+                                    { "sigmoid", m_sigmoid },
+                                    { "sqrt", m_sqrt },
+                                    { "relu", m_relu },
+                                    { "abs", m_abs },
+                                    { "sign", m_sign },
+                                    { "pow", m_pow },
+                                    { "clamp", m_clamp },
+                                    { "sum", m_sum },
+                                    { "mean", m_mean },
+                                    { "norm", m_norm },
+                                    { "max", m_max },
+                                    { "min", m_min },
+                                    { "logsumexp", m_logsumexp },
+                                    { "argmax", m_argmax },
+                                    { "argmin", m_argmin },
+                                    { "softmax", m_softmax },
+                                    { "log_softmax", m_log_softmax },
+                                    { NULL, NULL } };
 
 static const luaL_Reg functions[] = {
-    {"cmul", l_cmul}, {"exp", l_exp},   {"log", l_log},         {"tanh", l_tanh}, {"sigmoid", l_sigmoid},
-    {"sqrt", l_sqrt}, {"relu", l_relu}, {"abs", l_abs},         {"sign", l_sign}, {"eq", l_eq},
-    {"ne", l_ne},     {"lt", l_lt},     {"le", l_le},           {"gt", l_gt},     {"ge", l_ge},
-    {"info", l_info}, {NULL, NULL}};
+  { "cmul", l_cmul }, { "exp", l_exp },   { "log", l_log }, { "tanh", l_tanh }, { "sigmoid", l_sigmoid },
+  { "sqrt", l_sqrt }, { "relu", l_relu }, { "abs", l_abs }, { "sign", l_sign }, { "eq", l_eq },
+  { "ne", l_ne },     { "lt", l_lt },     { "le", l_le },   { "gt", l_gt },     { "ge", l_ge },
+  { "info", l_info }, { NULL, NULL }
+};
 
 void bptt_tensor_math_methods(lua_State *L) { bptt_setfuncs(L, methods, 0); }
 

@@ -53,7 +53,9 @@ local function join(self, fn, outs)
   end
   local sizes = {}
   for i, o in ipairs(outs) do
-    if not core.is_tensor(o) then util.raise(string.format("%s: child %d returned %s, not a tensor", fn, i, type(o))) end
+    if not core.is_tensor(o) then
+      util.raise(string.format("%s: child %d returned %s, not a tensor", fn, i, type(o)))
+    end
     if o:dim() ~= n then
       util.raise(string.format("%s: child %d's output is %s, child 1's %s: they must match but along dim %d", fn, i,
         util.shape_str(o), util.shape_str(outs[1]), d))
