@@ -741,6 +741,11 @@ describe("printing: tostring(t:shape()), bptt.info", function()
     for _, k in ipairs { "dtype", "float64", "shape", "{3, 2}", "stride", "contiguous", "storage_bytes", "nan" } do
       assert.truthy(s:find(k, 1, true), s)
     end
+    -- an expand()ed view of 4e12 elements: printed and described from the elements it repeats
+    local big = bptt.tensor({ { NAN, 2 } }, "float64"):expand(2e12, 2)
+    assert.truthy(tostring(big):find("of size 2000000000000x2", 1, true))
+    local bi = bptt.info(big)
+    assert.are.same({ 2e12, 2e12, 2, 2 }, { bi.nan, bi.numel / 2, bi.min, bi.max })
     local e = bptt.info(bptt.zeros(0))
     assert.is_true(e.mean ~= e.mean)
     U.error_with({ "bptt.info", "t", "tensor" }, bptt.info, 1)

@@ -645,8 +645,13 @@ static void scan_values(const bptt_tensor *t, const print_ctx *pc, int depth, in
     if (a != 0 && a < *amin) *amin = a;
     return;
   }
-  for (i = 0; i < t->size[depth]; i++)
-    if (shown(pc, t->size[depth], i)) scan_values(t, pc, depth + 1, off + i * t->stride[depth], amax, amin, whole, nonfinite);
+  for (i = 0; i < t->size[depth]; i++) {
+    if (!shown(pc, t->size[depth], i)) { /* jump the elided middle (an expand()ed view may be 1e12 long) */
+      i = t->size[depth] - 4;
+      continue;
+    }
+    scan_values(t, pc, depth + 1, off + i * t->stride[depth], amax, amin, whole, nonfinite);
+  }
 }
 
 static void add_value(luaL_Buffer *b, const print_ctx *pc, double v) {

@@ -479,7 +479,17 @@ static int l_info(lua_State *L) {
   bptt_tensor *t = bptt_checktensor(L, 1, "bptt.info", "t");
   int64_t nan;
   double mn, mx, mean;
-  bptt_tensor_stats(t, &nan, &mn, &mx, &mean);
+  {
+    /* an expand()ed dimension repeats its elements: the stats of the
+     * tensor without it, the NaNs counted as often as they repeat */
+    bptt_tensor h = *t;
+    double reps = 1;
+    int d;
+    for (d = 0; d < h.ndim; d++)
+      if (h.stride[d] == 0 && h.size[d] > 1) reps *= (double)h.size[d], h.size[d] = 1;
+    bptt_tensor_stats(&h, &nan, &mn, &mx, &mean);
+    lua_pushnumber(L, (lua_Number)nan * reps);
+  }
   lua_createtable(L, 0, 10);
   lua_pushstring(L, bptt_dtype_name(t->dtype));
   lua_setfield(L, -2, "dtype");
@@ -497,8 +507,9 @@ static int l_info(lua_State *L) {
   lua_setfield(L, -2, "max");
   lua_pushnumber(L, mean);
   lua_setfield(L, -2, "mean");
-  lua_pushnumber(L, (lua_Number)nan);
+  lua_pushvalue(L, -2); /* the NaN count, pushed first */
   lua_setfield(L, -2, "nan");
+  lua_remove(L, -2);
   if (luaL_newmetatable(L, "bptt.Info")) {
     lua_pushcfunction(L, info_tostring);
     lua_setfield(L, -2, "__tostring");
