@@ -91,6 +91,9 @@ local function forward_input(m, T_, B_)
     return bptt.tensor(ids, pick { "int32", "int32", m.dtype }):t() -- T x B, strided
   end
   if m.__name == "bptt.Sequential" then return F.viewed({ rnd(1, 3), m:children()[1].module.input }, m.dtype) end
+  if m.__name == "bptt.LayerNorm" then return F.viewed({ rnd(1, 3), m.dim }, m.dtype) end
+  if m.__name == "bptt.Concat" then return F.viewed({ rnd(1, 3), rnd(1, 3) }, m:children()[1].module.dtype) end
+  if m.dtype then return F.viewed({ T, B, rnd(1, 3) }, m.dtype) end -- the small layers
 end
 
 local function forwarded(m)
@@ -306,6 +309,125 @@ for _, op in ipairs { "__add", "__sub", "__mul", "__div" } do
     return mt(op), pack(t, like(t, pick(F.DTYPES)))
   end, { names = (op == "__mul" or op == "__div") and {} or nil })
 end
+-- the tensor operations (ltensor_math.c, ltensor_index.c)
+local function bshape(s)
+  local out = {}
+  for i = 1, #s do out[i] = chance(0.3) and 1 or s[i] end
+  if #out > 0 and chance(0.3) then table.remove(out, 1) end
+  return out
+end
+entry("bptt.cmul", function()
+  local a = any_tensor()
+  return bptt.cmul, pack(a, F.viewed(bshape(a:shape()), pick(F.DTYPES)))
+end)
+for _, c in ipairs { "eq", "ne", "lt", "le", "gt", "ge" } do
+  entry("bptt." .. c, function()
+    local a = any_tensor()
+    return bptt[c], pack(a, chance(0.3) and rnd(-2, 2) or F.viewed(bshape(a:shape()), pick(F.DTYPES))),
+      is_tensor_of(nil, "int32")
+  end)
+end
+for _, f in ipairs { "exp", "log", "tanh", "sigmoid", "sqrt", "relu", "abs", "sign" } do
+  entry("bptt." .. f, function() return bptt[f], pack(F.viewed(rshape(), pick(F.FLOATS))) end)
+  entry("bptt.Tensor:" .. f, function() return T[f], pack(F.viewed(rshape(), pick(F.FLOATS))) end)
+end
+for _, m in ipairs { "sub", "div" } do
+  entry("bptt.Tensor:" .. m, function()
+    local t = m == "div" and F.viewed(rshape(), pick(F.FLOATS)) or any_tensor()
+    if chance(0.3) then return T[m], pack(t, rnd(1, 2)) end
+    return T[m], pack(t, F.viewed(bshape(t:shape()), t:dtype()))
+  end)
+end
+entry("bptt.Tensor:pow", function() return T.pow, pack(any_tensor(), pick { 0, 1, 2, 3, 0.5 }) end)
+entry("bptt.Tensor:clamp", function() return T.clamp, pack(any_tensor(), pick { nil, -1 }, pick { nil, 1 }) end)
+local function with_dim(t)
+  local d = rnd(1, t:dim())
+  return chance(0.3) and d - t:dim() - 1 or d
+end
+local function nd_tensor(dtype) -- 1..3 dimensions of sizes 1..3
+  local s = {}
+  for i = 1, rnd(1, 3) do s[i] = rnd(1, 3) end
+  return F.viewed(s, dtype)
+end
+local FLOAT_ONLY = { mean = true, norm = true, logsumexp = true, softmax = true, log_softmax = true }
+for _, m in ipairs { "sum", "mean", "max", "min", "norm", "logsumexp", "argmax", "argmin", "softmax",
+  "log_softmax", "sort" } do
+  entry("bptt.Tensor:" .. m .. "(dim)", function()
+    local t = nd_tensor(FLOAT_ONLY[m] and pick(F.FLOATS) or nil)
+    local keep = m ~= "sort" and m ~= "softmax" and m ~= "log_softmax" and pick { nil, true } or nil
+    return T[m], pack(t, with_dim(t), keep)
+  end, { names = { "bptt.Tensor:" .. m } })
+end
+entry("bptt.Tensor:topk", function()
+  local t = nd_tensor()
+  local d = with_dim(t)
+  local n = t:size(d < 0 and t:dim() + 1 + d or d)
+  return T.topk, pack(t, rnd(0, n), d, pick { nil, true, false })
+end)
+entry("bptt.cat", function()
+  local a = F.viewed({ rnd(1, 3), rnd(0, 3) })
+  local s = a:shape()
+  local d = rnd(1, 2)
+  s[d] = rnd(0, 3)
+  return bptt.cat, pack({ a, F.viewed(s, pick(F.DTYPES)) }, d)
+end)
+entry("bptt.stack", function()
+  local a = any_tensor()
+  return bptt.stack, pack({ a, like(a, pick(F.DTYPES)) }, rnd(1, a:dim() + 1))
+end)
+entry("bptt.Tensor:index_select", function()
+  local t = F.viewed({ rnd(1, 3), rnd(1, 3) })
+  local d = rnd(1, 2)
+  return T.index_select, pack(t, d, { rnd(1, t:size(d)), rnd(1, t:size(d)) })
+end)
+entry("bptt.Tensor:gather", function()
+  local t = F.viewed({ rnd(1, 3), rnd(1, 3) })
+  return T.gather, pack(t, 2, bptt.ones(t:size(1), rnd(0, 3), "int32"))
+end)
+entry("bptt.Tensor:scatter_add", function()
+  local t = F.viewed({ rnd(1, 3), rnd(1, 3) })
+  local n = rnd(0, 3)
+  return T.scatter_add, pack(t, 2, bptt.ones(t:size(1), n, "int32"), F.viewed({ t:size(1), n }, t:dtype()))
+end)
+entry("bptt.Tensor:masked_fill", function()
+  local t = any_tensor()
+  return T.masked_fill, pack(t, bptt.gt(F.viewed(bshape(t:shape()), "float64"), 0), rnd(-2, 2))
+end)
+entry("bptt.arange", function() return bptt.arange, pack(rnd(-3, 3), rnd(-3, 5), pick { 1, 2, 0.5, -1 }) end)
+entry("bptt.linspace", function() return bptt.linspace, pack(rnd(), rnd(), rnd(0, 5), pick { nil, "float64" }) end)
+entry("bptt.info", function() return bptt.info, pack(any_tensor()) end)
+entry("bptt.Tensor:expand", function()
+  local t = F.viewed({ 1, rnd(1, 3) })
+  return T.expand, pack(t, rnd(0, 3), rnd(1, 3), t:size(2))
+end)
+entry("bptt.Tensor:squeeze", function()
+  local t = any_tensor()
+  return T.squeeze, pack(t, t:dim() > 0 and chance(0.5) and rnd(1, t:dim()) or nil)
+end)
+entry("bptt.Tensor:unsqueeze", function()
+  local t = any_tensor()
+  return T.unsqueeze, pack(t, rnd(1, t:dim() + 1))
+end)
+entry("bptt.Tensor:permute", function()
+  local t = F.viewed({ rnd(0, 3), rnd(0, 3), rnd(1, 2) })
+  return T.permute, pack(t, 3, 1, 2)
+end)
+entry("bptt.Tensor:reshape", function()
+  local t = any_tensor()
+  return T.reshape, pack(t, -1)
+end)
+entry("bptt.Tensor:repeat_", function()
+  local t = F.viewed({ rnd(0, 2), rnd(1, 2) })
+  return T.repeat_, pack(t, rnd(0, 2), rnd(1, 2), rnd(1, 2))
+end)
+entry("bptt.Tensor.__index", function()
+  local t = F.viewed({ rnd(1, 3), rnd(1, 3) })
+  return mt("__index"), pack(t, pick { 1, -1, { 1, { 1, 1 } }, { {}, -1 } })
+end, { names = { "bptt.Tensor" } })
+entry("bptt.Tensor.__newindex", function()
+  local t = F.viewed({ rnd(1, 3), rnd(1, 3) })
+  return mt("__newindex"), pack(t, pick { 1, { {}, 1 } }, pick { 0, bptt.ones(1) })
+end, { names = { "bptt.Tensor" } })
 entry("bptt.Tensor.__unm", function() return mt("__unm"), pack(any_tensor()) end)
 entry("bptt.Tensor.__tostring", function() return mt("__tostring"), pack(any_tensor()) end, { names = { "bptt.Tensor" } })
 
@@ -385,6 +507,36 @@ layer_methods(bptt.Linear, linear)
 layer_methods(bptt.Embedding, embedding)
 layer_methods(bptt.Sequential, sequential)
 layer_methods(bptt.LanguageModel, lm)
+
+-- the small layers
+local SMALL = { "Tanh", "Sigmoid", "ReLU", "Identity", "Softmax", "LogSoftmax", "Dropout", "Select", "Mean" }
+local function small(name)
+  local opts = { dtype = pick(F.FLOATS) }
+  if name == "Softmax" or name == "LogSoftmax" or name == "Mean" then opts.dim = pick { nil, 1, -1 } end
+  if name == "Dropout" then opts.p = pick { 0, 0.5, 1 } end
+  if name == "Select" then opts.dim, opts.index = pick { nil, 1, 3 }, pick { nil, 1, -1 } end
+  return opts
+end
+for _, name in ipairs(SMALL) do
+  entry("bptt." .. name, function() return bptt[name], pack(small(name)) end)
+  layer_methods(bptt[name], function() return bptt[name](small(name)) end)
+end
+local function layernorm() return bptt.LayerNorm{ dim = rnd(1, 3), eps = pick { nil, 0.1 }, dtype = pick(F.FLOATS) } end
+entry("bptt.LayerNorm", function() return bptt.LayerNorm, pack{ dim = rnd(1, 3), dtype = pick(F.FLOATS) } end)
+layer_methods(bptt.LayerNorm, layernorm)
+local function concat()
+  local dt = pick(F.FLOATS)
+  return bptt.Concat{ bptt.Tanh{ dtype = dt }, bptt.Identity{ dtype = dt }, dim = pick { nil, 1, -1 } }
+end
+entry("bptt.Concat", function() return bptt.Concat, pack{ bptt.ReLU{}, dim = pick { nil, 1, 2 } } end)
+layer_methods(bptt.Concat, concat)
+entry("bptt.Parallel", function() return bptt.Parallel, pack{ bptt.ReLU{}, bptt.Tanh{}, dim = pick { nil, 1 } } end)
+entry("bptt.Parallel:forward", function()
+  local dt = pick(F.FLOATS)
+  local m = bptt.Parallel{ bptt.ReLU{ dtype = dt }, bptt.Tanh{ dtype = dt }, dim = 2 }
+  local B = rnd(1, 3)
+  return bptt.Parallel.forward, pack(m, F.viewed({ B, rnd(1, 3) }, dt), F.viewed({ B, rnd(1, 3) }, dt))
+end)
 
 for _, crit in ipairs { "CrossEntropy", "MSE" } do
   local cls = bptt[crit]

@@ -12,6 +12,8 @@
 #include "compat.h"
 #include "rng.h"
 #include "tensor.h"
+#include "tensor_index.h"
+#include "tensor_math.h"
 
 #define BPTT_TENSOR_MT "bptt.Tensor"
 #define BPTT_RNG_KEY "bptt.rng.default"
@@ -42,6 +44,17 @@ int bptt_error(lua_State *L, const char *fmt, ...);
 /* Raises the error for a core error code, with context. */
 int bptt_raise(lua_State *L, int err, const char *fn, const char *what);
 
+/* A dimension argument (1-based; -1 is the last) as 0-based, within
+ * ndim + extra dimensions (extra = 1 where a new one may be named, as
+ * unsqueeze); bptt_optdim gives def (negative: from the end) for none. */
+int bptt_checkdim(lua_State *L, const bptt_tensor *t, int idx, const char *fn, int extra);
+int bptt_optdim(lua_State *L, const bptt_tensor *t, int idx, const char *fn, int def);
+/* t, or a converted copy of it (pushed) when its dtype is not dtype. */
+bptt_tensor *bptt_as_dtype(lua_State *L, bptt_tensor *t, int dtype, const char *fn, const char *arg);
+/* Indices at idx (an int32 tensor, a float one of whole numbers, or a Lua
+ * list) as an int32 tensor: the argument itself or a copy (pushed). */
+bptt_tensor *bptt_checkids(lua_State *L, int idx, const char *fn, const char *arg);
+
 /* The default generator (created on first use; shared by every luaopen). */
 bptt_rng *bptt_default_rng(lua_State *L);
 
@@ -49,6 +62,18 @@ bptt_rng *bptt_default_rng(lua_State *L);
 int luaopen_bptt_core(lua_State *L);
 
 void bptt_open_tensor(lua_State *L); /* into the module table on top */
+/* ltensor_math.c, ltensor_index.c: methods into the table on top, and
+ * functions into the module table on top */
+void bptt_tensor_math_methods(lua_State *L);
+void bptt_open_tensor_math(lua_State *L);
+void bptt_tensor_index_methods(lua_State *L);
+void bptt_open_tensor_index(lua_State *L);
+/* Pushes a op b (operands at ia, ib: tensors, or a tensor and a number),
+ * broadcast, with PyTorch's dtype promotion (op a bptt_binop). */
+bptt_tensor *bptt_push_binop(lua_State *L, const char *fn, int ia, int ib, int op, double alpha);
+/* t[k] for a number or table k (a view), and t[k] = v (ltensor_index.c) */
+int bptt_tensor_slice_get(lua_State *L);
+int bptt_tensor_slice_set(lua_State *L);
 void bptt_open_rng(lua_State *L);
 void bptt_open_nn(lua_State *L);
 void bptt_open_text(lua_State *L);

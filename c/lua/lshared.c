@@ -140,3 +140,70 @@ bptt_tensor *bptt_pushview(lua_State *L, const bptt_tensor *hdr) {
   bptt_tensor_share(t, hdr);
   return t;
 }
+
+int bptt_checkdim(lua_State *L, const bptt_tensor *t, int idx, const char *fn, int extra) {
+  int n = t->ndim + extra;
+  double d;
+  if (n == 0) luaL_error(L, "%s: self is a scalar (0-d) tensor and has no dimensions", fn);
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_error(L, "%s: dim must be a whole number, got %s", fn, luaL_typename(L, idx));
+  d = lua_tonumber(L, idx);
+  if (d != floor(d) || d == 0 || d > n || d < -n)
+    luaL_error(L, "%s: dim must be in 1..%d (or -%d..-1 from the end), got %f", fn, n, n, d);
+  return (int)(d > 0 ? d - 1 : n + d);
+}
+
+int bptt_optdim(lua_State *L, const bptt_tensor *t, int idx, const char *fn, int def) {
+  if (lua_isnoneornil(L, idx)) {
+    if (t->ndim == 0) luaL_error(L, "%s: self is a scalar (0-d) tensor and has no dimensions", fn);
+    return def < 0 ? t->ndim + def : def;
+  }
+  return bptt_checkdim(L, t, idx, fn, 0);
+}
+
+bptt_tensor *bptt_as_dtype(lua_State *L, bptt_tensor *t, int dtype, const char *fn, const char *arg) {
+  bptt_tensor *c;
+  if (t->dtype == dtype) return t;
+  c = bptt_newtensor(L, fn, dtype, t->ndim, t->size);
+  if (bptt_tensor_copy(c, t))
+    luaL_error(L, "%s: %s has a value that is NaN, infinite or outside int32's range", fn, arg);
+  return c;
+}
+
+/* A Lua list of whole numbers, or a tensor of them: an int32 tensor (t
+ * itself when it is one).  Pushes what it makes. */
+bptt_tensor *bptt_checkids(lua_State *L, int idx, const char *fn, const char *arg) {
+  bptt_tensor *t = bptt_totensor(L, idx), *r;
+  int64_t n, i;
+  if (t == NULL && lua_type(L, idx) == LUA_TTABLE) {
+    n = (int64_t)bptt_rawlen(L, idx);
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    r = bptt_newtensor(L, fn, BPTT_INT32, 1, &n);
+    for (i = 0; i < n; i++) {
+      double v;
+      lua_rawgeti(L, idx, (int)(i + 1));
+      if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "%s: %s[%d] must be a whole number, got %s", fn, arg, (int)(i + 1), luaL_typename(L, -1));
+      v = lua_tonumber(L, -1);
+      if (v != floor(v) || v < -2147483648.0 || v > 2147483647.0)
+        luaL_error(L, "%s: %s[%d] must be a whole number in int32 range, got %f", fn, arg, (int)(i + 1), v);
+      lua_pop(L, 1);
+      ((int32_t *)bptt_tensor_data(r))[i] = (int32_t)v;
+    }
+    return r;
+  }
+  if (t == NULL)
+    luaL_error(L, "%s: %s must be an int32 tensor or a list of whole numbers, got %s", fn, arg, luaL_typename(L, idx));
+  t = bptt_checktensor(L, idx, fn, arg);
+  if (t->dtype == BPTT_INT32) return t;
+  {
+    int64_t bad;
+    char pos[32];
+    if (!bptt_tensor_whole(t, &bad))
+      luaL_error(L, "%s: %s must hold whole numbers in int32 range, got %f at flat position %s", fn, arg,
+                 bptt_tensor_get(t, bptt_tensor_offset_of(t, bad)), bptt_i64str(pos, sizeof pos, bad + 1));
+    r = bptt_newtensor(L, fn, BPTT_INT32, t->ndim, t->size);
+    bptt_tensor_copy(r, t);
+    return r;
+  }
+}

@@ -485,12 +485,6 @@ static int m_t(lua_State *L) {
 
 /* ------------------------------------------------------------ arithmetic */
 
-static void check_same(lua_State *L, const bptt_tensor *t, const bptt_tensor *u, const char *fn, const char *arg) {
-  char a[96], b[96];
-  if (!bptt_tensor_same_shape(t, u))
-    luaL_error(L, "%s: %s must have shape %s, got %s", fn, arg, bptt_shapestr(t, a, sizeof a), bptt_shapestr(u, b, sizeof b));
-}
-
 /* In-place int32 arithmetic, and an operator whose result is int32, take only
  * int32 tensors and whole numbers within int32: nothing else has an exact int32
  * result.  (An operator with a non-whole number gives float64 instead.) */
@@ -498,66 +492,10 @@ static void raise_int32_number(lua_State *L, const char *fn, const char *arg, do
   luaL_error(L, "%s: %s must be a whole number in int32 range for an int32 tensor, got %f", fn, arg, v);
 }
 
-static void raise_int32_tensor(lua_State *L, const char *fn, const char *arg, const bptt_tensor *u) {
-  luaL_error(L, "%s: %s must be int32 to go into an int32 tensor, got %s (convert self with :to(\"float32\") first)", fn,
-             arg, bptt_dtype_name(u->dtype));
-}
-
-/* t:add(u [, alpha]) or t:add(v) */
-static int m_add(lua_State *L) {
-  bptt_tensor *t = SELF("bptt.Tensor:add");
-  if (lua_type(L, 2) == LUA_TNUMBER) {
-    if (bptt_tensor_add_scalar(t, lua_tonumber(L, 2))) raise_int32_number(L, "bptt.Tensor:add", "v", lua_tonumber(L, 2));
-  } else {
-    bptt_tensor *u = bptt_checktensor(L, 2, "bptt.Tensor:add", "u");
-    double alpha = lua_isnoneornil(L, 3) ? 1.0 : bptt_checknum(L, 3, "bptt.Tensor:add", "alpha");
-    int err;
-    check_same(L, t, u, "bptt.Tensor:add", "u");
-    err = bptt_tensor_add(t, u, alpha);
-    if (err == BPTT_EDTYPE && u->dtype != BPTT_INT32) raise_int32_tensor(L, "bptt.Tensor:add", "u", u);
-    if (err == BPTT_EDTYPE) raise_int32_number(L, "bptt.Tensor:add", "alpha", alpha);
-    if (err) bptt_raise(L, err, "bptt.Tensor:add", NULL);
-  }
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int m_mul(lua_State *L) {
-  bptt_tensor *t = SELF("bptt.Tensor:mul");
-  double s = bptt_checknum(L, 2, "bptt.Tensor:mul", "s");
-  if (bptt_tensor_mul_scalar(t, s)) raise_int32_number(L, "bptt.Tensor:mul", "s", s);
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int m_cmul(lua_State *L) {
-  bptt_tensor *t = SELF("bptt.Tensor:cmul");
-  bptt_tensor *u = bptt_checktensor(L, 2, "bptt.Tensor:cmul", "u");
-  int err;
-  check_same(L, t, u, "bptt.Tensor:cmul", "u");
-  err = bptt_tensor_cmul(t, u);
-  if (err == BPTT_EDTYPE) raise_int32_tensor(L, "bptt.Tensor:cmul", "u", u);
-  if (err) bptt_raise(L, err, "bptt.Tensor:cmul", NULL);
-  lua_settop(L, 1);
-  return 1;
-}
-
-/* The dtype of a binary operator's result: float64 if either side is,
- * float32 if either side is, else int32 (PyTorch's promotion, minus its
- * integer-to-float promotion for int32 op non-integral numbers). */
-static int promote(int a, int b) {
-  if (a == BPTT_FLOAT64 || b == BPTT_FLOAT64) return BPTT_FLOAT64;
-  if (a == BPTT_FLOAT32 || b == BPTT_FLOAT32) return BPTT_FLOAT32;
-  return BPTT_INT32;
-}
-
 static int arith(lua_State *L, const char *fn, int sign) {
   bptt_tensor *a = bptt_totensor(L, 1), *b = bptt_totensor(L, 2), *r;
   if (a && b) {
-    if (a->storage == NULL || b->storage == NULL) luaL_error(L, "%s: an operand was freed", fn);
-    check_same(L, a, b, fn, "right operand");
-    r = clone_to(L, a, promote(a->dtype, b->dtype), fn);
-    bptt_tensor_add(r, b, (double)sign);
+    bptt_push_binop(L, fn, 1, 2, BPTT_OP_ADD, (double)sign); /* broadcasting (ltensor_math.c) */
   } else if (a && lua_type(L, 2) == LUA_TNUMBER) { /* t + s, t - s */
     double s = lua_tonumber(L, 2);
     if (a->storage == NULL) luaL_error(L, "%s: left operand was freed", fn);
@@ -570,7 +508,7 @@ static int arith(lua_State *L, const char *fn, int sign) {
     bptt_tensor_mul_scalar(r, (double)sign);
     if (bptt_tensor_add_scalar(r, s)) raise_int32_number(L, fn, "left operand", s);
   } else {
-    luaL_error(L, "%s: operands must be tensors of one shape, or a tensor and a number; got %s and %s", fn,
+    luaL_error(L, "%s: operands must be tensors (of broadcastable shapes) or a tensor and a number; got %s and %s", fn,
                luaL_typename(L, 1), luaL_typename(L, 2));
   }
   return 1;
@@ -583,13 +521,15 @@ static int scale(lua_State *L, const char *fn, int divide) {
   bptt_tensor *a = bptt_totensor(L, 1), *r;
   int si = 2; /* where the number is */
   double s;
-  if (a == NULL && !divide) si = 1, a = bptt_totensor(L, 2);
-  if (a == NULL || lua_type(L, si) != LUA_TNUMBER) {
-    if (bptt_totensor(L, 1) && bptt_totensor(L, 2))
-      luaL_error(L, "%s: both operands are tensors: use bptt.matmul(a, b) for the matrix product or a:clone():cmul(b) "
-                    "for the elementwise one", fn);
-    luaL_error(L, "%s: expected a tensor and a number, got %s and %s", fn, luaL_typename(L, 1), luaL_typename(L, 2));
+  /* tensor op tensor, and number / tensor: broadcasting (ltensor_math.c) */
+  if ((a && bptt_totensor(L, 2)) || (divide && a == NULL && bptt_totensor(L, 2) && lua_type(L, 1) == LUA_TNUMBER)) {
+    bptt_push_binop(L, fn, 1, 2, divide ? BPTT_OP_DIV : BPTT_OP_MUL, 1.0);
+    return 1;
   }
+  if (a == NULL && !divide) si = 1, a = bptt_totensor(L, 2);
+  if (a == NULL || lua_type(L, si) != LUA_TNUMBER)
+    luaL_error(L, "%s: expected tensors or a tensor and a number, got %s and %s", fn, luaL_typename(L, 1),
+               luaL_typename(L, 2));
   if (a->storage == NULL) luaL_error(L, "%s: the tensor operand was freed", fn);
   s = lua_tonumber(L, si);
   /* a quotient is float64 for int32; dividing (not multiplying by 1/s, which
@@ -606,49 +546,6 @@ static int mm_div(lua_State *L) { return scale(L, "bptt.Tensor.__div", 1); }
 static int mm_unm(lua_State *L) {
   bptt_tensor *a = SELF("bptt.Tensor.__unm");
   bptt_tensor_mul_scalar(clone_to(L, a, a->dtype, "bptt.Tensor.__unm"), -1.0);
-  return 1;
-}
-
-/* ------------------------------------------------------------ reductions */
-
-static int reduce(lua_State *L, const char *fn, bptt_reduction op) {
-  bptt_tensor *t = bptt_checktensor(L, 1, fn, "self");
-  double v;
-  if (bptt_tensor_reduce(t, op, &v)) luaL_error(L, "%s: self is empty", fn);
-  lua_pushnumber(L, v);
-  return 1;
-}
-
-static int m_sum(lua_State *L) { return reduce(L, "bptt.Tensor:sum", BPTT_RED_SUM); }
-static int m_max(lua_State *L) { return reduce(L, "bptt.Tensor:max", BPTT_RED_MAX); }
-static int m_min(lua_State *L) { return reduce(L, "bptt.Tensor:min", BPTT_RED_MIN); }
-
-static int m_mean(lua_State *L) {
-  bptt_tensor *t = SELF("bptt.Tensor:mean");
-  double v;
-  if (bptt_tensor_numel(t) == 0) luaL_error(L, "bptt.Tensor:mean: self is empty");
-  bptt_tensor_reduce(t, BPTT_RED_SUM, &v);
-  lua_pushnumber(L, v / (double)bptt_tensor_numel(t));
-  return 1;
-}
-
-static int m_norm(lua_State *L) {
-  bptt_tensor *t = SELF("bptt.Tensor:norm");
-  double v;
-  bptt_tensor_reduce(t, BPTT_RED_SUMSQ, &v);
-  lua_pushnumber(L, sqrt(v));
-  return 1;
-}
-
-static int m_argmax(lua_State *L) {
-  bptt_tensor *t = SELF("bptt.Tensor:argmax"), *r, outer;
-  int dim = checkdim(L, t, 2, "bptt.Tensor:argmax");
-  if (t->size[dim] == 0) luaL_error(L, "bptt.Tensor:argmax: dimension %d is empty", dim + 1);
-  bptt_tensor_select(&outer, t, dim, 0);
-  r = bptt_newtensor(L, "bptt.Tensor:argmax", BPTT_INT32, outer.ndim, outer.size);
-  bptt_tensor_release(&outer);
-  bptt_tensor_argmax(r, t, dim);
-  bptt_tensor_add_scalar(r, 1.0); /* 1-based */
   return 1;
 }
 
@@ -748,8 +645,13 @@ static void scan_values(const bptt_tensor *t, const print_ctx *pc, int depth, in
     if (a != 0 && a < *amin) *amin = a;
     return;
   }
-  for (i = 0; i < t->size[depth]; i++)
-    if (shown(pc, t->size[depth], i)) scan_values(t, pc, depth + 1, off + i * t->stride[depth], amax, amin, whole, nonfinite);
+  for (i = 0; i < t->size[depth]; i++) {
+    if (!shown(pc, t->size[depth], i)) { /* jump the elided middle (an expand()ed view may be 1e12 long) */
+      i = t->size[depth] - 4;
+      continue;
+    }
+    scan_values(t, pc, depth + 1, off + i * t->stride[depth], amax, amin, whole, nonfinite);
+  }
 }
 
 static void add_value(luaL_Buffer *b, const print_ctx *pc, double v) {
@@ -892,10 +794,7 @@ static const luaL_Reg methods[] = {
     {"clone", m_clone},   {"to", m_to},           {"contiguous", m_contiguous},
     {"copy", m_copy},     {"fill", m_fill},       {"zero", m_zero},         {"uniform", m_uniform},
     {"normal", m_normal}, {"free", m_free},       {"view", m_view},         {"narrow", m_narrow},
-    {"select", m_select}, {"transpose", m_transpose}, {"t", m_t},           {"add", m_add},
-    {"mul", m_mul},       {"cmul", m_cmul},       {"sum", m_sum},           {"mean", m_mean},
-    {"max", m_max},       {"min", m_min},         {"norm", m_norm},         {"argmax", m_argmax},
-    {NULL, NULL}};
+    {"select", m_select}, {"transpose", m_transpose}, {"t", m_t},           {NULL, NULL}};
 
 static const luaL_Reg metamethods[] = {{"__gc", mm_gc},   {"__tostring", mm_tostring}, {"__add", mm_add}, {"__sub", mm_sub},
                                        {"__mul", mm_mul}, {"__div", mm_div},           {"__unm", mm_unm}, {NULL, NULL}};
@@ -905,18 +804,43 @@ static const luaL_Reg functions[] = {{"tensor", l_tensor}, {"zeros", l_zeros},  
                                      {"is_tensor", l_is_tensor}, {"tensor_rebind", l_tensor_rebind},
                                      {NULL, NULL}};
 
+/* __index: methods first (one table lookup, in a Lua function the JIT
+ * compiles), then t[i] and t[{...}] slices (ltensor_index.c). */
+static const char INDEX_CHUNK[] =
+    "local methods, slice = ...\n"
+    "local type = type\n"
+    "return function(t, k)\n"
+    "  local m = methods[k]\n"
+    "  if m ~= nil then return m end\n"
+    "  local tk = type(k)\n"
+    "  if tk == 'number' or tk == 'table' then return slice(t, k) end\n"
+    "  return nil\n"
+    "end\n";
+
 void bptt_open_tensor(lua_State *L) {
   /* the metatable is created once per Lua state and reused by later opens */
   if (luaL_newmetatable(L, BPTT_TENSOR_MT)) {
     bptt_setfuncs(L, metamethods, 0);
     lua_newtable(L);
     bptt_setfuncs(L, methods, 0);
+    bptt_tensor_math_methods(L);
+    bptt_tensor_index_methods(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, BPTT_TENSOR_MT ".methods");
+    if (luaL_loadbuffer(L, INDEX_CHUNK, sizeof INDEX_CHUNK - 1, "=bptt.Tensor.__index")) lua_error(L);
+    lua_insert(L, -2);
+    lua_pushcfunction(L, bptt_tensor_slice_get);
+    lua_call(L, 2, 1);
     lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, bptt_tensor_slice_set);
+    lua_setfield(L, -2, "__newindex");
     lua_pushliteral(L, "bptt.Tensor");
     lua_setfield(L, -2, "__name");
   }
-  lua_getfield(L, -1, "__index");
+  lua_getfield(L, LUA_REGISTRYINDEX, BPTT_TENSOR_MT ".methods");
   lua_setfield(L, -3, "Tensor"); /* module.Tensor = methods, for extension from Lua */
   lua_pop(L, 1);
   bptt_setfuncs(L, functions, 0);
+  bptt_open_tensor_math(L);
+  bptt_open_tensor_index(L);
 }

@@ -29,6 +29,9 @@ local PUBLIC = {
   "manual_seed", "rng_state", "set_rng_state", "random",
   "set_num_threads", "num_threads", "blas_config", "cpu_config", "clock",
   "save", "load", "sample", "log_prob",
+  -- tensor operations (c/lua/ltensor_math.c, ltensor_index.c)
+  "cmul", "exp", "log", "tanh", "sigmoid", "sqrt", "relu", "abs", "sign",
+  "eq", "ne", "lt", "le", "gt", "ge", "info", "cat", "stack", "arange", "linspace",
 }
 for _, k in ipairs(PUBLIC) do
   assert(core[k] ~= nil, "bptt.core lacks " .. k)
@@ -43,9 +46,16 @@ bptt.Linear = require "bptt.Linear"
 bptt.Embedding = require "bptt.Embedding"
 bptt.CrossEntropy = require "bptt.CrossEntropy"
 bptt.MSE = require "bptt.MSE"
+local layers = require "bptt.layers"
+for _, k in ipairs { "Tanh", "Sigmoid", "ReLU", "Identity", "Softmax", "LogSoftmax", "Dropout", "Select", "Mean" } do
+  bptt[k] = layers[k]
+end
+bptt.LayerNorm = require "bptt.LayerNorm"
 bptt.gradcheck = require "bptt.gradcheck"
 bptt.Model = require "bptt.Model"
 bptt.Sequential = bptt.Model.Sequential
+local concat = require "bptt.Concat"
+bptt.Concat, bptt.Parallel = concat.Concat, concat.Parallel
 bptt.LanguageModel = require "bptt.LanguageModel"
 bptt.optim = require "bptt.optim"
 bptt.schedule = require "bptt.schedule"

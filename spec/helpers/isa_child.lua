@@ -8,7 +8,8 @@
 --
 -- Every cell, float32 and float64: an RNN's forward and backward (partial
 -- 8-row tiles and 16-column panels for the packed kernel), then a char-LM
--- training step (Embedding, LSTM, Linear, cross-entropy, clip, Adam).
+-- training step (Embedding, LSTM, Linear, cross-entropy, clip, Adam), then
+-- the tensor operations (broadcasting, pointwise math, reductions, sort).
 -- "blas" switches the packed kernel off first.
 local bptt = require "bptt"
 
@@ -53,5 +54,15 @@ for _, dtype in ipairs({ "float32", "float64" }) do
     results["lm." .. dtype .. ".norm" .. step] = bptt.tensor({ norm }, "float64")
   end
   results["lm." .. dtype .. ".parameters"] = lm:flat_parameters():clone()
+
+  -- the tensor operations (tensor_math.c, tensor_index.c) and a LayerNorm
+  bptt.manual_seed(13)
+  local a, b = bptt.randn(70, 33, dtype), bptt.randn(33, dtype)
+  local ops = {
+    broadcast = (a + b) * b / (bptt.abs(b) + 1), tanh = bptt.tanh(a), sigmoid = bptt.sigmoid(a), exp = bptt.exp(a),
+    softmax = a:softmax(1), log_softmax = a:log_softmax(2), logsumexp = a:logsumexp(2), sum = a:sum(1),
+    norm = a:norm(2), sort = (a:sort(2)), layernorm = bptt.LayerNorm{ dim = 33, dtype = dtype }:forward(a),
+  }
+  for k, v in pairs(ops) do results["ops." .. dtype .. "." .. k] = v:clone() end
 end
 assert(bptt.save(out, results))
