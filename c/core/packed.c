@@ -197,7 +197,8 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 }
 void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                         int64_t ldb, int transb, float beta, float *C, int64_t ldc) {
-  (void)transa, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)transb, (void)beta, (void)C, (void)ldc;
+  (void)transa, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)transb, (void)beta, (void)C,
+      (void)ldc;
 }
 
 #endif
