@@ -1223,6 +1223,65 @@ describe("bptt.matmul", function()
   end)
 end)
 
+describe("bptt.matmul, float32 with a transposed first operand (weight gradients dG^T x)", function()
+  -- a^T for a (k x m): as the transpose of a contiguous k x m matrix, or of
+  -- a block inside a larger one (leading dimension k x m + 5)
+  local function transposed_a(g, m, k, layout)
+    local tbl = real_table(g, { k, m })
+    if layout == "transposed" then return bptt.tensor(tbl, "float32"):t() end
+    local big = bptt.zeros(k + 1, m + 5, "float32"):fill(1e6)
+    local v = big:narrow(1, 2, k):narrow(2, 3, m)
+    v:copy(bptt.tensor(tbl, "float64"):view(k, m))
+    return v:t()
+  end
+
+  it("float32 products large enough for the packed kernel, A transposed: every block edge and thread count",
+    function()
+      local core = require "bptt.core"
+      -- m, k, n: k across the kernel's blocks of 256 steps (255, 256, 257,
+      -- 1000, 2048), m across its row tiles of 8 and blocks of 256 rows, n
+      -- across its panels of 16 and 32 columns; narrow in m or n (<= 128),
+      -- as the kernel takes them: split by rows, by columns, on one thread
+      local shapes = {
+        { 300, 1000, 37 }, { 65, 2048, 200 }, { 513, 257, 17 }, { 40, 600, 100 }, { 128, 512, 129 },
+        { 257, 256, 64 }, { 1030, 255, 33 }, { 100, 1024, 1 },
+      }
+      local g = U.gen(89)
+      local before = bptt.num_threads()
+      for i, sh in ipairs(shapes) do
+        local m, k, n = sh[1], sh[2], sh[3]
+        local la = i % 2 == 1 and "transposed" or "narrowed-transposed"
+        local a = transposed_a(g, m, k, la)
+        local b = bptt.tensor(real_table(g, { k, n }), "float32")
+        local where = string.format("(%dx%d, %s) * %dx%d", m, k, la, k, n)
+        local want = bptt.matmul(a:to("float64"), b:to("float64"))
+        local scale = math.max(want:max(), -want:min(), 1)
+        local got = {}
+        for _, th in ipairs({ 1, 2, 3 }) do
+          bptt.set_num_threads(th)
+          got[th] = bptt.matmul(a, b)
+          local err = got[th]:to("float64"):add(want, -1)
+          assert(math.max(err:max(), -err:min()) <= 1e-6 * math.sqrt(k) * scale, where .. ", " .. th .. " threads")
+        end
+        bptt.set_num_threads(before)
+        if core.packed_gemm() then
+          -- one sum per element in fixed blocks of k: the same bits on any split
+          for _, th in ipairs({ 2, 3 }) do
+            assert.are.equal(0, got[th]:to("float64"):add(got[1]:to("float64"), -1):norm(),
+              where .. ", " .. th .. " threads")
+          end
+          -- and OpenBLAS, with the kernel off, agrees to float32 rounding
+          core.packed_gemm(false)
+          local ok, blas = pcall(bptt.matmul, a, b)
+          core.packed_gemm(true)
+          assert(ok, blas)
+          local d = blas:to("float64"):add(got[1]:to("float64"), -1)
+          assert(math.max(d:max(), -d:min()) <= 2e-6 * math.sqrt(k) * scale, where .. ": BLAS")
+        end
+      end
+    end)
+end)
+
 describe("0-d and empty tensors", function()
   it("0-d tensors take part in every operation", function()
     local s = bptt.tensor(2, "float64")

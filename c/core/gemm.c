@@ -22,12 +22,18 @@ typedef struct {
  * nothing (16 x 65 x 256: 1.04x OpenBLAS; 2048 x 256 x 64: 1.8x) */
 #define PACKING_MIN_ROWS 16
 #define PACKING_MIN_FLOPS 1e6
+/* with op(A) = A^T, only products this narrow in M or N: there the kernel
+ * beats OpenBLAS (the weight gradients dG^T x at D = 64, 1.1-1.2x; the
+ * decoder's 65 rows, 1.05-1.25x), while for M and N both larger OpenBLAS's
+ * own packing of A^T wins (GH x H x T*B at H >= 256: 0.6-0.9x; measured
+ * with examples/bench/gemm.lua) */
+#define PACKING_AT_MAX_MN 128
 
 void bptt_sgemm_thread(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc) {
-  if (!transa && alpha == 1 && (beta == 0 || beta == 1) && M >= PACKING_MIN_ROWS &&
-      2.0 * M * N * K >= PACKING_MIN_FLOPS && bptt_packed_available()) {
-    bptt_sgemm_packing(M, N, K, A, lda, B, ldb, transb, beta, C, ldc);
+  if (alpha == 1 && (beta == 0 || beta == 1) && M >= PACKING_MIN_ROWS && 2.0 * M * N * K >= PACKING_MIN_FLOPS &&
+      (!transa || M <= PACKING_AT_MAX_MN || N <= PACKING_AT_MAX_MN) && bptt_packed_available()) {
+    bptt_sgemm_packing(transa, M, N, K, A, lda, B, ldb, transb, beta, C, ldc);
     return;
   }
   cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K,

@@ -5,9 +5,10 @@
  * OpenBLAS itself runs single-threaded (the binding sets it to 1 thread when
  * it loads): every parallel GEMM of the library goes through here and splits
  * its output into row blocks (column blocks when it has few rows), each a
- * single-threaded call on a team thread: float32 products with op(A) = A
- * and at least 16 rows and 1 MFLOP to packed.h's AVX-512 kernel (where the
- * CPU has it), the rest to OpenBLAS.  One set of threads, never two
+ * single-threaded call on a team thread: float32 products of at least 16
+ * rows and 1 MFLOP with op(A) = A, or with op(A) = A^T and at most 128 rows
+ * or columns, to packed.h's AVX-512 kernel (where the CPU has it), the rest
+ * to OpenBLAS.  One set of threads, never two
  * pools competing for the cores.  Small products (under about 4 MFLOP) run
  * on the caller alone.  Each output element is computed by one call, so the
  * thread count changes only how the BLAS kernel blocks its loops.
@@ -26,8 +27,9 @@ void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const
                 const double *B, int ldb, double beta, double *C, int ldc);
 
 /* One thread's float32 GEMM (no split), the same arguments: packed.h's
- * kernel, B packed on the way, where it applies (op(A) = A, alpha 1, beta 0
- * or 1, enough rows, AVX-512F), else OpenBLAS's cblas_sgemm.  For the
+ * kernel, B packed on the way, where it applies (alpha 1, beta 0 or 1,
+ * enough rows, op(A) = A or a narrow product, AVX-512F), else OpenBLAS's
+ * cblas_sgemm.  For the
  * shares of the kernels that split their own products (nn.c, rnn.c). */
 void bptt_sgemm_thread(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc);

@@ -45,21 +45,25 @@ int bptt_packed_available(void) { return !switched_off && bptt_isa_now() >= BPTT
 void bptt_packed_enable(int on) { switched_off = !on; }
 
 /* One tile: rows a[0..7] (duplicates past the last row), NP = 1 or 2
- * panels; stores rows < rows, columns < width of each panel (masks). */
-#define TILE(NP)                                                                                               \
-  __attribute__((target("avx512f"))) static void tile##NP(int64_t K, const float *const *a, const float *P,     \
-                                                          int64_t pstride, float beta, float *const *c,         \
-                                                          int rows, __mmask16 m0, __mmask16 m1) {               \
+ * panels; stores rows < rows, columns < width of each panel (masks).
+ * tile1/tile2 read row r's k-th element at a[r][k]; ptile1/ptile2 (op(A)
+ * = A^T, row r of op(A) being column r of A) at a[0][k * as + r]: the same
+ * arithmetic in the same order. */
+#define TILE(NP, NAME, AT)                                                                                     \
+  __attribute__((target("avx512f"))) static void NAME(int64_t K, const float *const *a, int64_t as,             \
+                                                      const float *P, float beta, float *const *c, int rows,    \
+                                                      __mmask16 m0, __mmask16 m1) {                             \
     __m512 acc[ROWS][NP];                                                                                      \
     int64_t k;                                                                                                 \
     int r, q;                                                                                                  \
+    (void)as;                                                                                                  \
     for (r = 0; r < ROWS; r++)                                                                                 \
       for (q = 0; q < NP; q++) acc[r][q] = _mm512_setzero_ps();                                                \
     for (k = 0; k < K; k++) {                                                                                  \
       __m512 b[NP];                                                                                            \
-      for (q = 0; q < NP; q++) b[q] = _mm512_loadu_ps(P + q * pstride + k * PANEL);                            \
+      for (q = 0; q < NP; q++) b[q] = _mm512_loadu_ps(P + q * PANEL * K + k * PANEL);                          \
       for (r = 0; r < ROWS; r++) {                                                                             \
-        __m512 x = _mm512_set1_ps(a[r][k]);                                                                    \
+        __m512 x = _mm512_set1_ps(AT);                                                                         \
         for (q = 0; q < NP; q++) acc[r][q] = _mm512_fmadd_ps(x, b[q], acc[r][q]);                              \
       }                                                                                                        \
     }                                                                                                          \
@@ -72,8 +76,10 @@ void bptt_packed_enable(int on) { switched_off = !on; }
         _mm512_mask_storeu_ps(dst, m, v);                                                                      \
       }                                                                                                        \
   }
-TILE(1)
-TILE(2)
+TILE(1, tile1, a[r][k])
+TILE(2, tile2, a[r][k])
+TILE(1, ptile1, a[0][k * as + r])
+TILE(2, ptile2, a[0][k * as + r])
 
 static __mmask16 mask_of(int64_t w) { return w >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << w) - 1); }
 
@@ -90,9 +96,27 @@ static void panel_pair(int64_t M, int64_t w, int64_t K, const float *A, int64_t 
     for (r = 0; r < ROWS; r++) a[r] = A + (i0 + (r < rows ? r : rows - 1)) * lda;
     for (r = 0; r < rows; r++) c[r] = C + (i0 + r) * ldc;
     if (w > PANEL)
-      tile2(K, a, P, PANEL * K, beta, c, rows, 0xFFFF, mask_of(w - PANEL));
+      tile2(K, a, 0, P, beta, c, rows, 0xFFFF, mask_of(w - PANEL));
     else
-      tile1(K, a, P, PANEL * K, beta, c, rows, mask_of(w), 0);
+      tile1(K, a, 0, P, beta, c, rows, mask_of(w), 0);
+  }
+}
+
+/* panel_pair for op(A) = A^T (A K x M, lda): row i of op(A), element k,
+ * at A[k lda + i]. */
+static void panel_pair_at(int64_t M, int64_t w, int64_t K, const float *A, int64_t lda, const float *P, float beta,
+                          float *C, int64_t ldc) {
+  int64_t i0;
+  for (i0 = 0; i0 < M; i0 += ROWS) {
+    const float *a[1];
+    float *c[ROWS];
+    int r, rows = M - i0 < ROWS ? (int)(M - i0) : ROWS;
+    a[0] = A + i0;
+    for (r = 0; r < rows; r++) c[r] = C + (i0 + r) * ldc;
+    if (w > PANEL)
+      ptile2(K, a, lda, P, beta, c, rows, 0xFFFF, mask_of(w - PANEL));
+    else
+      ptile1(K, a, lda, P, beta, c, rows, mask_of(w), 0);
   }
 }
 
@@ -112,14 +136,41 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 #define KC 256
 #define MC 256
 
-void bptt_sgemm_packing(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                        int transb, float beta, float *C, int64_t ldc) {
+/* op(A) = A^T (A K x M): the rows of op(A) are read where they lie, a
+ * row tile's 8 elements of one k side by side in a row of A (packing them
+ * first measured slower: a pass over A for each block, amortized over only
+ * N / 32 panel pairs); B's panel pairs are packed as on the op(A) = A path,
+ * and the same blocks of k are summed in the same order. */
+static void packing_at(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                       int transb, float beta, float *C, int64_t ldc) {
+  float buf[KC * 2 * PANEL] __attribute__((aligned(64)));
+  int64_t i0, k0, n0;
+  for (i0 = 0; i0 < M; i0 += MC) {
+    int64_t mc = M - i0 < MC ? M - i0 : MC;
+    for (k0 = 0; k0 < K; k0 += KC) {
+      int64_t kc = K - k0 < KC ? K - k0 : KC;
+      float b = k0 ? 1.0f : beta;
+      for (n0 = 0; n0 < N; n0 += 2 * PANEL) {
+        int64_t w = N - n0 < 2 * PANEL ? N - n0 : 2 * PANEL;
+        bptt_pack_f32(buf, transb ? B + n0 * ldb + k0 : B + k0 * ldb + n0, ldb, transb, kc, w);
+        panel_pair_at(mc, w, kc, A + k0 * lda + i0, lda, buf, b, C + i0 * ldc + n0, ldc);
+      }
+    }
+  }
+}
+
+void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                        int64_t ldb, int transb, float beta, float *C, int64_t ldc) {
   float buf[KC * 2 * PANEL] __attribute__((aligned(64)));
   int64_t i0, k0, n0, i;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) { /* an empty sum: C = beta C */
     if (beta == 0)
       for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+    return;
+  }
+  if (transa) {
+    packing_at(M, N, K, A, lda, B, ldb, transb, beta, C, ldc);
     return;
   }
   for (i0 = 0; i0 < M; i0 += MC) {
@@ -144,9 +195,10 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
                        float *C, int64_t ldc) {
   (void)M, (void)N, (void)K, (void)A, (void)lda, (void)P, (void)beta, (void)C, (void)ldc;
 }
-void bptt_sgemm_packing(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                        int transb, float beta, float *C, int64_t ldc) {
-  (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)transb, (void)beta, (void)C, (void)ldc;
+void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                        int64_t ldb, int transb, float beta, float *C, int64_t ldc) {
+  (void)transa, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)transb, (void)beta, (void)C,
+      (void)ldc;
 }
 
 #endif

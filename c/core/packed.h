@@ -36,14 +36,16 @@ void bptt_pack_f32(float *P, const float *B, int64_t ldb, int transb, int64_t K,
 void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P, float beta,
                        float *C, int64_t ldc);
 
-/* C (M x N, ldc) = A (M x K, lda) op(B) + beta C, beta 0 or 1, with op(B)
+/* C (M x N, ldc) = op(A) (M x K) op(B) + beta C, beta 0 or 1, with op(B)
  * packed on the way, 32 columns by 256 steps of k at a time (a buffer on
- * the stack): for the batched products, where B is used once.  op(B) as in
- * bptt_pack_f32.  Each element is the sum over k in blocks of 256 (each in
- * order, then added onto C in order): the same whatever rows or columns a
- * caller hands each thread.  Only when bptt_packed_available(). */
-void bptt_sgemm_packing(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                        int transb, float beta, float *C, int64_t ldc);
+ * the stack): for the batched products, where B is used once.  op(A) is A
+ * (M x K, lda), or with transa A^T (A K x M, lda: the weight gradients'
+ * dG^T X), read in place.  op(B) as in bptt_pack_f32.  Each element is
+ * the sum over k in blocks of 256 (each in order, then added onto C in
+ * order): the same whatever rows or columns a caller hands each thread,
+ * and the same for either layout of A.  Only when bptt_packed_available(). */
+void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                        int64_t ldb, int transb, float beta, float *C, int64_t ldc);
 
 /* 1 if the kernel can run here and is switched on. */
 int bptt_packed_available(void);
