@@ -259,12 +259,14 @@ demo: deps
 	echo "== a sample (temperature 0.7):" && \
 	$(LUAJIT) examples/charlm/sample.lua $(DEMO_OUT)/checkpoint.safetensors $$prime --length 400 --temperature 0.7 --seed 1
 
-# the training step (the README's table), sampling at B = 1, then the RNN layers alone
+# the training step (the README's table), sampling at B = 1, the RNN layers
+# alone, then the GEMM kernels on the char-LM's shapes
 bench: deps
 	@$(MAKE) --no-print-directory all
-	$(LUAJIT) examples/bench/step.lua
+	$(LUAJIT) examples/bench/step.lua --rounds 3
 	$(LUAJIT) examples/bench/sample.lua
 	$(LUAJIT) examples/bench/rnn.lua
+	$(LUAJIT) examples/bench/gemm.lua --rounds 3
 
 clean:
 	rm -rf build dist
