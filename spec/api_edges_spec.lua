@@ -73,7 +73,8 @@ describe('losses with reduction = "none"', function()
     for j = 1, 4 do lse = lse + math.exp(row:get(j)) end
     U.assert_close({ l:get(1, 2) }, { math.log(lse) - row:get(4) }, 1e-12)
     N.assert_gradcheck(bptt.gradcheck(none, { logits, t }, N.gradcheck_opts))
-    U.error_with({ "bptt.CrossEntropy:backward: gout must be 3 x 2, got 6" }, none.backward, none, bptt.zeros(6, "float64"))
+    U.error_with({ "bptt.CrossEntropy:backward: gout must be 3 x 2, got 6" }, none.backward, none,
+      bptt.zeros(6, "float64"))
   end)
 
   it("MSE gives per-element squared errors and gradchecks", function()

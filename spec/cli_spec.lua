@@ -249,7 +249,8 @@ describe("bptt-train and bptt-sample", function()
     local _, meta = bptt.load(d .. "/checkpoint.safetensors")
     assert.equal("20", meta.iteration) -- untouched
     -- once it is free, the folder is usable again
-    ok, out = P.run(string.format("%s --resume %s --max-iters 22 --quiet", TRAIN, P.quote(d .. "/checkpoint.safetensors")))
+    ok, out = P.run(string.format("%s --resume %s --max-iters 22 --quiet", TRAIN,
+      P.quote(d .. "/checkpoint.safetensors")))
     assert.is_true(ok, out)
   end)
 

@@ -196,8 +196,10 @@ describe("bptt.data.text's other arguments", function()
   end)
 
   it("raises on misuse", function()
-    assert.has_error(function() data.text(nil, {}) end, "bptt.data.text: give either a path or text = a string, not neither")
-    assert.has_error(function() data.text("x", { text = "y" }) end, "bptt.data.text: give either a path or text = a string, not both")
+    assert.has_error(function() data.text(nil, {}) end,
+      "bptt.data.text: give either a path or text = a string, not neither")
+    assert.has_error(function() data.text("x", { text = "y" }) end,
+      "bptt.data.text: give either a path or text = a string, not both")
     assert.has_error(function() data.text(nil, { text = "x", unit = "char" }) end,
       "bptt.data.text: unit must be \"byte\", \"utf8\" or \"word\", got char")
     assert.has_error(function() data.text(nil, { text = "x", units = "byte" }) end)
@@ -348,7 +350,7 @@ describe("bptt.data.Batches", function()
     local streams = {}
     for s = 1, B do streams[s] = {} end
     local prev_y
-    for k = 1, K do
+    for _ = 1, K do
       local x, y = b:next()
       local xt, yt = x:totable(), y:totable()
       for t = 1, T do

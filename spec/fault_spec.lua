@@ -18,7 +18,8 @@ local TRAIN = P.luajit .. " examples/charlm/train.lua"
 -- names train.lua may leave in its --out directory
 local function classify(name)
   if name == "checkpoint.safetensors" then return "checkpoint" end
-  local pid = name:match("^checkpoint%.safetensors%.tmp%.(%d+)$") or name:match("^checkpoint%.safetensors%.tmp%.(%d+)%.%d+$")
+  local pid = name:match("^checkpoint%.safetensors%.tmp%.(%d+)$")
+    or name:match("^checkpoint%.safetensors%.tmp%.(%d+)%.%d+$")
   if pid then return "tmp", tonumber(pid) end
   if name == "train.lock" then return "lock" end
   if name == "log.csv" or name:match("^log%.csv%.tmp%.%d+$") or name == "loss.svg" or name:match("^loss%.svg%.tmp") then
@@ -101,7 +102,8 @@ local function kill_loop(dir, corpus, opts)
   local ckpt = dir .. "/out/checkpoint.safetensors"
   for k = 1, ITERS do
     local what = string.format("%s, kill %d (BPTT_FAULT_SEED=%d)", opts.name, k, SEED)
-    local from = state.iteration and ("--resume " .. P.quote(ckpt)) or ("--data " .. P.quote(corpus) .. " " .. opts.args)
+    local from = state.iteration and ("--resume " .. P.quote(ckpt))
+      or ("--data " .. P.quote(corpus) .. " " .. opts.args)
     local log = dir .. "/train.log"
     local h = P.spawn(string.format("%s %s --max-iters 1000000 --out %s --quiet --threads 1", TRAIN, from,
       P.quote(dir .. "/out")), log)
@@ -143,9 +145,9 @@ local function kill_loop(dir, corpus, opts)
   stats.partial = state.partial
   stats.iteration = state.iteration
   if REPORT then
-    io.stderr:write(string.format("\n%s: %.1f s, %d kills, %d mid-write (%d left a cut-off temporary), %d before the first "
-      .. "checkpoint; reached iteration %s\n", opts.name, bptt.clock() - t_start, stats.kills, stats.mid_write, stats.partial,
-      stats.before_first, tostring(stats.iteration)))
+    io.stderr:write(string.format("\n%s: %.1f s, %d kills, %d mid-write (%d left a cut-off temporary), "
+      .. "%d before the first checkpoint; reached iteration %s\n", opts.name, bptt.clock() - t_start, stats.kills,
+      stats.mid_write, stats.partial, stats.before_first, tostring(stats.iteration)))
   end
   return stats
 end

@@ -73,8 +73,8 @@ end
 
 -- the input of a layer's forward, valid
 local function forward_input(m, T_, B_)
-  local T, B = T_ or rnd(1, 3), B_ or rnd(1, 3)
-  if m.__name == "bptt.RNN" then return F.viewed({ T, B, m.input }, m.dtype) end
+  local steps, B = T_ or rnd(1, 3), B_ or rnd(1, 3)
+  if m.__name == "bptt.RNN" then return F.viewed({ steps, B, m.input }, m.dtype) end
   if m.__name == "bptt.Linear" then
     local s = {}
     for i = 1, rnd(0, 2) do s[i] = rnd(1, 3) end
@@ -86,14 +86,14 @@ local function forward_input(m, T_, B_)
     local ids = {}
     for j = 1, B do
       ids[j] = {}
-      for i = 1, T do ids[j][i] = rnd(1, V) end
+      for i = 1, steps do ids[j][i] = rnd(1, V) end
     end
     return bptt.tensor(ids, pick { "int32", "int32", m.dtype }):t() -- T x B, strided
   end
   if m.__name == "bptt.Sequential" then return F.viewed({ rnd(1, 3), m:children()[1].module.input }, m.dtype) end
   if m.__name == "bptt.LayerNorm" then return F.viewed({ rnd(1, 3), m.dim }, m.dtype) end
   if m.__name == "bptt.Concat" then return F.viewed({ rnd(1, 3), rnd(1, 3) }, m:children()[1].module.dtype) end
-  if m.dtype then return F.viewed({ T, B, rnd(1, 3) }, m.dtype) end -- the small layers
+  if m.dtype then return F.viewed({ steps, B, rnd(1, 3) }, m.dtype) end -- the small layers
 end
 
 local function forwarded(m)
@@ -429,7 +429,8 @@ entry("bptt.Tensor.__newindex", function()
   return mt("__newindex"), pack(t, pick { 1, { {}, 1 } }, pick { 0, bptt.ones(1) })
 end, { names = { "bptt.Tensor" } })
 entry("bptt.Tensor.__unm", function() return mt("__unm"), pack(any_tensor()) end)
-entry("bptt.Tensor.__tostring", function() return mt("__tostring"), pack(any_tensor()) end, { names = { "bptt.Tensor" } })
+entry("bptt.Tensor.__tostring", function() return mt("__tostring"), pack(any_tensor()) end,
+  { names = { "bptt.Tensor" } })
 
 -- layers: constructors
 entry("bptt.RNN", function()
@@ -450,7 +451,8 @@ entry("bptt.LanguageModel", function()
 end)
 entry("bptt.Sequential", function()
   local dt = pick(F.FLOATS)
-  return bptt.Sequential, pack{ bptt.Linear{ input = 2, output = 3, dtype = dt }, bptt.Linear{ input = 3, output = 1, dtype = dt } }
+  return bptt.Sequential,
+    pack{ bptt.Linear{ input = 2, output = 3, dtype = dt }, bptt.Linear{ input = 3, output = 1, dtype = dt } }
 end)
 entry("bptt.Model:add", function()
   local m = bptt.Model()
@@ -642,7 +644,8 @@ for k, opts in pairs(SCHEDS) do
 end
 entry("bptt.schedule.chain", function()
   local o = optimizer()
-  return bptt.schedule.chain, pack{ bptt.schedule.warmup(o, { steps = 2 }), bptt.schedule.exponential(o, { gamma = 0.9 }) }
+  return bptt.schedule.chain,
+    pack{ bptt.schedule.warmup(o, { steps = 2 }), bptt.schedule.exponential(o, { gamma = 0.9 }) }
 end)
 local Sched = bptt.schedule.Schedule
 local function sched()
@@ -650,7 +653,8 @@ local function sched()
   return bptt.schedule[k](optimizer(), SCHEDS[k]())
 end
 entry("bptt.Schedule:step", function() return Sched.step, pack(sched()) end, { names = { "bptt.schedule." } })
-entry("bptt.Schedule:lr_at", function() return Sched.lr_at, pack(sched(), rnd(0, 10)) end, { names = { "bptt.schedule." } })
+entry("bptt.Schedule:lr_at", function() return Sched.lr_at, pack(sched(), rnd(0, 10)) end,
+  { names = { "bptt.schedule." } })
 entry("bptt.Schedule:state", function() return Sched.state, pack(sched()) end, { names = { "bptt.schedule." } })
 entry("bptt.Schedule:set_state", function()
   local s = sched()
@@ -679,7 +683,8 @@ end)
 -- data
 entry("bptt.data.text", function()
   if chance(0.6) then
-    return bptt.data.text, pack{ text = pick { "abc", "", "ß∂ƒ", "\255\254 bad utf8" }, unit = pick { nil, "byte", "utf8" },
+    return bptt.data.text, pack{ text = pick { "abc", "", "ß∂ƒ", "\255\254 bad utf8" },
+      unit = pick { nil, "byte", "utf8" },
       invalid = pick { nil, "replace", "error" } }
   end
   local path = tmp(".txt")

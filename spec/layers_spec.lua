@@ -184,7 +184,8 @@ describe("bptt.Embedding", function()
     local sd = math.sqrt(w:norm() ^ 2 / n - mean ^ 2)
     assert.is_true(math.abs(mean) < 0.05, "mean " .. mean)
     assert.is_true(math.abs(sd - 1) < 0.05, "sd " .. sd)
-    N.error_with({ "bptt.Embedding", "vocab must be a whole number >= 1, got 0" }, bptt.Embedding, { vocab = 0, dim = 2 })
+    N.error_with({ "bptt.Embedding", "vocab must be a whole number >= 1, got 0" }, bptt.Embedding,
+      { vocab = 0, dim = 2 })
     N.error_with({ "bptt.Embedding", 'unknown option "size"' }, bptt.Embedding, { vocab = 3, dim = 2, size = 1 })
   end)
 
@@ -383,8 +384,8 @@ describe("bptt.CrossEntropy", function()
   for _, dtype in ipairs({ "float64", "float32" }) do
     it("huge logits give the exact finite loss and gradient (" .. dtype .. ")", function()
       local ce = bptt.CrossEntropy{ reduction = "sum" }
-      local logits = bptt.tensor({ { 1e30, 0, -1e30 }, { 1e30, 0, -1e30 }, { 1000, 1000, -1000 }, { -1e30, -1e30, -1e30 } },
-        dtype)
+      local logits = bptt.tensor({ { 1e30, 0, -1e30 }, { 1e30, 0, -1e30 }, { 1000, 1000, -1000 },
+        { -1e30, -1e30, -1e30 } }, dtype)
       local loss = ce:forward(logits, bptt.tensor({ 1, 2, 2, 3 }, "int32"))
       -- 0 + 1e30 + log 2 + log 3, with 1e30 as the dtype holds it
       local big = logits:get(1, 1)
@@ -416,7 +417,8 @@ describe("bptt.CrossEntropy", function()
     local logits = bptt.zeros(2, 3, 5, "float64")
     N.error_with({ "bptt.CrossEntropy:forward: targets must be 2 x 3, got 3 x 2" },
       ce.forward, ce, logits, bptt.ones(3, 2, "int32"))
-    N.error_with({ "bptt.CrossEntropy:forward: targets must be 2 x 3, got 6" }, ce.forward, ce, logits, bptt.ones(6, "int32"))
+    N.error_with({ "bptt.CrossEntropy:forward: targets must be 2 x 3, got 6" }, ce.forward, ce, logits,
+      bptt.ones(6, "int32"))
     N.error_with({ "bptt.CrossEntropy:forward: targets[2][1] is 6, expected 1..5" },
       ce.forward, ce, logits, bptt.tensor({ { 1, 2, 3 }, { 6, 0, 1 } }, "int32"))
     N.error_with({ "bptt.CrossEntropy:forward: targets[1][3] is 0, expected 1..5" },
@@ -509,7 +511,8 @@ describe("bptt.MSE", function()
   it("errors: shapes or dtypes that differ, int32, backward first", function()
     local mse = bptt.MSE()
     N.error_with({ "bptt.MSE:backward: call forward first" }, mse.backward, mse)
-    N.error_with({ "bptt.MSE:forward: target must be 2 x 3, got 3 x 2" }, mse.forward, mse, bptt.zeros(2, 3), bptt.zeros(3, 2))
+    N.error_with({ "bptt.MSE:forward: target must be 2 x 3, got 3 x 2" }, mse.forward, mse, bptt.zeros(2, 3),
+      bptt.zeros(3, 2))
     N.error_with({ "bptt.MSE:forward: target must be float32 like pred, got float64" },
       mse.forward, mse, bptt.zeros(2, 3), bptt.zeros(2, 3, "float64"))
     N.error_with({ "bptt.MSE:forward: pred must be float32 or float64, got int32" },

@@ -23,8 +23,8 @@ local function f32(x) return bptt.tensor({ x }, "float32"):get(1) end
 
 describe("CrossEntropy with logits near float32's largest value", function()
   it("gives the exact finite loss and a finite gradient for +-3e38 and +-FLT_MAX", function()
-    local rows = { { 3e38, -3e38, 0 }, { 3e38, -3e38, 0 }, { FLT_MAX, -FLT_MAX, FLT_MAX }, { -FLT_MAX, -FLT_MAX, -FLT_MAX },
-      { -3e38, 1e30, -1e30 } }
+    local rows = { { 3e38, -3e38, 0 }, { 3e38, -3e38, 0 }, { FLT_MAX, -FLT_MAX, FLT_MAX },
+      { -FLT_MAX, -FLT_MAX, -FLT_MAX }, { -3e38, 1e30, -1e30 } }
     local targets = { 1, 2, 1, 3, 2 }
     local logits = bptt.tensor(rows, "float32")
     local ce = bptt.CrossEntropy{ reduction = "sum" }
@@ -75,7 +75,7 @@ end)
 local function unit(cell, dtype, weights, n, h0)
   local m = bptt.RNN{ cell = cell, input = 1, hidden = 1, dtype = dtype }
   local p = m:parameters()
-  for name, t in pairs(p) do t:zero() end
+  for _, t in pairs(p) do t:zero() end
   for name, vals in pairs(weights) do
     for i, v in ipairs(vals) do p[name]:view(-1):set(i, v) end
   end
@@ -349,7 +349,8 @@ describe("examples/charlm/train.lua and a run that diverges", function()
     poison(tensors["model.decoder.bias"])
     local path = dir .. "/" .. name .. ".safetensors"
     assert(bptt.save(path, tensors, meta))
-    return P.run(string.format("%s --resume %s --max-iters 5 --out %s", TRAIN, P.quote(path), P.quote(dir .. "/" .. name)))
+    return P.run(string.format("%s --resume %s --max-iters 5 --out %s", TRAIN, P.quote(path),
+      P.quote(dir .. "/" .. name)))
   end
   local RESUMED = "iteration 3: diverged (a NaN or infinite loss or gradient): loss "
 

@@ -353,7 +353,7 @@ describe("bptt.optim over many parameters, split over the library's threads", fu
 end)
 
 describe("bptt.optim checkpoints", function()
-  local function run(kind, opts, steps, m, opt, first)
+  local function run(_kind, _opts, steps, m, opt, first)
     for s = first or 1, steps do
       set_grad(m, grad_at(s))
       opt:step()
@@ -658,8 +658,8 @@ describe("bptt.schedule", function()
     local lrs = sequence(function(o) return schedule.cosine(o, { t_max = 4, eta_min = 0.01, hold = true }) end, 6)
     local c = math.cos(math.pi / 4)
     U.assert_close(lrs, { 0.1, 0.01 + 0.09 * (1 + c) / 2, 0.055, 0.01 + 0.09 * (1 - c) / 2, 0.01, 0.01, 0.01 }, 1e-15)
-    U.error_with({ "bptt.schedule.cosine: hold must be true or false, got 1" }, schedule.cosine, optim.sgd(model(), { lr = 0.1 }),
-      { t_max = 2, hold = 1 })
+    U.error_with({ "bptt.schedule.cosine: hold must be true or false, got 1" }, schedule.cosine,
+      optim.sgd(model(), { lr = 0.1 }), { t_max = 2, hold = 1 })
   end)
 
   it("warmup: linear from start_factor (1/3 by default) to 1 over steps, then the base lr", function()

@@ -20,7 +20,8 @@ end
 -- the tick labels under the x axis and left of the y axis
 local function labels(svg, anchor)
   local out = {}
-  for s in svg:gmatch('<text x="[^"]*" y="[^"]*" text%-anchor="' .. anchor .. '">([^<]*)</text>') do out[#out + 1] = s end
+  local pattern = '<text x="[^"]*" y="[^"]*" text%-anchor="' .. anchor .. '">([^<]*)</text>'
+  for s in svg:gmatch(pattern) do out[#out + 1] = s end
   return out
 end
 

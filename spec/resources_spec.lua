@@ -223,10 +223,9 @@ describe("LanguageModel:memory_minimum and memory_estimate", function()
     for _, cell in ipairs({ "tanh", "relu", "lstm", "gru" }) do
       for _, c in ipairs({ { E = 3, H = 4, L = 1 }, { E = 3, H = 4, L = 3, dropout = 0.5 }, { E = 9, H = 4, L = 2 },
                            { E = 64, H = 128, L = 2, dtype = "float64" } }) do
-        local lm = bptt.LanguageModel{ vocab = 7, embed = c.E, cell = cell, hidden = c.H, layers = c.L,
-          dropout = c.dropout, dtype = c.dtype }
+        local m = lm{ V = 7, E = c.E, cell = cell, H = c.H, L = c.L, dropout = c.dropout, dtype = c.dtype }
         for _, tb in ipairs({ { 1, 1 }, { 5, 3 }, { 64, 32 } }) do
-          local est, min = lm:memory_estimate(tb[1], tb[2]), lm:memory_minimum(tb[1], tb[2])
+          local est, min = m:memory_estimate(tb[1], tb[2]), m:memory_minimum(tb[1], tb[2])
           assert.is_true(est >= min, string.format("%s E=%d H=%d L=%d T=%d B=%d: estimate %d < minimum %d", cell,
             c.E, c.H, c.L, tb[1], tb[2], est, min))
         end

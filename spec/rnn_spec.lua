@@ -84,7 +84,8 @@ describe("bptt.RNN construction", function()
     N.error_with({ "bptt.RNN", "cell must be" }, new{ input = 2, hidden = 3 })
     N.error_with({ "bptt.RNN", 'unknown option "hiden"' }, new{ cell = "tanh", input = 2, hiden = 3 })
     N.error_with({ "bptt.RNN", "hidden must be a whole number >= 1, got nil" }, new{ cell = "tanh", input = 2 })
-    N.error_with({ "bptt.RNN", "input must be a whole number >= 1, got 0" }, new{ cell = "tanh", input = 0, hidden = 3 })
+    N.error_with({ "bptt.RNN", "input must be a whole number >= 1, got 0" },
+      new{ cell = "tanh", input = 0, hidden = 3 })
     N.error_with({ "bptt.RNN", "hidden must be a whole number >= 1, got 2.5" },
       new{ cell = "tanh", input = 2, hidden = 2.5 })
     N.error_with({ "bptt.RNN", "layers must be a whole number >= 1, got 0" },
@@ -438,7 +439,8 @@ describe("bptt.RNN float32 per-step kernel (packed weights, AVX-512)", function(
     assert.is_false(core.packed_gemm(false))
     local on = core.packed_gemm(true)
     assert.is_boolean(on)
-    assert.has_error(function() core.packed_gemm("yes") end, "bptt.core.packed_gemm: on must be true or false, got string")
+    assert.has_error(function() core.packed_gemm("yes") end,
+      "bptt.core.packed_gemm: on must be true or false, got string")
   end)
 
   it("bptt.core.packed_matmul (the benchmarks' timing of the kernel): the product, and its seconds", function()

@@ -96,7 +96,8 @@ print(string.format("bptt.RNN benchmark: %d layers, T=%d, B=%d, float32, input =
   args.layers, args.seq, args.batch, args.iters))
 print("Machine: " .. C.machine())
 print(C.bptt_blas_line())
-local header = "| cell | H | threads | bptt fwd | torch fwd | ratio | bptt fwd+bwd | torch fwd+bwd | ratio | output agreement |"
+local header = "| cell | H | threads | bptt fwd | torch fwd | ratio | bptt fwd+bwd | torch fwd+bwd | ratio "
+  .. "| output agreement |"
 print(header)
 print("|---|---|---|---|---|---|---|---|---|---|")
 io.stdout:flush()

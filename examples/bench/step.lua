@@ -244,7 +244,8 @@ print(string.format("Char-LM training step (Embedding %d->%d, RNN, Linear ->%d, 
   args.rounds > 1 and string.format(", the median of %d interleaved rounds", args.rounds) or ""))
 print("Machine: " .. C.machine())
 print(C.bptt_blas_line())
-print("| config | bptt tok/s | PyTorch tok/s (threads) | ratio | GFLOP/s | % of SGEMM ceiling | % of kernel ceiling | vs 1 thread | bptt peak RSS | PyTorch peak RSS | loss agreement |")
+print("| config | bptt tok/s | PyTorch tok/s (threads) | ratio | GFLOP/s | % of SGEMM ceiling | % of kernel ceiling "
+  .. "| vs 1 thread | bptt peak RSS | PyTorch peak RSS | loss agreement |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 io.stdout:flush()
 for _, cell in ipairs(list(args.cells)) do
@@ -307,4 +308,6 @@ if have_torch then
     .. (args.warmup + args.iters) .. " Adam steps from the same weights and batch, the state carried from step to step "
     .. "(the worst over PyTorch's runs)")
 end
-if not have_torch then print(args.no_torch and "PyTorch: skipped (--no-torch)" or "PyTorch: not measured (python3-torch not importable)") end
+if not have_torch then
+  print(args.no_torch and "PyTorch: skipped (--no-torch)" or "PyTorch: not measured (python3-torch not importable)")
+end

@@ -27,7 +27,8 @@ local objects = { "the salt", "a thousand stones", "the quiet hour", "every croo
   "the winter bread", "a letter", "the long road home", "seven silver keys", "the rain" }
 local endings = {
   { "into the light", "all through the night", "until it is bright", "the hills turn white", "out of sight" },
-  { "and drifts away", "where the clouds are grey", "and asks me to stay", "at the end of the day", "with nothing to say" },
+  { "and drifts away", "where the clouds are grey", "and asks me to stay", "at the end of the day",
+    "with nothing to say" },
   { "down to the sea", "under the tree", "and the birds fly free", "and waits for me", "at a quarter past three" },
   { "on a cold stone", "and walks alone", "as if it were known", "where the reeds have grown", "and calls it its own" },
   { "in the rain", "along the lane", "and back again", "across the plain", "among the grain" },

@@ -146,7 +146,9 @@ function Module:load_state_dict(tbl)
     end
   end
   for name in pairs(tbl) do
-    if (self.params or {})[name] == nil then error(string.format("%s: unexpected parameter %q", fn, tostring(name)), 2) end
+    if (self.params or {})[name] == nil then
+      error(string.format("%s: unexpected parameter %q", fn, tostring(name)), 2)
+    end
   end
   for _, name in ipairs(self._names) do self.params[name]:copy(tbl[name]) end
   return self

@@ -246,10 +246,14 @@ function data.text(path, opts)
   if type(path) == "table" and opts == nil then path, opts = nil, path end -- data.text{text = s}
   opts = util.options(fn, opts or {}, { unit = true, text = true, vocab = true, invalid = true, max_vocab = true,
     eos = true })
-  if path ~= nil and type(path) ~= "string" then errorf(2, "%s: path must be a string or nil, got %s", fn, type(path)) end
+  if path ~= nil and type(path) ~= "string" then
+    errorf(2, "%s: path must be a string or nil, got %s", fn, type(path))
+  end
   if (path == nil) == (opts.text == nil) then errorf(2, "%s: give either a path or text = a string, not %s", fn,
       path == nil and "neither" or "both") end
-  if opts.text ~= nil and type(opts.text) ~= "string" then errorf(2, "%s: text must be a string, got %s", fn, type(opts.text)) end
+  if opts.text ~= nil and type(opts.text) ~= "string" then
+    errorf(2, "%s: text must be a string, got %s", fn, type(opts.text))
+  end
   if opts.unit == "word" or getmetatable(opts.vocab) == WordVocab then
     local vocab = opts.vocab
     if vocab ~= nil and (getmetatable(vocab) ~= WordVocab or vocab.unit ~= "word") then
@@ -282,7 +286,9 @@ function data.text(path, opts)
     errorf(2, "%s: unit is \"%s\" but the vocabulary's is \"%s\"", fn, unit, vocab.unit)
   end
   local invalid = opts.invalid or "error"
-  if INVALID[invalid] == nil then errorf(2, "%s: invalid must be \"error\" or \"replace\", got %s", fn, tostring(invalid)) end
+  if INVALID[invalid] == nil then
+    errorf(2, "%s: invalid must be \"error\" or \"replace\", got %s", fn, tostring(invalid))
+  end
   local ids, ud, errno = core.text_load(path, opts.text, unit, INVALID[invalid], vocab and vocab._ud)
   if not ids then return nil, ud, errno end
   return { tokens = ids, vocab = vocab or wrap(ud), unit = unit }
@@ -613,7 +619,8 @@ function Batches:set_state(s)
   local fn = "bptt.data.Batches:set_state"
   if type(s) ~= "string" then errorf(2, "%s: s must be a string from Batches:state(), got %s", fn, type(s)) end
   local epoch, index, seed, shuffle, K, B, T, n, shards = s:match(
-    "^bptt%.data%.Batches/1 epoch=(%d+) index=(%d+) seed=(%d+) shuffle=([01]) batches=(%d+) batch=(%d+) seq=(%d+) tokens=(%d+)(.*)$")
+    "^bptt%.data%.Batches/1 epoch=(%d+) index=(%d+) seed=(%d+) shuffle=([01]) batches=(%d+) batch=(%d+) "
+      .. "seq=(%d+) tokens=(%d+)(.*)$")
   if shards ~= "" then shards = shards:match("^ shards=(%d+)$") end
   if not epoch or not shards then errorf(2, "%s: s is not a state from Batches:state(), got %q", fn, s:sub(1, 200)) end
   epoch, index, seed, K, B, T, n = tonumber(epoch), tonumber(index), tonumber(seed), tonumber(K), tonumber(B),

@@ -46,7 +46,8 @@ function Report.__tostring(r)
   local names = {}
   for name in pairs(r.errors) do names[#names + 1] = name end
   table.sort(names)
-  local lines = { string.format("bptt.gradcheck: max_error %.3g%s", r.max_error, r.worst and (" (" .. r.worst .. ")") or "") }
+  local worst = r.worst and (" (" .. r.worst .. ")") or ""
+  local lines = { string.format("bptt.gradcheck: max_error %.3g%s", r.max_error, worst) }
   for _, name in ipairs(names) do lines[#lines + 1] = string.format("  %-24s %.3g", name, r.errors[name]) end
   return table.concat(lines, "\n")
 end
@@ -85,7 +86,8 @@ local function gradcheck(m, inputs, opts)
   if type(most) ~= "number" or most ~= math.floor(most) or most < 2 then
     error(fn .. ": max_per_tensor must be a whole number >= 2, got " .. tostring(opts.max_per_tensor), 2)
   end
-  if opts.seed ~= nil and (type(opts.seed) ~= "number" or opts.seed ~= math.floor(opts.seed) or math.abs(opts.seed) > 2 ^ 53) then
+  local seed = opts.seed
+  if seed ~= nil and (type(seed) ~= "number" or seed ~= math.floor(seed) or math.abs(seed) > 2 ^ 53) then
     error(fn .. ": seed must be a whole number, got " .. tostring(opts.seed), 2)
   end
   local ninputs = inputs.n or #inputs

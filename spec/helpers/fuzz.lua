@@ -86,7 +86,8 @@ function F.odd_tensor()
     t:free()
     return F.chance(0.5) and v or v:select(2, 1) -- a view of a freed tensor keeps its storage
   elseif k == 3 then
-    return bptt.zeros(F.pick { { 0 }, { 0, 3 }, { 3, 0 }, { 1e12, 0 }, { 0, 2 ^ 40 }, { 2 ^ 20, 2 ^ 20, 0 } }, F.pick(F.DTYPES))
+    local sizes = F.pick { { 0 }, { 0, 3 }, { 3, 0 }, { 1e12, 0 }, { 0, 2 ^ 40 }, { 2 ^ 20, 2 ^ 20, 0 } }
+    return bptt.zeros(sizes, F.pick(F.DTYPES))
   elseif k == 4 then
     return bptt.tensor(rnd(-3, 3), F.pick(F.DTYPES)) -- 0-d
   elseif k == 5 then

@@ -53,7 +53,8 @@ local function fails(what, needle, f, ...)
   local ok, err = pcall(f, ...)
   if ok then error(what .. ": succeeded, an allocation failure was expected", 0) end
   err = tostring(err)
-  if not err:find(needle, 1, true) or not (err:find("cannot allocate", 1, true) or err:find("out of memory", 1, true)) then
+  local oom = err:find("cannot allocate", 1, true) or err:find("out of memory", 1, true)
+  if not err:find(needle, 1, true) or not oom then
     error(what .. ": unexpected message: " .. err, 0)
   end
 end

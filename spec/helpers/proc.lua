@@ -37,7 +37,8 @@ end
 -- Returns a handle: h.pid, h:kill() (SIGKILL, then waits until it is gone),
 -- h:wait() -> exit status, h:running().
 function P.spawn(cmd, log)
-  local p = assert(io.popen("exec 2>/dev/null; " .. cmd .. " >" .. P.quote(log) .. " 2>&1 & echo $!; wait $!; echo \"<exit $?>\""))
+  local p = assert(io.popen("exec 2>/dev/null; " .. cmd .. " >" .. P.quote(log)
+    .. " 2>&1 & echo $!; wait $!; echo \"<exit $?>\""))
   local pid = tonumber(p:read("*l"))
   assert(pid, "could not start: " .. cmd)
   local h = { pid = pid }

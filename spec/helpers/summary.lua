@@ -19,7 +19,7 @@ return function(options)
     return out
   end
 
-  handler.testEnd = function(element, parent, status)
+  handler.testEnd = function(_element, _parent, status)
     local mark = { success = ".", pending = "s", failure = "F", error = "E" }
     io_write(mark[status] or "?")
     io_flush()
