@@ -155,7 +155,7 @@ install: $(MODULE) dist-maybe
 # The style checks: luacheck over every Lua file, clang-format over every C
 # file (a file that clang-format would change fails; `make format` changes it).
 LINT_DEBS := lua-check clang-format
-C_FILES    = $(wildcard c/core/*.[ch] c/lua/*.[ch] c/dist/*.[ch] spec/c/*.c spec/fuzz/*.c)
+C_FILES    = $(wildcard c/core/*.[ch] c/core/generic/*.c c/lua/*.[ch] c/dist/*.[ch] spec/c/*.c spec/fuzz/*.c)
 lint:
 	@$(MAKE) --no-print-directory deps DEBS="$(LINT_DEBS)"
 	luacheck -q lua spec examples bin .ci

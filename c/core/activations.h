@@ -56,13 +56,16 @@ static inline float bptt_expnegf(float y) {
   k = t - shift;
   r = y - k * ln2_hi;
   r = r - k * ln2_lo;
-  p = ((((( 1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f)
-          * r + 4.1665795894e-2f) * r + 1.6666665459e-1f) * r
-       + 5.0000001201e-1f) * (r * r) + r + 1.0f;
+  p = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r +
+        1.6666665459e-1f) *
+           r +
+       5.0000001201e-1f) *
+          (r * r) +
+      r + 1.0f;
   /* 2^k = 2^(k+75) * 2^-75, both factors normal for k in [-150, 0]; the
    * second multiply rounds once if the result is subnormal. */
   memcpy(&u, &t, sizeof u);
-  u = (u - 0x4B400000u + 127u + 75u) << 23;  /* exponent field of 2^(k+75) */
+  u = (u - 0x4B400000u + 127u + 75u) << 23; /* exponent field of 2^(k+75) */
   memcpy(&s, &u, sizeof s);
   return p * s * 0x1p-75f;
 }
@@ -91,9 +94,10 @@ static inline double bptt_sigmoid(double a) {
 static inline float bptt_tanhf(float x) {
   float a = fabsf(x), z = a * a, e, small, num, den;
   int near0;
-  small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
-             - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
-           - 3.33332819422e-1f) * z * a + a;
+  small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
+           3.33332819422e-1f) *
+              z * a +
+          a;
   e = bptt_expnegf(-2.0f * a);
   /* one division for both cases: small / 1 is exact */
   near0 = a < 0.625f;

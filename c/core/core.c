@@ -11,29 +11,35 @@
 
 const char *bptt_strerror(int err) {
   switch (err) {
-    case BPTT_OK: return "no error";
-    case BPTT_ENOMEM: return "out of memory";
-    case BPTT_EOVERFLOW: return "size overflows";
-    case BPTT_ESHAPE: return "shapes do not agree";
-    case BPTT_EDTYPE: return "dtypes do not agree";
-    case BPTT_EARG: return "invalid argument";
-    case BPTT_ERANGE: return "index out of range";
-    case BPTT_EIO: return "input/output error";
-    case BPTT_EFORMAT: return "corrupt or unknown file format";
-    default: return "unknown error";
+    case BPTT_OK:
+      return "no error";
+    case BPTT_ENOMEM:
+      return "out of memory";
+    case BPTT_EOVERFLOW:
+      return "size overflows";
+    case BPTT_ESHAPE:
+      return "shapes do not agree";
+    case BPTT_EDTYPE:
+      return "dtypes do not agree";
+    case BPTT_EARG:
+      return "invalid argument";
+    case BPTT_ERANGE:
+      return "index out of range";
+    case BPTT_EIO:
+      return "input/output error";
+    case BPTT_EFORMAT:
+      return "corrupt or unknown file format";
+    default:
+      return "unknown error";
   }
 }
 
-static const char *const dtype_names[BPTT_NDTYPES] = {"float32", "float64", "int32"};
-static const size_t dtype_sizes[BPTT_NDTYPES] = {4, 8, 4};
+static const char *const dtype_names[BPTT_NDTYPES] = { "float32", "float64", "int32" };
+static const size_t dtype_sizes[BPTT_NDTYPES] = { 4, 8, 4 };
 
-size_t bptt_dtype_size(bptt_dtype dt) {
-  return (unsigned)dt < BPTT_NDTYPES ? dtype_sizes[dt] : 0;
-}
+size_t bptt_dtype_size(bptt_dtype dt) { return (unsigned)dt < BPTT_NDTYPES ? dtype_sizes[dt] : 0; }
 
-const char *bptt_dtype_name(bptt_dtype dt) {
-  return (unsigned)dt < BPTT_NDTYPES ? dtype_names[dt] : "?";
-}
+const char *bptt_dtype_name(bptt_dtype dt) { return (unsigned)dt < BPTT_NDTYPES ? dtype_names[dt] : "?"; }
 
 int bptt_dtype_from_name(const char *name) {
   int i;
@@ -70,7 +76,7 @@ int bptt_add_overflow(int64_t a, int64_t b, int64_t *out) {
 
 /* ---------------------------------------------------- isa.h: the level */
 
-static const char *const isa_names[BPTT_NISA] = {"generic", "avx2", "avx512"};
+static const char *const isa_names[BPTT_NISA] = { "generic", "avx2", "avx512" };
 
 const char *bptt_isa_name(int level) { return level >= 0 && level < BPTT_NISA ? isa_names[level] : "?"; }
 

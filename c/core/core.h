@@ -14,23 +14,19 @@
 
 typedef enum {
   BPTT_OK = 0,
-  BPTT_ENOMEM,     /* allocation failed */
-  BPTT_EOVERFLOW,  /* a size or byte count does not fit in 64 bits / memory */
-  BPTT_ESHAPE,     /* shapes do not agree */
-  BPTT_EDTYPE,     /* dtypes do not agree or are not supported here */
-  BPTT_EARG,       /* any other invalid argument */
-  BPTT_ERANGE,     /* an index (token id, class target) out of range */
-  BPTT_EIO,        /* a file could not be read or written */
-  BPTT_EFORMAT     /* a file is corrupt or not in the expected format */
+  BPTT_ENOMEM,    /* allocation failed */
+  BPTT_EOVERFLOW, /* a size or byte count does not fit in 64 bits / memory */
+  BPTT_ESHAPE,    /* shapes do not agree */
+  BPTT_EDTYPE,    /* dtypes do not agree or are not supported here */
+  BPTT_EARG,      /* any other invalid argument */
+  BPTT_ERANGE,    /* an index (token id, class target) out of range */
+  BPTT_EIO,       /* a file could not be read or written */
+  BPTT_EFORMAT    /* a file is corrupt or not in the expected format */
 } bptt_err;
 
 const char *bptt_strerror(int err);
 
-typedef enum {
-  BPTT_FLOAT32 = 0,
-  BPTT_FLOAT64 = 1,
-  BPTT_INT32 = 2
-} bptt_dtype;
+typedef enum { BPTT_FLOAT32 = 0, BPTT_FLOAT64 = 1, BPTT_INT32 = 2 } bptt_dtype;
 
 #define BPTT_NDTYPES 3
 

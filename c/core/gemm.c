@@ -36,8 +36,8 @@ void bptt_sgemm_thread(int transa, int transb, int M, int N, int K, float alpha,
     bptt_sgemm_packing(transa, M, N, K, A, lda, B, ldb, transb, beta, C, ldc);
     return;
   }
-  cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K,
-              alpha, A, lda, B, ldb, beta, C, ldc);
+  cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+              lda, B, ldb, beta, C, ldc);
 }
 
 static void gemm_slice(const gemm_job *g, int i0, int m, int j0, int n) {
@@ -51,8 +51,8 @@ static void gemm_slice(const gemm_job *g, int i0, int m, int j0, int n) {
     enum CBLAS_TRANSPOSE t = g->tb ? CblasNoTrans : CblasTrans;
     int rows = g->tb ? n : g->K, cols = g->tb ? g->K : n, inc = g->ta ? g->lda : 1;
     if (g->f64)
-      cblas_dgemv(CblasRowMajor, t, rows, cols, g->alpha, (const double *)g->B + bo, g->ldb,
-                  (const double *)g->A + ao, inc, g->beta, (double *)g->C + co, 1);
+      cblas_dgemv(CblasRowMajor, t, rows, cols, g->alpha, (const double *)g->B + bo, g->ldb, (const double *)g->A + ao,
+                  inc, g->beta, (double *)g->C + co, 1);
     else
       cblas_sgemv(CblasRowMajor, t, rows, cols, (float)g->alpha, (const float *)g->B + bo, g->ldb,
                   (const float *)g->A + ao, inc, (float)g->beta, (float *)g->C + co, 1);
@@ -95,15 +95,15 @@ static void gemm(gemm_job *g) {
   bptt_parallel_run(gemm_task, g, n);
 }
 
-void bptt_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                const float *B, int ldb, float beta, float *C, int ldc) {
-  gemm_job g = {0, transa, transb, M, N, K, lda, ldb, ldc, 0, alpha, beta, A, B, C};
+void bptt_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                int ldb, float beta, float *C, int ldc) {
+  gemm_job g = { 0, transa, transb, M, N, K, lda, ldb, ldc, 0, alpha, beta, A, B, C };
   gemm(&g);
 }
 
-void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const double *A, int lda,
-                const double *B, int ldb, double beta, double *C, int ldc) {
-  gemm_job g = {1, transa, transb, M, N, K, lda, ldb, ldc, 0, alpha, beta, A, B, C};
+void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const double *A, int lda, const double *B,
+                int ldb, double beta, double *C, int ldc) {
+  gemm_job g = { 1, transa, transb, M, N, K, lda, ldb, ldc, 0, alpha, beta, A, B, C };
   gemm(&g);
 }
 
@@ -180,10 +180,10 @@ int bptt_matmul(const bptt_tensor *c, const bptt_tensor *a, const bptt_tensor *b
   }
   if (lda > INT32_MAX || ldb > INT32_MAX) return BPTT_EOVERFLOW;
   if (a->dtype == BPTT_FLOAT32)
-    bptt_sgemm(ta, tb, (int)M, (int)N, (int)K, 1.0f, bptt_tensor_data(&ac), (int)lda, bptt_tensor_data(&bc), (int)ldb, 0.0f,
-                bptt_tensor_data(c), (int)N);
+    bptt_sgemm(ta, tb, (int)M, (int)N, (int)K, 1.0f, bptt_tensor_data(&ac), (int)lda, bptt_tensor_data(&bc), (int)ldb,
+               0.0f, bptt_tensor_data(c), (int)N);
   else
-    bptt_dgemm(ta, tb, (int)M, (int)N, (int)K, 1.0, bptt_tensor_data(&ac), (int)lda, bptt_tensor_data(&bc), (int)ldb, 0.0,
-                bptt_tensor_data(c), (int)N);
+    bptt_dgemm(ta, tb, (int)M, (int)N, (int)K, 1.0, bptt_tensor_data(&ac), (int)lda, bptt_tensor_data(&bc), (int)ldb,
+               0.0, bptt_tensor_data(c), (int)N);
   return BPTT_OK;
 }

@@ -21,10 +21,10 @@
 
 #include "tensor.h"
 
-void bptt_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                const float *B, int ldb, float beta, float *C, int ldc);
-void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const double *A, int lda,
-                const double *B, int ldb, double beta, double *C, int ldc);
+void bptt_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                int ldb, float beta, float *C, int ldc);
+void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const double *A, int lda, const double *B,
+                int ldb, double beta, double *C, int ldc);
 
 /* One thread's float32 GEMM (no split), the same arguments: packed.h's
  * kernel, B packed on the way, where it applies (alpha 1, beta 0 or 1,

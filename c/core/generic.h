@@ -48,9 +48,9 @@
 #define EXPNEG bptt_expnegf
 #define SIGMOID bptt_sigmoidf
 #define TANH bptt_tanhf
-#define TEAM_GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
+#define TEAM_GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc)                                                  \
   bptt_sgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
-#define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
+#define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc)                                                       \
   bptt_sgemm_thread((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
 #define GEMV cblas_sgemv
 #define USE_PACKED(B, T) (bptt_packed_available() && (B) >= 4 && (T) >= 2)
@@ -85,7 +85,7 @@
 #define EXPNEG exp
 #define SIGMOID bptt_sigmoid
 #define TANH tanh
-#define TEAM_GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc) \
+#define TEAM_GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc)                                                  \
   bptt_dgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
 #define GEMM cblas_dgemm
 #define GEMV cblas_dgemv

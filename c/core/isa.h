@@ -50,21 +50,20 @@ static inline int bptt_isa_now(void) {
  * picks the wrapper.  BPTT_KERNEL_VOID(name, params, args) for a void one.
  * The three copies are the same arithmetic in the same order (no FMA
  * contraction under -std=c99; no reassociation), so they give the same bits. */
-#define BPTT_KERNEL_(ret, RETURN, name, params, args)                                                   \
-  static inline __attribute__((always_inline)) ret BPTT_CAT(name, _body) params;                       \
-  __attribute__((target("avx512f"))) static ret BPTT_CAT(name, _avx512) params {                        \
-    RETURN BPTT_CAT(name, _body) args;                                                                  \
-  }                                                                                                     \
-  __attribute__((target("avx2"))) static ret BPTT_CAT(name, _avx2) params {                             \
-    RETURN BPTT_CAT(name, _body) args;                                                                  \
-  }                                                                                                     \
-  static ret BPTT_CAT(name, _base) params { RETURN BPTT_CAT(name, _body) args; }                        \
-  static ret name params {                                                                              \
-    int isa_ = bptt_isa_now();                                                                          \
-    if (isa_ == BPTT_ISA_AVX512) RETURN BPTT_CAT(name, _avx512) args;                                   \
-    else if (isa_ == BPTT_ISA_AVX2) RETURN BPTT_CAT(name, _avx2) args;                                  \
-    else RETURN BPTT_CAT(name, _base) args;                                                             \
-  }                                                                                                     \
+#define BPTT_KERNEL_(ret, RETURN, name, params, args)                                                                  \
+  static inline __attribute__((always_inline)) ret BPTT_CAT(name, _body) params;                                       \
+  __attribute__((target("avx512f"))) static ret BPTT_CAT(name, _avx512) params { RETURN BPTT_CAT(name, _body) args; }  \
+  __attribute__((target("avx2"))) static ret BPTT_CAT(name, _avx2) params { RETURN BPTT_CAT(name, _body) args; }       \
+  static ret BPTT_CAT(name, _base) params { RETURN BPTT_CAT(name, _body) args; }                                       \
+  static ret name params {                                                                                             \
+    int isa_ = bptt_isa_now();                                                                                         \
+    if (isa_ == BPTT_ISA_AVX512)                                                                                       \
+      RETURN BPTT_CAT(name, _avx512) args;                                                                             \
+    else if (isa_ == BPTT_ISA_AVX2)                                                                                    \
+      RETURN BPTT_CAT(name, _avx2) args;                                                                               \
+    else                                                                                                               \
+      RETURN BPTT_CAT(name, _base) args;                                                                               \
+  }                                                                                                                    \
   static inline __attribute__((always_inline)) ret BPTT_CAT(name, _body) params
 #define BPTT_KERNEL(ret, name, params, args) BPTT_KERNEL_(ret, return, name, params, args)
 #define BPTT_KERNEL_VOID(name, params, args) BPTT_KERNEL_(void, , name, params, args)

@@ -49,14 +49,12 @@ static int64_t first_bad_id(const int32_t *ids, int64_t N, int64_t V) {
   return -1;
 }
 
-static int ce_ignored(int32_t t, int32_t ignore_index) {
-  return ignore_index != BPTT_NO_IGNORE && t == ignore_index;
-}
+static int ce_ignored(int32_t t, int32_t ignore_index) { return ignore_index != BPTT_NO_IGNORE && t == ignore_index; }
 
 /* Counts the rows that are not ignored and checks their targets are in 1..C.
  * Returns BPTT_ERANGE with *bad_pos at the first offending row. */
-static int ce_count(const int32_t *targets, int64_t N, int64_t C,
-                    int32_t ignore_index, int64_t *count, int64_t *bad_pos) {
+static int ce_count(const int32_t *targets, int64_t N, int64_t C, int32_t ignore_index, int64_t *count,
+                    int64_t *bad_pos) {
   int64_t i, n = 0;
   for (i = 0; i < N; i++) {
     int32_t t = targets[i];
@@ -79,9 +77,7 @@ static int linear_threads(double flops, int64_t rows, int64_t cols) {
   return by_rows ? n : 1;
 }
 
-static int reduction_ok(int reduction) {
-  return reduction == BPTT_LOSS_MEAN || reduction == BPTT_LOSS_SUM;
-}
+static int reduction_ok(int reduction) { return reduction == BPTT_LOSS_MEAN || reduction == BPTT_LOSS_SUM; }
 
 /* The factor d loss / d (per-position loss): gout / count for a mean, gout
  * for a sum; 0 when nothing is counted (loss defined as 0 then). */

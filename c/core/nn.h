@@ -37,15 +37,13 @@
  * (In and Out, not I and O: <complex.h>, pulled in by cblas.h, defines I.)
  * Cache: none besides x itself (backward rereads x for dW).
  */
-int bptt_linear_forward_f32(const float *x, const float *W, const float *b,
-                            float *y, int64_t N, int64_t In, int64_t Out);
-int bptt_linear_forward_f64(const double *x, const double *W, const double *b,
-                            double *y, int64_t N, int64_t In, int64_t Out);
-int bptt_linear_backward_f32(const float *x, const float *W, const float *dy,
-                             float *dx, float *dW, float *db,
+int bptt_linear_forward_f32(const float *x, const float *W, const float *b, float *y, int64_t N, int64_t In,
+                            int64_t Out);
+int bptt_linear_forward_f64(const double *x, const double *W, const double *b, double *y, int64_t N, int64_t In,
+                            int64_t Out);
+int bptt_linear_backward_f32(const float *x, const float *W, const float *dy, float *dx, float *dW, float *db,
                              int64_t N, int64_t In, int64_t Out);
-int bptt_linear_backward_f64(const double *x, const double *W, const double *dy,
-                             double *dx, double *dW, double *db,
+int bptt_linear_backward_f64(const double *x, const double *W, const double *dy, double *dx, double *dW, double *db,
                              int64_t N, int64_t In, int64_t Out);
 
 /* ------------------------------------------------------------- Embedding
@@ -58,14 +56,14 @@ int bptt_linear_backward_f64(const double *x, const double *W, const double *dy,
  * binding can report ids[*bad_pos] and its position.
  * Cache: none besides ids.
  */
-int bptt_embedding_forward_f32(const int32_t *ids, const float *W, float *y,
-                               int64_t N, int64_t V, int64_t D, int64_t *bad_pos);
-int bptt_embedding_forward_f64(const int32_t *ids, const double *W, double *y,
-                               int64_t N, int64_t V, int64_t D, int64_t *bad_pos);
-int bptt_embedding_backward_f32(const int32_t *ids, const float *dy, float *dW,
-                                int64_t N, int64_t V, int64_t D, int64_t *bad_pos);
-int bptt_embedding_backward_f64(const int32_t *ids, const double *dy, double *dW,
-                                int64_t N, int64_t V, int64_t D, int64_t *bad_pos);
+int bptt_embedding_forward_f32(const int32_t *ids, const float *W, float *y, int64_t N, int64_t V, int64_t D,
+                               int64_t *bad_pos);
+int bptt_embedding_forward_f64(const int32_t *ids, const double *W, double *y, int64_t N, int64_t V, int64_t D,
+                               int64_t *bad_pos);
+int bptt_embedding_backward_f32(const int32_t *ids, const float *dy, float *dW, int64_t N, int64_t V, int64_t D,
+                                int64_t *bad_pos);
+int bptt_embedding_backward_f64(const int32_t *ids, const double *dy, double *dW, int64_t N, int64_t V, int64_t D,
+                                int64_t *bad_pos);
 
 /* ------------------------------------------------------------------ Losses */
 typedef enum {
@@ -104,35 +102,29 @@ typedef enum {
  * Huge finite logits (+-1e30) give a finite loss and gradient; an Inf or NaN
  * logit makes that row's loss and gradient NaN or Inf, never a crash.
  */
-int bptt_crossentropy_forward_f32(const float *logits, const int32_t *targets,
-                                  int64_t N, int64_t C, int32_t ignore_index,
-                                  int reduction, float *cache, double *loss,
-                                  int64_t *count, int64_t *bad_pos);
-int bptt_crossentropy_forward_f64(const double *logits, const int32_t *targets,
-                                  int64_t N, int64_t C, int32_t ignore_index,
-                                  int reduction, double *cache, double *loss,
-                                  int64_t *count, int64_t *bad_pos);
-int bptt_crossentropy_backward_f32(const float *logits, const int32_t *targets,
-                                   const float *cache, int64_t N, int64_t C,
-                                   int32_t ignore_index, int reduction,
-                                   double gout, float *dlogits, int64_t *bad_pos);
-int bptt_crossentropy_backward_f64(const double *logits, const int32_t *targets,
-                                   const double *cache, int64_t N, int64_t C,
-                                   int32_t ignore_index, int reduction,
-                                   double gout, double *dlogits, int64_t *bad_pos);
+int bptt_crossentropy_forward_f32(const float *logits, const int32_t *targets, int64_t N, int64_t C,
+                                  int32_t ignore_index, int reduction, float *cache, double *loss, int64_t *count,
+                                  int64_t *bad_pos);
+int bptt_crossentropy_forward_f64(const double *logits, const int32_t *targets, int64_t N, int64_t C,
+                                  int32_t ignore_index, int reduction, double *cache, double *loss, int64_t *count,
+                                  int64_t *bad_pos);
+int bptt_crossentropy_backward_f32(const float *logits, const int32_t *targets, const float *cache, int64_t N,
+                                   int64_t C, int32_t ignore_index, int reduction, double gout, float *dlogits,
+                                   int64_t *bad_pos);
+int bptt_crossentropy_backward_f64(const double *logits, const int32_t *targets, const double *cache, int64_t N,
+                                   int64_t C, int32_t ignore_index, int reduction, double gout, double *dlogits,
+                                   int64_t *bad_pos);
 
 /* reduction "none": per-row losses (N) from the cache a forward filled, and
  * the backward with a per-row upstream gradient gout (N). */
-int bptt_crossentropy_rows_f32(const float *logits, const int32_t *targets, const float *cache,
-                               int64_t N, int64_t C, int32_t ignore_index, float *losses);
-int bptt_crossentropy_rows_f64(const double *logits, const int32_t *targets, const double *cache,
-                               int64_t N, int64_t C, int32_t ignore_index, double *losses);
-int bptt_crossentropy_backward_rows_f32(const float *logits, const int32_t *targets,
-                                        const float *cache, int64_t N, int64_t C,
-                                        int32_t ignore_index, const float *gout, float *dlogits);
-int bptt_crossentropy_backward_rows_f64(const double *logits, const int32_t *targets,
-                                        const double *cache, int64_t N, int64_t C,
-                                        int32_t ignore_index, const double *gout, double *dlogits);
+int bptt_crossentropy_rows_f32(const float *logits, const int32_t *targets, const float *cache, int64_t N, int64_t C,
+                               int32_t ignore_index, float *losses);
+int bptt_crossentropy_rows_f64(const double *logits, const int32_t *targets, const double *cache, int64_t N, int64_t C,
+                               int32_t ignore_index, double *losses);
+int bptt_crossentropy_backward_rows_f32(const float *logits, const int32_t *targets, const float *cache, int64_t N,
+                                        int64_t C, int32_t ignore_index, const float *gout, float *dlogits);
+int bptt_crossentropy_backward_rows_f64(const double *logits, const int32_t *targets, const double *cache, int64_t N,
+                                        int64_t C, int32_t ignore_index, const double *gout, double *dlogits);
 
 /* ------------------------------------------------------------------- MSE
  * loss = sum_k (pred_k - target_k)^2 / n  (mean)  or  / 1  (sum), over all n
@@ -140,14 +132,11 @@ int bptt_crossentropy_backward_rows_f64(const double *logits, const int32_t *tar
  * backward: dpred = 2 (pred - target) * scale, scale = gout / n or gout.
  * dpred may be pred or target itself (in place).  Cache: none.
  */
-int bptt_mse_forward_f32(const float *pred, const float *target, int64_t n,
-                         int reduction, double *loss);
-int bptt_mse_forward_f64(const double *pred, const double *target, int64_t n,
-                         int reduction, double *loss);
-int bptt_mse_backward_f32(const float *pred, const float *target, int64_t n,
-                          int reduction, double gout, float *dpred);
-int bptt_mse_backward_f64(const double *pred, const double *target, int64_t n,
-                          int reduction, double gout, double *dpred);
+int bptt_mse_forward_f32(const float *pred, const float *target, int64_t n, int reduction, double *loss);
+int bptt_mse_forward_f64(const double *pred, const double *target, int64_t n, int reduction, double *loss);
+int bptt_mse_backward_f32(const float *pred, const float *target, int64_t n, int reduction, double gout, float *dpred);
+int bptt_mse_backward_f64(const double *pred, const double *target, int64_t n, int reduction, double gout,
+                          double *dpred);
 
 /* --------------------------------------------------------------- Dropout
  * Inverted dropout with drop probability p in [0, 1].

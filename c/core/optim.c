@@ -41,24 +41,24 @@
 /* In grad_norm's norm_chunk (g, n, i, k, acc, mx): acc[k] += term for every
  * element of the chunk, term being of x = g[j] as a double, element j in lane
  * k = j % NORM_LANES; and mx[k] = max(mx[k], bits of |g[j]|), as BITS. */
-#define NORM_SUM(term)                                \
-  do {                                                \
-    for (i = 0; i + NORM_LANES <= n; i += NORM_LANES) \
-      for (k = 0; k < NORM_LANES; k++) {              \
-        double x = (double)g[i + k];                  \
-        acc[k] += (term);                             \
-      }                                               \
-    for (k = 0; i + k < n; k++) {                     \
-      double x = (double)g[i + k];                    \
-      acc[k] += (term);                               \
-    }                                                 \
+#define NORM_SUM(term)                                                                                                 \
+  do {                                                                                                                 \
+    for (i = 0; i + NORM_LANES <= n; i += NORM_LANES)                                                                  \
+      for (k = 0; k < NORM_LANES; k++) {                                                                               \
+        double x = (double)g[i + k];                                                                                   \
+        acc[k] += (term);                                                                                              \
+      }                                                                                                                \
+    for (k = 0; i + k < n; k++) {                                                                                      \
+      double x = (double)g[i + k];                                                                                     \
+      acc[k] += (term);                                                                                                \
+    }                                                                                                                  \
   } while (0)
-#define NORM_MAX(j, k)                 \
-  do {                                 \
-    BITS b_;                           \
-    memcpy(&b_, &g[j], sizeof b_);     \
-    b_ &= BITS_ABS;                    \
-    mx[k] = b_ > mx[k] ? b_ : mx[k];   \
+#define NORM_MAX(j, k)                                                                                                 \
+  do {                                                                                                                 \
+    BITS b_;                                                                                                           \
+    memcpy(&b_, &g[j], sizeof b_);                                                                                     \
+    b_ &= BITS_ABS;                                                                                                    \
+    mx[k] = b_ > mx[k] ? b_ : mx[k];                                                                                   \
   } while (0)
 
 /* finite and >= 0 (false for NaN) */
@@ -89,7 +89,9 @@ static int rmsprop_hp_ok(const bptt_rmsprop_hp *hp) {
 
 /* double -> float saturating at +-inf (a plain cast of a finite double beyond
  * FLT_MAX is undefined behaviour); the identity for double. */
-static float to_real_f32(double x) { return x > FLT_MAX ? (float)INFINITY : x < -FLT_MAX ? -(float)INFINITY : (float)x; }
+static float to_real_f32(double x) {
+  return x > FLT_MAX ? (float)INFINITY : x < -FLT_MAX ? -(float)INFINITY : (float)x;
+}
 static double to_real_f64(double x) { return x; }
 
 /* n >= 0, and the buffers that must exist do when there are elements */
@@ -98,4 +100,3 @@ static int bufs_ok(int64_t n, const void *p, const void *g) { return n >= 0 && (
 /* --------------------------------- the kernels, once per type (generic.h) */
 #define BPTT_GENERIC "generic/optim_steps.c"
 #include "generic.h"
-

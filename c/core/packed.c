@@ -49,32 +49,32 @@ void bptt_packed_enable(int on) { switched_off = !on; }
  * tile1/tile2 read row r's k-th element at a[r][k]; ptile1/ptile2 (op(A)
  * = A^T, row r of op(A) being column r of A) at a[0][k * as + r]: the same
  * arithmetic in the same order. */
-#define TILE(NP, NAME, AT)                                                                                     \
-  __attribute__((target("avx512f"))) static void NAME(int64_t K, const float *const *a, int64_t as,             \
-                                                      const float *P, float beta, float *const *c, int rows,    \
-                                                      __mmask16 m0, __mmask16 m1) {                             \
-    __m512 acc[ROWS][NP];                                                                                      \
-    int64_t k;                                                                                                 \
-    int r, q;                                                                                                  \
-    (void)as;                                                                                                  \
-    for (r = 0; r < ROWS; r++)                                                                                 \
-      for (q = 0; q < NP; q++) acc[r][q] = _mm512_setzero_ps();                                                \
-    for (k = 0; k < K; k++) {                                                                                  \
-      __m512 b[NP];                                                                                            \
-      for (q = 0; q < NP; q++) b[q] = _mm512_loadu_ps(P + q * PANEL * K + k * PANEL);                          \
-      for (r = 0; r < ROWS; r++) {                                                                             \
-        __m512 x = _mm512_set1_ps(AT);                                                                         \
-        for (q = 0; q < NP; q++) acc[r][q] = _mm512_fmadd_ps(x, b[q], acc[r][q]);                              \
-      }                                                                                                        \
-    }                                                                                                          \
-    for (r = 0; r < rows; r++)                                                                                 \
-      for (q = 0; q < NP; q++) {                                                                               \
-        __mmask16 m = q ? m1 : m0;                                                                             \
-        float *dst = c[r] + q * PANEL;                                                                         \
-        __m512 v = acc[r][q];                                                                                  \
-        if (beta != 0) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, dst));                                    \
-        _mm512_mask_storeu_ps(dst, m, v);                                                                      \
-      }                                                                                                        \
+#define TILE(NP, NAME, AT)                                                                                             \
+  __attribute__((target("avx512f"))) static void NAME(int64_t K, const float *const *a, int64_t as, const float *P,    \
+                                                      float beta, float *const *c, int rows, __mmask16 m0,             \
+                                                      __mmask16 m1) {                                                  \
+    __m512 acc[ROWS][NP];                                                                                              \
+    int64_t k;                                                                                                         \
+    int r, q;                                                                                                          \
+    (void)as;                                                                                                          \
+    for (r = 0; r < ROWS; r++)                                                                                         \
+      for (q = 0; q < NP; q++) acc[r][q] = _mm512_setzero_ps();                                                        \
+    for (k = 0; k < K; k++) {                                                                                          \
+      __m512 b[NP];                                                                                                    \
+      for (q = 0; q < NP; q++) b[q] = _mm512_loadu_ps(P + q * PANEL * K + k * PANEL);                                  \
+      for (r = 0; r < ROWS; r++) {                                                                                     \
+        __m512 x = _mm512_set1_ps(AT);                                                                                 \
+        for (q = 0; q < NP; q++) acc[r][q] = _mm512_fmadd_ps(x, b[q], acc[r][q]);                                      \
+      }                                                                                                                \
+    }                                                                                                                  \
+    for (r = 0; r < rows; r++)                                                                                         \
+      for (q = 0; q < NP; q++) {                                                                                       \
+        __mmask16 m = q ? m1 : m0;                                                                                     \
+        float *dst = c[r] + q * PANEL;                                                                                 \
+        __m512 v = acc[r][q];                                                                                          \
+        if (beta != 0) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, dst));                                            \
+        _mm512_mask_storeu_ps(dst, m, v);                                                                              \
+      }                                                                                                                \
   }
 TILE(1, tile1, a[r][k])
 TILE(2, tile2, a[r][k])

@@ -46,7 +46,8 @@ typedef struct {
   pthread_cond_t cond;
 } waitpoint;
 
-#define WAITPOINT_INIT {0, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER}
+#define WAITPOINT_INIT                                                                                                 \
+  { 0, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER }
 
 /* Returns once w->gen differs from seen.  Sleepers register under the lock
  * and re-read gen after registering; bump() changes gen before it reads the
@@ -66,8 +67,10 @@ static void wait_for(waitpoint *w, unsigned seen, long spin_ns) {
     CPU_RELAX();
     if ((k & 63) == 0) { /* the clock every 64 pauses (about a microsecond) */
       long long t = now_ns();
-      if (until == 0) until = t + spin_ns;
-      else if (t >= until) break;
+      if (until == 0)
+        until = t + spin_ns;
+      else if (t >= until)
+        break;
     }
   }
   pthread_mutex_lock(&w->lock);
@@ -86,8 +89,8 @@ static void bump(waitpoint *w) {
   }
 }
 
-static int team_size = 1;    /* set_threads; workers 1..team_size-1 used */
-static int started = 0;      /* workers running: tids 1..started */
+static int team_size = 1; /* set_threads; workers 1..team_size-1 used */
+static int started = 0;   /* workers running: tids 1..started */
 
 /* the region in flight, published by bumping work */
 static bptt_task task_fn;
@@ -106,7 +109,7 @@ static unsigned gen_at_create = 0;
 
 static void *worker_main(void *arg) {
   int tid = (int)(intptr_t)arg;
-  unsigned seen = gen_at_create;  /* pthread_create orders the write before */
+  unsigned seen = gen_at_create; /* pthread_create orders the write before */
   for (;;) {
     wait_for(&work, seen, SPIN_IDLE_NS);
     seen = LOAD(&work.gen);
@@ -131,7 +134,7 @@ static int ensure_workers(int n) {
     pthread_attr_t attr;
     pthread_t th;
     int ok;
-    gen_at_create = work.gen;     /* no region is in flight here */
+    gen_at_create = work.gen; /* no region is in flight here */
     if (pthread_attr_init(&attr) != 0) break;
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     ok = pthread_create(&th, &attr, worker_main, (void *)(intptr_t)(started + 1)) == 0;
@@ -152,7 +155,7 @@ int bptt_parallel_run(bptt_task fn, void *ctx, int n) {
   }
   task_fn = fn, task_ctx = ctx, task_n = n;
   STORE(&done, 0);
-  fin = LOAD(&finished.gen);      /* every started worker counts itself in */
+  fin = LOAD(&finished.gen); /* every started worker counts itself in */
   bump(&work);
   fn(ctx, 0, n);
   wait_for(&finished, fin, SPIN_SHORT_NS);

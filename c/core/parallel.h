@@ -53,7 +53,6 @@ void *bptt_parallel_scratch(int tid, size_t nbytes);
 
 /* [*lo, *hi) of 0..total for thread tid of n, in chunks that are whole
  * multiples of align (but for the last): contiguous, disjoint, covering. */
-void bptt_parallel_range(long long total, long long align, int tid, int n,
-                         long long *lo, long long *hi);
+void bptt_parallel_range(long long total, long long align, int tid, int n, long long *lo, long long *hi);
 
 #endif

@@ -63,8 +63,10 @@ void bptt_rng_get_state(const bptt_rng *r, char out[BPTT_RNG_STATE_LEN + 1]) {
   memcpy(&bits, &r->spare, sizeof bits);
   sprintf(out, "%s%016llx%016llx%016llx%016llx:", prefix, (unsigned long long)r->s[0], (unsigned long long)r->s[1],
           (unsigned long long)r->s[2], (unsigned long long)r->s[3]);
-  if (r->has_spare) sprintf(out + 13 + 64 + 1, "%016llx", (unsigned long long)bits);
-  else strcpy(out + 13 + 64 + 1, "-");
+  if (r->has_spare)
+    sprintf(out + 13 + 64 + 1, "%016llx", (unsigned long long)bits);
+  else
+    strcpy(out + 13 + 64 + 1, "-");
 }
 
 static int parse_hex64(const char *p, uint64_t *out) {
@@ -72,9 +74,12 @@ static int parse_hex64(const char *p, uint64_t *out) {
   int i;
   for (i = 0; i < 16; i++) {
     int c = p[i], x;
-    if (c >= '0' && c <= '9') x = c - '0';
-    else if (c >= 'a' && c <= 'f') x = c - 'a' + 10;
-    else return 0;
+    if (c >= '0' && c <= '9')
+      x = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      x = c - 'a' + 10;
+    else
+      return 0;
     v = v << 4 | (uint64_t)x;
   }
   *out = v;
@@ -94,7 +99,8 @@ int bptt_rng_set_state(bptt_rng *r, const char *text, size_t len) {
   } else if (len == BPTT_RNG_STATE_LEN && parse_hex64(text + 13 + 64 + 1, &bits)) {
     n.has_spare = 1;
     memcpy(&n.spare, &bits, sizeof bits);
-  } else return BPTT_EFORMAT;
+  } else
+    return BPTT_EFORMAT;
   *r = n;
   return BPTT_OK;
 }

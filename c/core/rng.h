@@ -15,7 +15,7 @@
 
 typedef struct bptt_rng {
   uint64_t s[4];
-  int has_spare;  /* a second Box-Muller normal is waiting in spare */
+  int has_spare; /* a second Box-Muller normal is waiting in spare */
   double spare;
 } bptt_rng;
 
@@ -28,7 +28,6 @@ double bptt_rng_uniform(bptt_rng *r);
 float bptt_rng_uniformf(bptt_rng *r);
 /* Standard normal. */
 double bptt_rng_normal(bptt_rng *r);
-
 
 /* The state as text and back: "xoshiro256**:" then 4 x 16 hex digits of s, and
  * ":" + 16 hex digits of the spare's bits or ":-" when none.  BPTT_RNG_STATE_LEN

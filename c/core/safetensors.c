@@ -43,7 +43,8 @@
 #ifdef __GNUC__
 __attribute__((format(printf, 4, 5)))
 #endif
-static int fail(int err, char *msg, size_t msglen, const char *fmt, ...) {
+static int
+fail(int err, char *msg, size_t msglen, const char *fmt, ...) {
   va_list ap;
   if (msg != NULL && msglen > 0) {
     va_start(ap, fmt);
@@ -58,7 +59,8 @@ static int fail(int err, char *msg, size_t msglen, const char *fmt, ...) {
 #ifdef __GNUC__
 __attribute__((format(printf, 4, 5)))
 #endif
-static int io_fail(int e, char *msg, size_t msglen, const char *fmt, ...) {
+static int
+io_fail(int e, char *msg, size_t msglen, const char *fmt, ...) {
   va_list ap;
   if (msg != NULL && msglen > 0) {
     va_start(ap, fmt);
@@ -91,8 +93,7 @@ static void swap_bytes(unsigned char *p, int64_t n, size_t es) {
     }
 }
 
-
-static const char *const st_names[BPTT_NDTYPES] = {"F32", "F64", "I32"};
+static const char *const st_names[BPTT_NDTYPES] = { "F32", "F64", "I32" };
 
 static int st_dtype(const char *s, size_t len) {
   int i;
@@ -117,9 +118,9 @@ typedef struct {
   size_t ntensors, captensors;
   bptt_st_pair *meta;
   size_t nmeta, capmeta;
-  const char *mark;    /* the first key that marks the file as bptt's (NULL: none) */
+  const char *mark; /* the first key that marks the file as bptt's (NULL: none) */
   size_t mark_len;
-  const char *sum;     /* the checksum's decoded value (NULL: none) */
+  const char *sum; /* the checksum's decoded value (NULL: none) */
   size_t sum_len;
   size_t sum_at, sum_raw; /* where its raw text starts, its length */
   char *msg;
@@ -153,14 +154,17 @@ static int hex4(const jparser *p, size_t at, unsigned *v) {
   for (i = 0; i < 4; i++) {
     char c = p->s[at + i];
     *v <<= 4;
-    if (c >= '0' && c <= '9') *v |= (unsigned)(c - '0');
-    else if (c >= 'a' && c <= 'f') *v |= (unsigned)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') *v |= (unsigned)(c - 'A' + 10);
-    else return 0;
+    if (c >= '0' && c <= '9')
+      *v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      *v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      *v |= (unsigned)(c - 'A' + 10);
+    else
+      return 0;
   }
   return 1;
 }
-
 
 /* A JSON string at pos, decoded into the arena (NUL-ended).  The decoded
  * form is never longer than the source, quotes included, so an arena of the
@@ -183,14 +187,30 @@ static int parse_string(jparser *p, const char **str, size_t *len) {
       int e = p->pos + 1 < p->n ? p->s[p->pos + 1] : -1;
       unsigned cp, lo;
       switch (e) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '/': *o++ = '/'; break;
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
+        case '"':
+          *o++ = '"';
+          break;
+        case '\\':
+          *o++ = '\\';
+          break;
+        case '/':
+          *o++ = '/';
+          break;
+        case 'b':
+          *o++ = '\b';
+          break;
+        case 'f':
+          *o++ = '\f';
+          break;
+        case 'n':
+          *o++ = '\n';
+          break;
+        case 'r':
+          *o++ = '\r';
+          break;
+        case 't':
+          *o++ = '\t';
+          break;
         case 'u':
           if (!hex4(p, p->pos + 2, &cp))
             return JFAIL(p, "header is not valid JSON at byte %lu: \\u must be followed by 4 hex digits",
@@ -336,7 +356,8 @@ static int skip_value(jparser *p, int depth) {
   size_t len;
   if (depth > BPTT_ST_MAX_DEPTH) return JFAIL(p, "header nests deeper than %d levels", BPTT_ST_MAX_DEPTH);
   switch (c) {
-    case '{': return parse_object(p, depth, skip_member, "an object");
+    case '{':
+      return parse_object(p, depth, skip_member, "an object");
     case '[':
       p->pos++;
       ws(p);
@@ -348,13 +369,16 @@ static int skip_value(jparser *p, int depth) {
         ws(p);
         if ((err = skip_value(p, depth + 1))) return err;
         ws(p);
-        if (peek(p) == ',') p->pos++;
+        if (peek(p) == ',')
+          p->pos++;
         else if (peek(p) == ']') {
           p->pos++;
           return BPTT_OK;
-        } else return syntax(p, "',' or ']'");
+        } else
+          return syntax(p, "',' or ']'");
       }
-    case '"': return parse_string(p, &str, &len);
+    case '"':
+      return parse_string(p, &str, &len);
     case 't':
     case 'f':
     case 'n': {
@@ -367,10 +391,12 @@ static int skip_value(jparser *p, int depth) {
     default:
       /* number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
       if (c == '-') p->pos++, c = peek(p);
-      if (c == '0') p->pos++;
+      if (c == '0')
+        p->pos++;
       else if (c >= '1' && c <= '9')
         while ((c = peek(p)) >= '0' && c <= '9') p->pos++;
-      else return syntax(p, "a value");
+      else
+        return syntax(p, "a value");
       if (peek(p) == '.') {
         p->pos++;
         if ((c = peek(p)) < '0' || c > '9') return syntax(p, "a digit");
@@ -409,11 +435,13 @@ static int parse_uint_list(jparser *p, const bptt_st_info *t, const char *field,
     if (n < max) v[n] = x;
     if (n <= max) n++;
     ws(p);
-    if (peek(p) == ',') p->pos++;
+    if (peek(p) == ',')
+      p->pos++;
     else if (peek(p) == ']') {
       p->pos++;
       break;
-    } else return syntax(p, "',' or ']'");
+    } else
+      return syntax(p, "',' or ']'");
   }
   *count = n;
   return BPTT_OK;
@@ -445,8 +473,7 @@ static int tensor_member(jparser *p, const char *key, size_t len, int depth) {
   if (len == 12 && memcmp(key, "data_offsets", 12) == 0) {
     int64_t v[2];
     if ((err = parse_uint_list(p, t, "data_offsets", v, 2, &n))) return err;
-    if (n != 2)
-      return JFAIL(p, "tensor " NAMEFMT ": data_offsets must be [begin, end]", NAMEARG(t->name, t->name_len));
+    if (n != 2) return JFAIL(p, "tensor " NAMEFMT ": data_offsets must be [begin, end]", NAMEARG(t->name, t->name_len));
     t->begin = v[0], t->end = v[1];
     return BPTT_OK;
   }
@@ -475,8 +502,7 @@ static int meta_member(jparser *p, const char *key, size_t len, int depth) {
   int err;
   (void)depth;
   if (p->mark == NULL && marks_bptt(key, len)) p->mark = key, p->mark_len = len;
-  if (peek(p) != '"')
-    return JFAIL(p, "__metadata__ values must be strings, but " NAMEFMT " is not", NAMEARG(key, len));
+  if (peek(p) != '"') return JFAIL(p, "__metadata__ values must be strings, but " NAMEFMT " is not", NAMEARG(key, len));
   if (len == sizeof BPTT_ST_CHECKSUM_KEY - 1 && memcmp(key, BPTT_ST_CHECKSUM_KEY, len) == 0) {
     /* kept apart (twice is caught by parse_object) */
     p->sum_at = p->pos + 1;
@@ -540,7 +566,9 @@ static int check_layout(bptt_st_reader *r, char *msg, size_t msglen) {
     int d;
     if (t->dtype < 0 || t->ndim < 0 || t->begin < 0)
       return BAD("tensor " NAMEFMT " has no %s", NAME(t),
-                 t->dtype < 0 ? "dtype" : t->ndim < 0 ? "shape" : "data_offsets");
+                 t->dtype < 0  ? "dtype"
+                 : t->ndim < 0 ? "shape"
+                               : "data_offsets");
     for (d = 0; d < t->ndim; d++)
       if (bptt_mul_overflow(n, t->size[d], &n)) break;
     if (d < t->ndim || bptt_mul_overflow(n, (int64_t)bptt_dtype_size((bptt_dtype)t->dtype), &nbytes))
@@ -548,18 +576,20 @@ static int check_layout(bptt_st_reader *r, char *msg, size_t msglen) {
     if (t->end < t->begin)
       return BAD("tensor " NAMEFMT ": data_offsets [%lld, %lld] end before they begin", NAME(t), RANGE(t));
     if (t->end > r->data_len)
-      return BAD("tensor " NAMEFMT ": data_offsets [%lld, %lld] run past the end of the data (%lld bytes; "
-                 "file truncated?)", NAME(t), RANGE(t), (long long)r->data_len);
+      return BAD("tensor " NAMEFMT
+                 ": data_offsets [%lld, %lld] run past the end of the data (%lld bytes; "
+                 "file truncated?)",
+                 NAME(t), RANGE(t), (long long)r->data_len);
     if (t->end - t->begin != nbytes)
-      return BAD("tensor " NAMEFMT ": data_offsets [%lld, %lld] hold %lld bytes, but its %s shape needs %lld",
-                 NAME(t), RANGE(t), (long long)(t->end - t->begin), st_names[t->dtype], (long long)nbytes);
+      return BAD("tensor " NAMEFMT ": data_offsets [%lld, %lld] hold %lld bytes, but its %s shape needs %lld", NAME(t),
+                 RANGE(t), (long long)(t->end - t->begin), st_names[t->dtype], (long long)nbytes);
   }
   if (r->ntensors > 1) qsort(r->tensors, r->ntensors, sizeof *r->tensors, cmp_offsets);
   for (i = 0; i < r->ntensors; i++) {
     const bptt_st_info *t = &r->tensors[i], *u = i ? &r->tensors[i - 1] : NULL;
     if (t->begin < at)
-      return BAD("tensors " NAMEFMT " and " NAMEFMT " overlap (data_offsets [%lld, %lld] and [%lld, %lld])",
-                 NAME(u), NAME(t), RANGE(u), RANGE(t));
+      return BAD("tensors " NAMEFMT " and " NAMEFMT " overlap (data_offsets [%lld, %lld] and [%lld, %lld])", NAME(u),
+                 NAME(t), RANGE(u), RANGE(t));
     if (t->begin > at)
       return BAD("data has a gap at bytes [%lld, %lld) before tensor " NAMEFMT, (long long)at, (long long)t->begin,
                  NAME(t));
@@ -608,9 +638,7 @@ static int read_at(const bptt_st_reader *r, void *buf, int64_t len, int64_t off)
   return 0;
 }
 
-static int hexval(char c) {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
+static int hexval(char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; }
 
 /* "crc32:" and 8 lowercase hex digits, written as such (no escapes: the
  * digits' place in the file is what the sum leaves out). */
@@ -624,7 +652,8 @@ static int parse_checksum(bptt_st_reader *r, const jparser *p) {
   }
   if (!ok)
     return JFAIL(p,
-                 "metadata %s " NAMEFMT " is not a checksum this version knows (crc32:<8 lowercase hex digits>, "
+                 "metadata %s " NAMEFMT
+                 " is not a checksum this version knows (crc32:<8 lowercase hex digits>, "
                  "no escapes)",
                  BPTT_ST_CHECKSUM_KEY, NAMEARG(p->sum, p->sum_len));
   r->has_checksum = 1;
@@ -698,9 +727,12 @@ int bptt_st_open(bptt_st_reader *r, const char *path, char *msg, size_t msglen) 
   bptt_st_reader_init(r);
   r->fd = open(path, O_RDONLY | O_CLOEXEC);
   if (r->fd < 0) return io_fail(errno, msg, msglen, "cannot open: %s", strerror(errno));
-  if (fstat(r->fd, &st) != 0) err = io_fail(errno, msg, msglen, "cannot stat: %s", strerror(errno));
-  else if (!S_ISREG(st.st_mode)) err = io_fail(0, msg, msglen, "not a regular file");
-  else err = open_source(r, (int64_t)st.st_size, msg, msglen);
+  if (fstat(r->fd, &st) != 0)
+    err = io_fail(errno, msg, msglen, "cannot stat: %s", strerror(errno));
+  else if (!S_ISREG(st.st_mode))
+    err = io_fail(0, msg, msglen, "not a regular file");
+  else
+    err = open_source(r, (int64_t)st.st_size, msg, msglen);
   if (err) {
     int e = errno;
     bptt_st_close(r);
@@ -710,7 +742,7 @@ int bptt_st_open(bptt_st_reader *r, const char *path, char *msg, size_t msglen) 
 }
 
 int bptt_st_open_mem(bptt_st_reader *r, const void *buf, size_t len, char *msg, size_t msglen) {
-  static const unsigned char none[1] = {0};
+  static const unsigned char none[1] = { 0 };
   int err;
   bptt_st_reader_init(r);
   if (len > (uint64_t)INT64_MAX) return fail(BPTT_EARG, msg, msglen, "buffer larger than 2^63 bytes");
@@ -724,9 +756,12 @@ static int crc_range(const bptt_st_reader *r, const bptt_crc32_table *tab, uint3
                      unsigned char *buf, size_t cap) {
   while (from < to) {
     size_t k = to - from < (int64_t)cap ? (size_t)(to - from) : cap;
-    if (r->mem != NULL) *crc = bptt_crc32_update(tab, *crc, r->mem + from, k);
-    else if (read_at(r, buf, (int64_t)k, from) != 0) return -1;
-    else *crc = bptt_crc32_update(tab, *crc, buf, k);
+    if (r->mem != NULL)
+      *crc = bptt_crc32_update(tab, *crc, r->mem + from, k);
+    else if (read_at(r, buf, (int64_t)k, from) != 0)
+      return -1;
+    else
+      *crc = bptt_crc32_update(tab, *crc, buf, k);
     from += (int64_t)k;
   }
   return 0;
@@ -743,7 +778,8 @@ int bptt_st_verify(const bptt_st_reader *r, char *msg, size_t msglen) {
   if (!r->has_checksum && r->marked)
     return fail(BPTT_EFORMAT, msg, msglen,
                 "file carries bptt's metadata (key " NAMEFMT ") but no checksum under \"" BPTT_ST_CHECKSUM_KEY
-                "\" (file corrupt)", NAMEARG(r->mark, r->mark_len));
+                "\" (file corrupt)",
+                NAMEARG(r->mark, r->mark_len));
   if (!r->has_checksum) return BPTT_OK;
   tab = malloc(sizeof *tab);
   if (r->mem == NULL) buf = malloc(cap);
@@ -758,8 +794,10 @@ int bptt_st_verify(const bptt_st_reader *r, char *msg, size_t msglen) {
     goto done;
   }
   if (crc != r->checksum)
-    err = fail(BPTT_EFORMAT, msg, msglen, "checksum mismatch (file corrupt): the file says crc32:%08lx, its bytes "
-               "give crc32:%08lx", (unsigned long)r->checksum, (unsigned long)crc);
+    err = fail(BPTT_EFORMAT, msg, msglen,
+               "checksum mismatch (file corrupt): the file says crc32:%08lx, its bytes "
+               "give crc32:%08lx",
+               (unsigned long)r->checksum, (unsigned long)crc);
 done:
   k = errno;
   free(buf);
@@ -781,8 +819,7 @@ int bptt_st_read(const bptt_st_reader *r, size_t i, const bptt_tensor *t, char *
   if (read_at(r, bptt_tensor_data(t), e->end - e->begin, r->data_start + e->begin) != 0)
     return io_fail(errno, msg, msglen, "cannot read tensor " NAMEFMT ": %s", NAMEARG(e->name, e->name_len),
                    errno ? strerror(errno) : "file shrank while loading");
-  if (!little_endian())
-    swap_bytes(bptt_tensor_data(t), bptt_tensor_numel(t), bptt_dtype_size((bptt_dtype)t->dtype));
+  if (!little_endian()) swap_bytes(bptt_tensor_data(t), bptt_tensor_numel(t), bptt_dtype_size((bptt_dtype)t->dtype));
   return BPTT_OK;
 }
 
@@ -840,13 +877,27 @@ static void sb_json(sbuf *b, const char *s, size_t len) {
     run = i + 1;
     esc[0] = '\\';
     switch (c) {
-      case '"': esc[1] = '"'; break;
-      case '\\': esc[1] = '\\'; break;
-      case '\b': esc[1] = 'b'; break;
-      case '\f': esc[1] = 'f'; break;
-      case '\n': esc[1] = 'n'; break;
-      case '\r': esc[1] = 'r'; break;
-      case '\t': esc[1] = 't'; break;
+      case '"':
+        esc[1] = '"';
+        break;
+      case '\\':
+        esc[1] = '\\';
+        break;
+      case '\b':
+        esc[1] = 'b';
+        break;
+      case '\f':
+        esc[1] = 'f';
+        break;
+      case '\n':
+        esc[1] = 'n';
+        break;
+      case '\r':
+        esc[1] = 'r';
+        break;
+      case '\t':
+        esc[1] = 't';
+        break;
       default:
         esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hexd[c >> 4], esc[5] = hexd[c & 15];
         el = 6;
@@ -1050,9 +1101,9 @@ static int resolve_target(const char *path, char **out, char *msg, size_t msglen
         err = io_fail(EISDIR, msg, msglen, "%s%s is a directory, not a regular file: not replaced", pre, name);
       else if (!S_ISREG(st.st_mode))
         err = io_fail(0, msg, msglen, "%s%s is not a regular file (%s): not replaced", pre, name,
-                      S_ISFIFO(st.st_mode)                           ? "a FIFO"
+                      S_ISFIFO(st.st_mode)                         ? "a FIFO"
                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
-                                                                     : "a socket or special file");
+                                                                   : "a socket or special file");
       break;
     }
     if (hops == 40) {
@@ -1106,8 +1157,8 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
                  char *msg, size_t msglen) {
   bptt_st_item *its = NULL;
   bptt_st_pair *mts = NULL;
-  sbuf hdr = {NULL, 0, 0, 0};
-  wfile w = {-1, NULL, 0, 1 << 20, 0, 0, 0, 0, NULL};
+  sbuf hdr = { NULL, 0, 0, 0 };
+  wfile w = { -1, NULL, 0, 1 << 20, 0, 0, 0, 0, NULL };
   bptt_crc32_table *tab = NULL;
   char *tmp = NULL, *target = NULL;
   size_t i, tlen, sum_at = 0;
@@ -1153,8 +1204,8 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
   qsort(mts, nmeta, sizeof *mts, cmp_pairs);
   for (i = 1; i < nitems && !err; i++)
     if (cmp_bytes(its[i].name, its[i].name_len, its[i - 1].name, its[i - 1].name_len) == 0)
-      err = fail(BPTT_EARG, msg, msglen, "tensor name " NAMEFMT " is used twice",
-                 NAMEARG(its[i].name, its[i].name_len));
+      err =
+          fail(BPTT_EARG, msg, msglen, "tensor name " NAMEFMT " is used twice", NAMEARG(its[i].name, its[i].name_len));
   for (i = 1; i < nmeta && !err; i++)
     if (cmp_pairs(&mts[i], &mts[i - 1]) == 0)
       err = fail(BPTT_EARG, msg, msglen, "metadata key " NAMEFMT " is used twice", NAMEARG(mts[i].key, mts[i].key_len));
@@ -1166,8 +1217,10 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
    * makes it this call's alone (another process, or another Lua state of
    * this one, moves on to the next k) */
   for (k = 0; k < 1000; k++) {
-    if (k == 0) snprintf(tmp, tlen, "%s.tmp.%ld", target, (long)getpid());
-    else snprintf(tmp, tlen, "%s.tmp.%ld.%d", target, (long)getpid(), k);
+    if (k == 0)
+      snprintf(tmp, tlen, "%s.tmp.%ld", target, (long)getpid());
+    else
+      snprintf(tmp, tlen, "%s.tmp.%ld.%d", target, (long)getpid(), k);
     w.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (w.fd >= 0 || errno != EEXIST) break;
   }
@@ -1187,7 +1240,8 @@ int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, con
     char digits[9];
     ssize_t put;
     snprintf(digits, sizeof digits, "%08lx", (unsigned long)w.crc);
-    while ((put = pwrite(w.fd, digits, 8, (off_t)w.skip)) < 0 && errno == EINTR) {}
+    while ((put = pwrite(w.fd, digits, 8, (off_t)w.skip)) < 0 && errno == EINTR) {
+    }
     if (put != 8) w.err = put < 0 ? errno : EIO;
   }
   if (!w.err && fsync(w.fd) != 0) w.err = errno;

@@ -74,7 +74,6 @@ typedef struct {
 int bptt_st_save(const char *path, const bptt_st_item *items, size_t nitems, const bptt_st_pair *meta, size_t nmeta,
                  char *msg, size_t msglen);
 
-
 /* One tensor described by a header.  The name points into the reader. */
 typedef struct {
   const char *name;
@@ -94,14 +93,14 @@ typedef struct {
   char *strings;            /* decoded names, keys and values (each NUL-ended) */
   bptt_st_info *tensors;
   size_t ntensors;
-  bptt_st_pair *meta;       /* without BPTT_ST_CHECKSUM_KEY */
+  bptt_st_pair *meta; /* without BPTT_ST_CHECKSUM_KEY */
   size_t nmeta;
-  int marked;               /* 1 if a metadata key marks it as bptt's (see bptt_st_verify) */
-  const char *mark;         /* that key (into strings) */
+  int marked;       /* 1 if a metadata key marks it as bptt's (see bptt_st_verify) */
+  const char *mark; /* that key (into strings) */
   size_t mark_len;
-  int has_checksum;         /* 1 if the file has a (well-formed) checksum */
-  uint32_t checksum;        /* its value */
-  int64_t checksum_at;      /* file offset of its 8 hex digits */
+  int has_checksum;    /* 1 if the file has a (well-formed) checksum */
+  uint32_t checksum;   /* its value */
+  int64_t checksum_at; /* file offset of its 8 hex digits */
 } bptt_st_reader;
 
 /* A closed reader (so that bptt_st_close is safe on it). */

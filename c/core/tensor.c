@@ -151,18 +151,27 @@ int bptt_tensor_transpose(bptt_tensor *dst, const bptt_tensor *src, int d1, int 
 
 static double load(const char *p, int dt) {
   switch (dt) {
-    case BPTT_FLOAT32: return *(const float *)p;
-    case BPTT_FLOAT64: return *(const double *)p;
-    default: return *(const int32_t *)p;
+    case BPTT_FLOAT32:
+      return *(const float *)p;
+    case BPTT_FLOAT64:
+      return *(const double *)p;
+    default:
+      return *(const int32_t *)p;
   }
 }
 
 /* For int32, v must already be known to lie in int32's range (not NaN). */
 static void store(char *p, int dt, double v) {
   switch (dt) {
-    case BPTT_FLOAT32: *(float *)p = (float)v; break;
-    case BPTT_FLOAT64: *(double *)p = v; break;
-    default: *(int32_t *)p = (int32_t)v; break;
+    case BPTT_FLOAT32:
+      *(float *)p = (float)v;
+      break;
+    case BPTT_FLOAT64:
+      *(double *)p = v;
+      break;
+    default:
+      *(int32_t *)p = (int32_t)v;
+      break;
   }
 }
 
@@ -350,8 +359,10 @@ int bptt_tensor_fill(const bptt_tensor *t, double v) {
     fill_job f;
     f.data = bptt_tensor_data(t), f.n = bptt_tensor_numel(t), f.dt = t->dtype, f.v = v;
     if (f.n == 0) return BPTT_OK; /* no storage to point at, maybe */
-    if (f.n >= FILL_PARALLEL_MIN) bptt_parallel_run(fill_task, &f, bptt_parallel_threads());
-    else fill_task(&f, 0, 1);
+    if (f.n >= FILL_PARALLEL_MIN)
+      bptt_parallel_run(fill_task, &f, bptt_parallel_threads());
+    else
+      fill_task(&f, 0, 1);
     return BPTT_OK;
   }
   c.dt[0] = t->dtype, c.a = v;
@@ -526,10 +537,18 @@ static void row_reduce(void *vc, char *const *p, const int64_t *s, int64_t n) {
   for (i = 0; i < n; i++) {
     double v = load(p[0] + i * s[0], c->dt);
     switch (c->op) {
-      case BPTT_RED_SUM: acc += v; break;
-      case BPTT_RED_SUMSQ: acc += v * v; break;
-      case BPTT_RED_MAX: if (v > acc || v != v) acc = (acc != acc) ? acc : v; break;
-      case BPTT_RED_MIN: if (v < acc || v != v) acc = (acc != acc) ? acc : v; break;
+      case BPTT_RED_SUM:
+        acc += v;
+        break;
+      case BPTT_RED_SUMSQ:
+        acc += v * v;
+        break;
+      case BPTT_RED_MAX:
+        if (v > acc || v != v) acc = (acc != acc) ? acc : v;
+        break;
+      case BPTT_RED_MIN:
+        if (v < acc || v != v) acc = (acc != acc) ? acc : v;
+        break;
     }
   }
   c->acc = acc;
@@ -565,7 +584,7 @@ int bptt_tensor_argmax(const bptt_tensor *dst, const bptt_tensor *src, int dim) 
   stride = src->stride[dim];
   esrc = (int64_t)bptt_dtype_size(src->dtype);
   {
-    int64_t idx[BPTT_MAXDIM] = {0};
+    int64_t idx[BPTT_MAXDIM] = { 0 };
     int32_t *out = bptt_tensor_data(dst);
     for (i = 0; i < n; i++) {
       int64_t off = outer.offset, best = 0;

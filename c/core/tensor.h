@@ -85,5 +85,4 @@ int bptt_tensor_reduce(const bptt_tensor *t, bptt_reduction op, double *out);
  * maximum along dim (first one on ties; a NaN counts as the maximum). */
 int bptt_tensor_argmax(const bptt_tensor *dst, const bptt_tensor *src, int dim);
 
-
 #endif

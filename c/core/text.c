@@ -115,13 +115,13 @@ static int utf8_decode(utf8_state *st, const unsigned char *p, size_t len, int64
   uint32_t cp = st->cp;
   unsigned need = st->need, lo = st->lo, hi = st->hi;
   int64_t start = st->start;
-#define PUT(sym, off)                 \
-  do {                                \
-    if (k == find) {                  \
-      *found = (off);                 \
-      return BPTT_OK;                 \
-    }                                 \
-    cps[k++] = (sym);                 \
+#define PUT(sym, off)                                                                                                  \
+  do {                                                                                                                 \
+    if (k == find) {                                                                                                   \
+      *found = (off);                                                                                                  \
+      return BPTT_OK;                                                                                                  \
+    }                                                                                                                  \
+    cps[k++] = (sym);                                                                                                  \
   } while (0)
   while (i < len) {
     unsigned c = p[i];
@@ -165,11 +165,11 @@ enum { SINK_COUNT, SINK_HIST, SINK_ENCODE };
 
 typedef struct {
   int mode;
-  int64_t n;              /* symbols seen so far */
-  int64_t *hist;          /* SINK_HIST: (256 or BPTT_UTF8_LIMIT) */
-  uint32_t maxsym;        /* SINK_HIST: the largest symbol seen */
-  const bptt_vocab *v;    /* SINK_ENCODE */
-  int32_t *ids;           /* SINK_ENCODE: (cap) */
+  int64_t n;           /* symbols seen so far */
+  int64_t *hist;       /* SINK_HIST: (256 or BPTT_UTF8_LIMIT) */
+  uint32_t maxsym;     /* SINK_HIST: the largest symbol seen */
+  const bptt_vocab *v; /* SINK_ENCODE */
+  int32_t *ids;        /* SINK_ENCODE: (cap) */
   int64_t cap;
 } sink;
 
@@ -230,7 +230,8 @@ static int scan(const bptt_text_src *src, int unit, int replace, sink *k, bptt_t
     err = reader_next(&r, &p, &len, e);
     if (err || len == 0) break;
     if (unit == BPTT_UNIT_BYTE) {
-      if (k->mode == SINK_COUNT) k->n += (int64_t)len;
+      if (k->mode == SINK_COUNT)
+        k->n += (int64_t)len;
       else if ((err = sink_put(k, p, NULL, (int64_t)len, &bad)) == BPTT_ERANGE) {
         e->symbol = p[bad], e->index = k->n + bad, e->offset = pos + bad;
       }
@@ -246,7 +247,8 @@ static int scan(const bptt_text_src *src, int unit, int replace, sink *k, bptt_t
   }
   if (!err && st.need) { /* the text ends inside a sequence */
     last = BPTT_REPLACEMENT;
-    if (!replace) err = invalid(e, st.start, -1, pos);
+    if (!replace)
+      err = invalid(e, st.start, -1, pos);
     else if ((err = sink_put(k, NULL, &last, 1, &bad)) == BPTT_ERANGE)
       e->symbol = last, e->index = k->n, e->offset = st.start;
   }
@@ -296,8 +298,7 @@ int bptt_text_count(const bptt_text_src *src, int unit, int replace, int64_t *n,
   return err;
 }
 
-int bptt_vocab_build(bptt_vocab *v, const bptt_text_src *src, int unit, int replace, int64_t *n,
-                     bptt_text_error *e) {
+int bptt_vocab_build(bptt_vocab *v, const bptt_text_src *src, int unit, int replace, int64_t *n, bptt_text_error *e) {
   sink k;
   uint32_t nsym = unit == BPTT_UNIT_BYTE ? 256 : BPTT_UTF8_LIMIT, s, maxsym = 0;
   int32_t V = 0;
@@ -457,9 +458,12 @@ static int parse_number(const char *s, size_t len, size_t *i, int base, int maxd
   int dig = 0;
   while (*i < len && dig < maxdig) {
     int c = (unsigned char)s[*i], d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (base == 16 && c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else break;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (base == 16 && c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else
+      break;
     x = x * (uint32_t)base + (uint32_t)d;
     dig++, (*i)++;
   }
@@ -475,15 +479,19 @@ int bptt_vocab_parse(bptt_vocab *v, const char *s, size_t len) {
   int unit, err = BPTT_OK;
   bptt_vocab_init(v, BPTT_UNIT_BYTE);
   if (len < i || memcmp(s, VOCAB_MAGIC, i) != 0) return BPTT_EFORMAT;
-  if (len - i > 5 && memcmp(s + i, "byte ", 5) == 0) unit = BPTT_UNIT_BYTE;
-  else if (len - i > 5 && memcmp(s + i, "utf8 ", 5) == 0) unit = BPTT_UNIT_UTF8;
-  else return BPTT_EFORMAT;
+  if (len - i > 5 && memcmp(s + i, "byte ", 5) == 0)
+    unit = BPTT_UNIT_BYTE;
+  else if (len - i > 5 && memcmp(s + i, "utf8 ", 5) == 0)
+    unit = BPTT_UNIT_UTF8;
+  else
+    return BPTT_EFORMAT;
   i += 5;
   if (parse_number(s, len, &i, 10, 7, &V) || V > BPTT_UTF8_LIMIT || V > (len - i) / 2) return BPTT_EFORMAT;
   symbols = malloc(sizeof(uint32_t) * (V ? V : 1));
   if (symbols == NULL) return BPTT_ENOMEM;
   for (j = 0; j < V && !err; j++) {
-    if (i >= len || s[i] != ' ') err = BPTT_EFORMAT;
+    if (i >= len || s[i] != ' ')
+      err = BPTT_EFORMAT;
     else {
       i++;
       err = parse_number(s, len, &i, 16, 8, &symbols[j]);
@@ -497,13 +505,13 @@ int bptt_vocab_parse(bptt_vocab *v, const char *s, size_t len) {
 
 /* --------------------------------------------------------------- batches */
 
-int bptt_text_batch(const int32_t *tokens, int64_t stride, int64_t n, int64_t S, int64_t start, int64_t T,
-                    int64_t B, int32_t *x, int32_t *y) {
+int bptt_text_batch(const int32_t *tokens, int64_t stride, int64_t n, int64_t S, int64_t start, int64_t T, int64_t B,
+                    int32_t *x, int32_t *y) {
   int64_t t, b, last;
   if (T < 1 || B < 1 || S < 0 || start < 0 || stride < 0) return BPTT_EARG;
   /* the last token read is y[T-1][B-1] = tokens[(B-1)*S + start + T] */
-  if (bptt_mul_overflow(B - 1, S, &last) || bptt_add_overflow(last, start, &last) || bptt_add_overflow(last, T, &last) ||
-      last >= n)
+  if (bptt_mul_overflow(B - 1, S, &last) || bptt_add_overflow(last, start, &last) ||
+      bptt_add_overflow(last, T, &last) || last >= n)
     return BPTT_ERANGE;
   for (b = 0; b < B; b++) {
     const int32_t *src = tokens + (b * S + start) * stride;

@@ -33,9 +33,9 @@
 
 typedef enum { BPTT_UNIT_BYTE = 0, BPTT_UNIT_UTF8 = 1 } bptt_unit;
 
-#define BPTT_UTF8_LIMIT 0x110000u   /* code points are below this */
-#define BPTT_REPLACEMENT 0xFFFDu    /* U+FFFD REPLACEMENT CHARACTER */
-#define BPTT_TEXT_CHUNK (1u << 20)  /* bytes read from a file at a time */
+#define BPTT_UTF8_LIMIT 0x110000u  /* code points are below this */
+#define BPTT_REPLACEMENT 0xFFFDu   /* U+FFFD REPLACEMENT CHARACTER */
+#define BPTT_TEXT_CHUNK (1u << 20) /* bytes read from a file at a time */
 
 /* "byte" / "utf8", and back (-1 for an unknown name). */
 const char *bptt_unit_name(int unit);
@@ -52,12 +52,12 @@ typedef struct bptt_vocab {
 
 /* Where a text could not be read or encoded. */
 typedef struct bptt_text_error {
-  int64_t offset;  /* byte offset (0-based) of the invalid sequence / unknown symbol */
-  int64_t index;   /* position (0-based) of that symbol among the symbols of the text */
-  uint32_t symbol; /* BPTT_ERANGE: the unknown symbol */
-  int byte;        /* BPTT_EFORMAT: the offending byte, -1 when the text ends inside a sequence */
+  int64_t offset;      /* byte offset (0-based) of the invalid sequence / unknown symbol */
+  int64_t index;       /* position (0-based) of that symbol among the symbols of the text */
+  uint32_t symbol;     /* BPTT_ERANGE: the unknown symbol */
+  int byte;            /* BPTT_EFORMAT: the offending byte, -1 when the text ends inside a sequence */
   int64_t byte_offset; /* BPTT_EFORMAT: offset of that byte */
-  int sys_errno;   /* BPTT_EIO: errno of the failed open or read */
+  int sys_errno;       /* BPTT_EIO: errno of the failed open or read */
 } bptt_text_error;
 
 /* A text: the file at `path` when it is not NULL, else `len` bytes at `bytes`. */
@@ -117,8 +117,8 @@ int bptt_vocab_parse(bptt_vocab *v, const char *s, size_t len);
  * offset into every stripe) gives, time-major,
  *   x[t][b] = tokens[b*S + start + t],  y[t][b] = tokens[b*S + start + t + 1]
  * for x, y: (T, B) contiguous.  BPTT_ERANGE if a read falls outside tokens. */
-int bptt_text_batch(const int32_t *tokens, int64_t stride, int64_t n, int64_t S, int64_t start, int64_t T,
-                    int64_t B, int32_t *x, int32_t *y);
+int bptt_text_batch(const int32_t *tokens, int64_t stride, int64_t n, int64_t S, int64_t start, int64_t T, int64_t B,
+                    int32_t *x, int32_t *y);
 
 /* Document starts: r[i] = 1 where x[i] == sep, else 0, for i < n (x and r
  * contiguous).  A corpus of documents, each opened by the separator symbol,

@@ -65,7 +65,7 @@ typedef struct {
   float *c, *pk[BPTT_MAX_THREADS];
   int64_t M, N, K, ldb, reps;
   int transb, failed; /* failed: a thread could not allocate its buffer */
-  double t0, t1; /* the products' start and end, packing excluded */
+  double t0, t1;      /* the products' start and end, packing excluded */
 } packed_job;
 
 static double now_s(void) {
@@ -84,8 +84,7 @@ static void packed_task(void *ctx, int tid, int n) {
   w = hi - lo;
   if (w > 0 && !(j->pk[tid] = bptt_malloc((size_t)bptt_packed_floats(j->K, w) * sizeof(float))))
     __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
-  if (j->pk[tid])
-    bptt_pack_f32(j->pk[tid], j->transb ? j->b + lo * j->ldb : j->b + lo, j->ldb, j->transb, j->K, w);
+  if (j->pk[tid]) bptt_pack_f32(j->pk[tid], j->transb ? j->b + lo * j->ldb : j->b + lo, j->ldb, j->transb, j->K, w);
   bptt_parallel_barrier(n);
   if (tid == 0) j->t0 = now_s();
   if (j->pk[tid] && !__atomic_load_n(&j->failed, __ATOMIC_RELAXED))
@@ -110,9 +109,12 @@ static int l_packed_matmul(lua_State *L) {
   memset(&j, 0, sizeof j);
   j.M = a->size[0], j.K = a->size[1], j.N = b->size[1];
   j.reps = lua_isnoneornil(L, 4) ? 1 : bptt_checkint(L, 4, fn, "reps", 1, 1000000000);
-  if (b->stride[1] == 1) j.transb = 0, j.ldb = b->stride[0];
-  else if (b->stride[0] == 1) j.transb = 1, j.ldb = b->stride[1];
-  else return luaL_error(L, "%s: b must be contiguous or a transposed contiguous matrix", fn);
+  if (b->stride[1] == 1)
+    j.transb = 0, j.ldb = b->stride[0];
+  else if (b->stride[0] == 1)
+    j.transb = 1, j.ldb = b->stride[1];
+  else
+    return luaL_error(L, "%s: b must be contiguous or a transposed contiguous matrix", fn);
   j.a = bptt_tensor_data(a), j.b = bptt_tensor_data(b), j.c = bptt_tensor_data(c);
   bptt_parallel_run(packed_task, &j, bptt_parallel_threads());
   for (k = 0; k < BPTT_MAX_THREADS; k++) bptt_free(j.pk[k]);
@@ -154,11 +156,15 @@ static int l_clock(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"clock", l_clock}, {"set_num_threads", l_set_num_threads}, {"num_threads", l_num_threads},
-                                     {"blas_config", l_blas_config}, {"cpu_config", l_cpu_config},
-                                     {"blas_set_num_threads", l_blas_set_num_threads},
-                                     {"packed_gemm", l_packed_gemm}, {"packed_matmul", l_packed_matmul},
-                                     {NULL, NULL}};
+static const luaL_Reg functions[] = { { "clock", l_clock },
+                                      { "set_num_threads", l_set_num_threads },
+                                      { "num_threads", l_num_threads },
+                                      { "blas_config", l_blas_config },
+                                      { "cpu_config", l_cpu_config },
+                                      { "blas_set_num_threads", l_blas_set_num_threads },
+                                      { "packed_gemm", l_packed_gemm },
+                                      { "packed_matmul", l_packed_matmul },
+                                      { NULL, NULL } };
 
 /* The team's workers (parallel.c) run this library's code and outlive any
  * Lua state, but lua_close unloads C modules (dlclose): pin the library in
@@ -236,13 +242,13 @@ int luaopen_bptt_core(lua_State *L) {
     const char *isa = getenv("BPTT_ISA");
     if (isa && *isa) {
       int level = bptt_isa_from_name(isa);
-      if (level < 0)
-        return luaL_error(L, "bptt: BPTT_ISA must be avx512, avx2 or generic (or unset), got '%s'", isa);
+      if (level < 0) return luaL_error(L, "bptt: BPTT_ISA must be avx512, avx2 or generic (or unset), got '%s'", isa);
       bptt_isa_set(level);
     }
     int e = claim_blas_buffer();
     if (e != 0) /* before anything waits on OpenBLAS's threads */
-      return luaL_error(L, "bptt.core: cannot load: OpenBLAS needs %d MB of address space for its work buffer and "
+      return luaL_error(L,
+                        "bptt.core: cannot load: OpenBLAS needs %d MB of address space for its work buffer and "
                         "cannot map it (%s; ulimit -v?); without it every matrix product would hang",
                         (int)(BLAS_BUFFER_BYTES >> 20), strerror(e));
     /* the team starts as large as OpenBLAS's pool would, and takes over

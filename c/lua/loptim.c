@@ -72,7 +72,8 @@ static void *buffer(lua_State *L, bufset *s, int idx, const char *fn, const char
 }
 
 static double number(lua_State *L, int idx, const char *fn, const char *name) {
-  if (lua_type(L, idx) != LUA_TNUMBER) luaL_error(L, "%s: %s must be a number, got %s", fn, name, luaL_typename(L, idx));
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_error(L, "%s: %s must be a number, got %s", fn, name, luaL_typename(L, idx));
   return lua_tonumber(L, idx);
 }
 
@@ -83,7 +84,7 @@ static void check_kernel(lua_State *L, int err, const char *fn) {
 /* optim_sgd(p, g, buf?, init_buf, lr, momentum, dampening, weight_decay, nesterov) */
 static int l_sgd(lua_State *L) {
   const char *fn = "bptt.core.optim_sgd";
-  bufset s = {{NULL}, {NULL}, 0, 0, 0};
+  bufset s = { { NULL }, { NULL }, 0, 0, 0 };
   bptt_sgd_hp hp;
   void *p = buffer(L, &s, 1, fn, "p", 0), *g = buffer(L, &s, 2, fn, "g", 0), *buf = buffer(L, &s, 3, fn, "buf", 1);
   int init = lua_toboolean(L, 4);
@@ -92,15 +93,17 @@ static int l_sgd(lua_State *L) {
   hp.dampening = number(L, 7, fn, "dampening");
   hp.weight_decay = number(L, 8, fn, "weight_decay");
   hp.nesterov = lua_toboolean(L, 9);
-  check_kernel(L, s.dtype == BPTT_FLOAT32 ? bptt_sgd_step_f32(p, g, buf, s.n, &hp, init)
-                                          : bptt_sgd_step_f64(p, g, buf, s.n, &hp, init), fn);
+  check_kernel(L,
+               s.dtype == BPTT_FLOAT32 ? bptt_sgd_step_f32(p, g, buf, s.n, &hp, init)
+                                       : bptt_sgd_step_f64(p, g, buf, s.n, &hp, init),
+               fn);
   return 0;
 }
 
 /* optim_adam(p, g, m, v, vmax?, t, lr, beta1, beta2, eps, weight_decay, decoupled) */
 static int l_adam(lua_State *L) {
   const char *fn = "bptt.core.optim_adam";
-  bufset s = {{NULL}, {NULL}, 0, 0, 0};
+  bufset s = { { NULL }, { NULL }, 0, 0, 0 };
   bptt_adam_hp hp;
   void *p = buffer(L, &s, 1, fn, "p", 0), *g = buffer(L, &s, 2, fn, "g", 0);
   void *m = buffer(L, &s, 3, fn, "exp_avg", 0), *v = buffer(L, &s, 4, fn, "exp_avg_sq", 0);
@@ -112,15 +115,17 @@ static int l_adam(lua_State *L) {
   hp.eps = number(L, 10, fn, "eps");
   hp.weight_decay = number(L, 11, fn, "weight_decay");
   hp.decoupled = lua_toboolean(L, 12);
-  check_kernel(L, s.dtype == BPTT_FLOAT32 ? bptt_adam_step_f32(p, g, m, v, vmax, s.n, t, &hp)
-                                          : bptt_adam_step_f64(p, g, m, v, vmax, s.n, t, &hp), fn);
+  check_kernel(L,
+               s.dtype == BPTT_FLOAT32 ? bptt_adam_step_f32(p, g, m, v, vmax, s.n, t, &hp)
+                                       : bptt_adam_step_f64(p, g, m, v, vmax, s.n, t, &hp),
+               fn);
   return 0;
 }
 
 /* optim_adagrad(p, g, sum, t, lr, lr_decay, weight_decay, eps) */
 static int l_adagrad(lua_State *L) {
   const char *fn = "bptt.core.optim_adagrad";
-  bufset s = {{NULL}, {NULL}, 0, 0, 0};
+  bufset s = { { NULL }, { NULL }, 0, 0, 0 };
   bptt_adagrad_hp hp;
   void *p = buffer(L, &s, 1, fn, "p", 0), *g = buffer(L, &s, 2, fn, "g", 0), *sum = buffer(L, &s, 3, fn, "sum", 0);
   int64_t t = bptt_checkint(L, 4, fn, "t", 1, INT64_MAX);
@@ -128,15 +133,17 @@ static int l_adagrad(lua_State *L) {
   hp.lr_decay = number(L, 6, fn, "lr_decay");
   hp.weight_decay = number(L, 7, fn, "weight_decay");
   hp.eps = number(L, 8, fn, "eps");
-  check_kernel(L, s.dtype == BPTT_FLOAT32 ? bptt_adagrad_step_f32(p, g, sum, s.n, t, &hp)
-                                          : bptt_adagrad_step_f64(p, g, sum, s.n, t, &hp), fn);
+  check_kernel(L,
+               s.dtype == BPTT_FLOAT32 ? bptt_adagrad_step_f32(p, g, sum, s.n, t, &hp)
+                                       : bptt_adagrad_step_f64(p, g, sum, s.n, t, &hp),
+               fn);
   return 0;
 }
 
 /* optim_rmsprop(p, g, sq, ga?, buf?, lr, alpha, eps, weight_decay, momentum) */
 static int l_rmsprop(lua_State *L) {
   const char *fn = "bptt.core.optim_rmsprop";
-  bufset s = {{NULL}, {NULL}, 0, 0, 0};
+  bufset s = { { NULL }, { NULL }, 0, 0, 0 };
   bptt_rmsprop_hp hp;
   void *p = buffer(L, &s, 1, fn, "p", 0), *g = buffer(L, &s, 2, fn, "g", 0);
   void *sq = buffer(L, &s, 3, fn, "square_avg", 0), *ga = buffer(L, &s, 4, fn, "grad_avg", 1);
@@ -146,20 +153,24 @@ static int l_rmsprop(lua_State *L) {
   hp.eps = number(L, 8, fn, "eps");
   hp.weight_decay = number(L, 9, fn, "weight_decay");
   hp.momentum = number(L, 10, fn, "momentum");
-  check_kernel(L, s.dtype == BPTT_FLOAT32 ? bptt_rmsprop_step_f32(p, g, sq, ga, buf, s.n, &hp)
-                                          : bptt_rmsprop_step_f64(p, g, sq, ga, buf, s.n, &hp), fn);
+  check_kernel(L,
+               s.dtype == BPTT_FLOAT32 ? bptt_rmsprop_step_f32(p, g, sq, ga, buf, s.n, &hp)
+                                       : bptt_rmsprop_step_f64(p, g, sq, ga, buf, s.n, &hp),
+               fn);
   return 0;
 }
 
 /* optim_grad_norm(g, p [, scale]) -> sum |g/scale|^p (0 when p = inf), max |g| */
 static int l_grad_norm(lua_State *L) {
   const char *fn = "bptt.core.optim_grad_norm";
-  bufset s = {{NULL}, {NULL}, 0, 0, 0};
+  bufset s = { { NULL }, { NULL }, 0, 0, 0 };
   void *g = buffer(L, &s, 1, fn, "g", 0);
   double p = number(L, 2, fn, "p"), scale = lua_isnoneornil(L, 3) ? 1.0 : number(L, 3, fn, "scale");
   double sum = 0, amax = 0;
-  check_kernel(L, s.dtype == BPTT_FLOAT32 ? bptt_grad_norm_f32(g, s.n, p, scale, &sum, &amax)
-                                          : bptt_grad_norm_f64(g, s.n, p, scale, &sum, &amax), fn);
+  check_kernel(L,
+               s.dtype == BPTT_FLOAT32 ? bptt_grad_norm_f32(g, s.n, p, scale, &sum, &amax)
+                                       : bptt_grad_norm_f64(g, s.n, p, scale, &sum, &amax),
+               fn);
   lua_pushnumber(L, sum);
   lua_pushnumber(L, amax);
   return 2;
@@ -168,7 +179,7 @@ static int l_grad_norm(lua_State *L) {
 /* optim_grad_scale(g, s): g *= s */
 static int l_grad_scale(lua_State *L) {
   const char *fn = "bptt.core.optim_grad_scale";
-  bufset s = {{NULL}, {NULL}, 0, 0, 0};
+  bufset s = { { NULL }, { NULL }, 0, 0, 0 };
   void *g = buffer(L, &s, 1, fn, "g", 0);
   double k = number(L, 2, fn, "s");
   check_kernel(L, s.dtype == BPTT_FLOAT32 ? bptt_grad_scale_f32(g, s.n, k) : bptt_grad_scale_f64(g, s.n, k), fn);
@@ -178,7 +189,7 @@ static int l_grad_scale(lua_State *L) {
 /* optim_grad_clamp(g, v): g = clamp(g, -v, v) */
 static int l_grad_clamp(lua_State *L) {
   const char *fn = "bptt.core.optim_grad_clamp";
-  bufset s = {{NULL}, {NULL}, 0, 0, 0};
+  bufset s = { { NULL }, { NULL }, 0, 0, 0 };
   void *g = buffer(L, &s, 1, fn, "g", 0);
   double v = number(L, 2, fn, "v");
   check_kernel(L, s.dtype == BPTT_FLOAT32 ? bptt_grad_clamp_f32(g, s.n, v) : bptt_grad_clamp_f64(g, s.n, v), fn);
@@ -189,19 +200,20 @@ static int l_grad_clamp(lua_State *L) {
 static int l_overlap(lua_State *L) {
   const char *fn = "bptt.core.optim_overlap";
   bptt_tensor *a = bptt_checktensor(L, 1, fn, "a"), *b = bptt_checktensor(L, 2, fn, "b");
-  if (!bptt_tensor_is_contiguous(a) || !bptt_tensor_is_contiguous(b)) luaL_error(L, "%s: a and b must be contiguous", fn);
+  if (!bptt_tensor_is_contiguous(a) || !bptt_tensor_is_contiguous(b))
+    luaL_error(L, "%s: a and b must be contiguous", fn);
   lua_pushboolean(L, overlap(a, b));
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"optim_sgd", l_sgd},
-                                     {"optim_adam", l_adam},
-                                     {"optim_adagrad", l_adagrad},
-                                     {"optim_rmsprop", l_rmsprop},
-                                     {"optim_grad_norm", l_grad_norm},
-                                     {"optim_grad_scale", l_grad_scale},
-                                     {"optim_grad_clamp", l_grad_clamp},
-                                     {"optim_overlap", l_overlap},
-                                     {NULL, NULL}};
+static const luaL_Reg functions[] = { { "optim_sgd", l_sgd },
+                                      { "optim_adam", l_adam },
+                                      { "optim_adagrad", l_adagrad },
+                                      { "optim_rmsprop", l_rmsprop },
+                                      { "optim_grad_norm", l_grad_norm },
+                                      { "optim_grad_scale", l_grad_scale },
+                                      { "optim_grad_clamp", l_grad_clamp },
+                                      { "optim_overlap", l_overlap },
+                                      { NULL, NULL } };
 
 void bptt_open_optim(lua_State *L) { bptt_setfuncs(L, functions, 0); }

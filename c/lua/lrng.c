@@ -45,8 +45,9 @@ static int l_set_rng_state(lua_State *L) {
     return luaL_error(L, "bptt.set_rng_state: s must be a string from bptt.rng_state(), got %s", luaL_typename(L, 1));
   s = lua_tolstring(L, 1, &len);
   if (bptt_rng_set_state(bptt_default_rng(L), s, len))
-    return luaL_error(L, "bptt.set_rng_state: s is not a state from bptt.rng_state() (\"xoshiro256**:\" and 64 hex "
-                         "digits, then \":-\" or \":\" and 16 hex digits)");
+    return luaL_error(L,
+                      "bptt.set_rng_state: s is not a state from bptt.rng_state() (\"xoshiro256**:\" and 64 hex "
+                      "digits, then \":-\" or \":\" and 16 hex digits)");
   return 0;
 }
 
@@ -66,8 +67,11 @@ static int l_random(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"manual_seed", l_manual_seed}, {"rng_state", l_rng_state},
-                                     {"set_rng_state", l_set_rng_state}, {"random", l_random}, {NULL, NULL}};
+static const luaL_Reg functions[] = { { "manual_seed", l_manual_seed },
+                                      { "rng_state", l_rng_state },
+                                      { "set_rng_state", l_set_rng_state },
+                                      { "random", l_random },
+                                      { NULL, NULL } };
 
 void bptt_open_rng(lua_State *L) {
   bptt_default_rng(L);

@@ -188,7 +188,7 @@ failed: /* nothing partial: the tables made so far are dropped */
   return push_failure(L, fn, path, msg, oserr);
 }
 
-static const luaL_Reg functions[] = {{"save", l_save}, {"load", l_load}, {NULL, NULL}};
+static const luaL_Reg functions[] = { { "save", l_save }, { "load", l_load }, { NULL, NULL } };
 
 void bptt_open_io(lua_State *L) {
   if (luaL_newmetatable(L, READER_MT)) {

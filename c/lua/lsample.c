@@ -26,7 +26,8 @@ static int l_sample(lua_State *L) {
     if (!lua_isnil(L, -1)) {
       o.temperature = lua_tonumber(L, -1);
       if (lua_type(L, -1) != LUA_TNUMBER || !(o.temperature > 0) || o.temperature > 1e300)
-        luaL_error(L, "%s: temperature must be a number > 0, got %s", fn, lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+        luaL_error(L, "%s: temperature must be a number > 0, got %s", fn,
+                   lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
     }
     lua_getfield(L, 2, "top_k");
     if (!lua_isnil(L, -1)) o.top_k = bptt_checkint(L, -1, fn, "top_k", 0, INT64_MAX);
@@ -34,7 +35,8 @@ static int l_sample(lua_State *L) {
     if (!lua_isnil(L, -1)) {
       o.top_p = lua_tonumber(L, -1);
       if (lua_type(L, -1) != LUA_TNUMBER || !(o.top_p > 0 && o.top_p <= 1))
-        luaL_error(L, "%s: top_p must be a number in (0, 1], got %s", fn, lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+        luaL_error(L, "%s: top_p must be a number in (0, 1], got %s", fn,
+                   lua_tostring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
     }
     lua_getfield(L, 2, "greedy");
     o.greedy = lua_toboolean(L, -1);
@@ -70,6 +72,6 @@ static int l_log_prob(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"sample", l_sample}, {"log_prob", l_log_prob}, {NULL, NULL}};
+static const luaL_Reg functions[] = { { "sample", l_sample }, { "log_prob", l_log_prob }, { NULL, NULL } };
 
 void bptt_open_sample(lua_State *L) { bptt_setfuncs(L, functions, 0); }

@@ -76,7 +76,8 @@ int64_t bptt_checkint(lua_State *L, int idx, const char *fn, const char *arg, in
     char a[32], b[32];
     if (lo < -(INT64_C(1) << 53)) lo = -(INT64_C(1) << 53);
     if (hi > (INT64_C(1) << 53)) hi = INT64_C(1) << 53;
-    luaL_error(L, "%s: %s must be in %s..%s, got %f", fn, arg, bptt_i64str(a, sizeof a, lo), bptt_i64str(b, sizeof b, hi), v);
+    luaL_error(L, "%s: %s must be in %s..%s, got %f", fn, arg, bptt_i64str(a, sizeof a, lo),
+               bptt_i64str(b, sizeof b, hi), v);
   }
   return (int64_t)v;
 }

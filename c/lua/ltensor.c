@@ -21,7 +21,8 @@ static int checksizes(lua_State *L, int from, const char *fn, int64_t *size, int
   int n = 0, i, top = lua_gettop(L);
   /* bptt.zeros(nil): a size that is missing (a nil variable), not a 0-d request */
   if (top >= from && lua_isnil(L, from))
-    luaL_error(L, "%s: sizes must be numbers or a table of numbers, got nil (call it with no argument for a 0-d tensor)", fn);
+    luaL_error(
+        L, "%s: sizes must be numbers or a table of numbers, got nil (call it with no argument for a 0-d tensor)", fn);
   if (lua_istable(L, from)) {
     int len = (int)bptt_rawlen(L, from);
     if (len > BPTT_MAXDIM) luaL_error(L, "%s: at most %d dimensions, got %d", fn, BPTT_MAXDIM, len);
@@ -63,8 +64,10 @@ static int random_tensor(lua_State *L, const char *fn, int normal) {
   bptt_tensor *t;
   if (dt == BPTT_INT32) luaL_error(L, "%s: dtype must be \"float32\" or \"float64\", got \"int32\"", fn);
   t = bptt_newtensor(L, fn, dt, ndim, size);
-  if (normal) bptt_tensor_normal(t, bptt_default_rng(L), 0.0, 1.0);
-  else bptt_tensor_uniform(t, bptt_default_rng(L), 0.0, 1.0);
+  if (normal)
+    bptt_tensor_normal(t, bptt_default_rng(L), 0.0, 1.0);
+  else
+    bptt_tensor_uniform(t, bptt_default_rng(L), 0.0, 1.0);
   return 1;
 }
 
@@ -88,7 +91,8 @@ static void path_str(const int64_t *path, int depth, char *buf, size_t len) {
   size_t used = 0;
   int d;
   buf[0] = '\0';
-  for (d = 0; d < depth && used < len; d++) used += (size_t)snprintf(buf + used, len - used, "[%lld]", (long long)path[d] + 1);
+  for (d = 0; d < depth && used < len; d++)
+    used += (size_t)snprintf(buf + used, len - used, "[%lld]", (long long)path[d] + 1);
 }
 
 static void table_fill(lua_State *L, int idx, int depth, const bptt_tensor *t, int64_t *path, int64_t *pos) {
@@ -236,7 +240,8 @@ static int64_t element_offset(lua_State *L, const bptt_tensor *t, int from, cons
 static int m_get(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:get");
   if (lua_gettop(L) - 1 != t->ndim)
-    luaL_error(L, "bptt.Tensor:get: expected %d indices for a %d-d tensor, got %d", t->ndim, t->ndim, lua_gettop(L) - 1);
+    luaL_error(L, "bptt.Tensor:get: expected %d indices for a %d-d tensor, got %d", t->ndim, t->ndim,
+               lua_gettop(L) - 1);
   lua_pushnumber(L, bptt_tensor_get(t, element_offset(L, t, 2, "bptt.Tensor:get")));
   return 1;
 }
@@ -322,8 +327,10 @@ static int m_to(lua_State *L) {
 
 static int m_contiguous(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:contiguous");
-  if (bptt_tensor_is_contiguous(t)) lua_settop(L, 1);
-  else clone_to(L, t, t->dtype, "bptt.Tensor:contiguous");
+  if (bptt_tensor_is_contiguous(t))
+    lua_settop(L, 1);
+  else
+    clone_to(L, t, t->dtype, "bptt.Tensor:contiguous");
   return 1;
 }
 
@@ -335,7 +342,8 @@ static int m_copy(lua_State *L) {
   if (err == BPTT_ESHAPE)
     luaL_error(L, "bptt.Tensor:copy: src must have shape %s, got %s", bptt_shapestr(t, a, sizeof a),
                bptt_shapestr(src, b, sizeof b));
-  if (err == BPTT_ERANGE) luaL_error(L, "bptt.Tensor:copy: src has a value that is NaN, infinite or outside int32's range");
+  if (err == BPTT_ERANGE)
+    luaL_error(L, "bptt.Tensor:copy: src has a value that is NaN, infinite or outside int32's range");
   if (err) bptt_raise(L, err, "bptt.Tensor:copy", NULL);
   lua_settop(L, 1);
   return 1;
@@ -344,7 +352,8 @@ static int m_copy(lua_State *L) {
 static int m_fill(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:fill");
   double v = bptt_checknum(L, 2, "bptt.Tensor:fill", "v");
-  if (bptt_tensor_fill(t, v)) luaL_error(L, "bptt.Tensor:fill: v must be a whole number in int32 range for an int32 tensor, got %f", v);
+  if (bptt_tensor_fill(t, v))
+    luaL_error(L, "bptt.Tensor:fill: v must be a whole number in int32 range for an int32 tensor, got %f", v);
   lua_settop(L, 1);
   return 1;
 }
@@ -496,7 +505,7 @@ static int arith(lua_State *L, const char *fn, int sign) {
   bptt_tensor *a = bptt_totensor(L, 1), *b = bptt_totensor(L, 2), *r;
   if (a && b) {
     bptt_push_binop(L, fn, 1, 2, BPTT_OP_ADD, (double)sign); /* broadcasting (ltensor_math.c) */
-  } else if (a && lua_type(L, 2) == LUA_TNUMBER) { /* t + s, t - s */
+  } else if (a && lua_type(L, 2) == LUA_TNUMBER) {           /* t + s, t - s */
     double s = lua_tonumber(L, 2);
     if (a->storage == NULL) luaL_error(L, "%s: left operand was freed", fn);
     r = clone_to(L, a, a->dtype == BPTT_INT32 && s != floor(s) ? BPTT_FLOAT64 : a->dtype, fn);
@@ -560,17 +569,22 @@ static int l_matmul(lua_State *L) {
   char sa[96], sb[96];
   int err;
   if (a->dtype != b->dtype)
-    luaL_error(L, "bptt.matmul: b must have a's dtype %s, got %s", bptt_dtype_name(a->dtype), bptt_dtype_name(b->dtype));
+    luaL_error(L, "bptt.matmul: b must have a's dtype %s, got %s", bptt_dtype_name(a->dtype),
+               bptt_dtype_name(b->dtype));
   if (a->dtype == BPTT_INT32) luaL_error(L, "bptt.matmul: a must be float32 or float64, got int32");
   if (a->ndim < 1 || a->ndim > 2 || b->ndim < 1 || b->ndim > 2)
     luaL_error(L, "bptt.matmul: a and b must be 1-d or 2-d, got %s and %s", bptt_shapestr(a, sa, sizeof sa),
                bptt_shapestr(b, sb, sizeof sb));
   /* treat vectors as 1 x K (a) and K x 1 (b) matrices */
   a2 = *a, b2 = *b;
-  if (a->ndim == 1) a2.ndim = 2, a2.size[1] = a->size[0], a2.stride[1] = a->stride[0], a2.size[0] = 1, a2.stride[0] = a->size[0];
-  else rsize[rdim++] = a->size[0];
-  if (b->ndim == 1) b2.ndim = 2, b2.size[1] = 1, b2.stride[1] = 1, b2.size[0] = b->size[0], b2.stride[0] = b->stride[0];
-  else rsize[rdim++] = b->size[1];
+  if (a->ndim == 1)
+    a2.ndim = 2, a2.size[1] = a->size[0], a2.stride[1] = a->stride[0], a2.size[0] = 1, a2.stride[0] = a->size[0];
+  else
+    rsize[rdim++] = a->size[0];
+  if (b->ndim == 1)
+    b2.ndim = 2, b2.size[1] = 1, b2.stride[1] = 1, b2.size[0] = b->size[0], b2.stride[0] = b->stride[0];
+  else
+    rsize[rdim++] = b->size[1];
   if (a2.size[1] != b2.size[0]) {
     char k[32];
     luaL_error(L, "bptt.matmul: b must have %s rows to match a (%s), got %s", bptt_i64str(k, sizeof k, a2.size[1]),
@@ -629,7 +643,9 @@ typedef struct {
   int summarize;
 } print_ctx;
 
-static int shown(const print_ctx *pc, int64_t size, int64_t i) { return !pc->summarize || size <= 6 || i < 3 || i >= size - 3; }
+static int shown(const print_ctx *pc, int64_t size, int64_t i) {
+  return !pc->summarize || size <= 6 || i < 3 || i >= size - 3;
+}
 
 static void scan_values(const bptt_tensor *t, const print_ctx *pc, int depth, int64_t off, double *amax, double *amin,
                         int *whole, int *nonfinite) {
@@ -656,11 +672,16 @@ static void scan_values(const bptt_tensor *t, const print_ctx *pc, int depth, in
 
 static void add_value(luaL_Buffer *b, const print_ctx *pc, double v) {
   char buf[64];
-  if (v != v) snprintf(buf, sizeof buf, "%*s", pc->width, "nan");
-  else if (isinf(v)) snprintf(buf, sizeof buf, "%*s", pc->width, v > 0 ? "inf" : "-inf");
-  else if (pc->mode == 0) snprintf(buf, sizeof buf, "%*.0f", pc->width, v);
-  else if (pc->mode == 1) snprintf(buf, sizeof buf, "%*.4f", pc->width, v);
-  else snprintf(buf, sizeof buf, "%*.4e", pc->width, v);
+  if (v != v)
+    snprintf(buf, sizeof buf, "%*s", pc->width, "nan");
+  else if (isinf(v))
+    snprintf(buf, sizeof buf, "%*s", pc->width, v > 0 ? "inf" : "-inf");
+  else if (pc->mode == 0)
+    snprintf(buf, sizeof buf, "%*.0f", pc->width, v);
+  else if (pc->mode == 1)
+    snprintf(buf, sizeof buf, "%*.4f", pc->width, v);
+  else
+    snprintf(buf, sizeof buf, "%*.4e", pc->width, v);
   luaL_addchar(b, ' ');
   luaL_addstring(b, buf);
 }
@@ -678,7 +699,8 @@ static void add_row(luaL_Buffer *b, const bptt_tensor *t, const print_ctx *pc, i
   luaL_addchar(b, '\n');
 }
 
-static void add_slices(luaL_Buffer *b, const bptt_tensor *t, const print_ctx *pc, int depth, int64_t off, int64_t *idx) {
+static void add_slices(luaL_Buffer *b, const bptt_tensor *t, const print_ctx *pc, int depth, int64_t off,
+                       int64_t *idx) {
   int64_t i;
   if (depth == t->ndim - 2) {
     int64_t n = t->size[depth];
@@ -746,10 +768,13 @@ static int mm_tostring(lua_State *L) {
     if (t->ndim == 0) {
       add_value(&b, &pc, bptt_tensor_get(t, t->offset));
       luaL_addchar(&b, '\n');
-    } else if (t->ndim == 1) add_row(&b, t, &pc, t->offset, 0);
-    else add_slices(&b, t, &pc, 0, t->offset, idx);
+    } else if (t->ndim == 1)
+      add_row(&b, t, &pc, t->offset, 0);
+    else
+      add_slices(&b, t, &pc, 0, t->offset, idx);
   }
-  snprintf(line, sizeof line, "[bptt.Tensor %s of size %s]", bptt_dtype_name(t->dtype), bptt_shapestr(t, shape, sizeof shape));
+  snprintf(line, sizeof line, "[bptt.Tensor %s of size %s]", bptt_dtype_name(t->dtype),
+           bptt_shapestr(t, shape, sizeof shape));
   luaL_addstring(&b, line);
   luaL_pushresult(&b);
   return 1;
@@ -787,22 +812,43 @@ static int l_is_tensor(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg methods[] = {
-    {"shape", m_shape},   {"size", m_size},       {"stride", m_stride},     {"dim", m_dim},
-    {"numel", m_numel},   {"dtype", m_dtype},     {"is_contiguous", m_is_contiguous},
-    {"get", m_get},       {"set", m_set},         {"totable", m_totable},   {"pointer", m_pointer},
-    {"clone", m_clone},   {"to", m_to},           {"contiguous", m_contiguous},
-    {"copy", m_copy},     {"fill", m_fill},       {"zero", m_zero},         {"uniform", m_uniform},
-    {"normal", m_normal}, {"free", m_free},       {"view", m_view},         {"narrow", m_narrow},
-    {"select", m_select}, {"transpose", m_transpose}, {"t", m_t},           {NULL, NULL}};
+static const luaL_Reg methods[] = { { "shape", m_shape },
+                                    { "size", m_size },
+                                    { "stride", m_stride },
+                                    { "dim", m_dim },
+                                    { "numel", m_numel },
+                                    { "dtype", m_dtype },
+                                    { "is_contiguous", m_is_contiguous },
+                                    { "get", m_get },
+                                    { "set", m_set },
+                                    { "totable", m_totable },
+                                    { "pointer", m_pointer },
+                                    { "clone", m_clone },
+                                    { "to", m_to },
+                                    { "contiguous", m_contiguous },
+                                    { "copy", m_copy },
+                                    { "fill", m_fill },
+                                    { "zero", m_zero },
+                                    { "uniform", m_uniform },
+                                    { "normal", m_normal },
+                                    { "free", m_free },
+                                    { "view", m_view },
+                                    { "narrow", m_narrow },
+                                    { "select", m_select },
+                                    { "transpose", m_transpose },
+                                    { "t", m_t },
+                                    { NULL, NULL } };
 
-static const luaL_Reg metamethods[] = {{"__gc", mm_gc},   {"__tostring", mm_tostring}, {"__add", mm_add}, {"__sub", mm_sub},
-                                       {"__mul", mm_mul}, {"__div", mm_div},           {"__unm", mm_unm}, {NULL, NULL}};
+static const luaL_Reg metamethods[] = { { "__gc", mm_gc },   { "__tostring", mm_tostring },
+                                        { "__add", mm_add }, { "__sub", mm_sub },
+                                        { "__mul", mm_mul }, { "__div", mm_div },
+                                        { "__unm", mm_unm }, { NULL, NULL } };
 
-static const luaL_Reg functions[] = {{"tensor", l_tensor}, {"zeros", l_zeros},   {"ones", l_ones},
-                                     {"randn", l_randn},   {"rand", l_rand},     {"matmul", l_matmul},
-                                     {"is_tensor", l_is_tensor}, {"tensor_rebind", l_tensor_rebind},
-                                     {NULL, NULL}};
+static const luaL_Reg functions[] = {
+  { "tensor", l_tensor }, { "zeros", l_zeros },   { "ones", l_ones },           { "randn", l_randn },
+  { "rand", l_rand },     { "matmul", l_matmul }, { "is_tensor", l_is_tensor }, { "tensor_rebind", l_tensor_rebind },
+  { NULL, NULL }
+};
 
 /* __index: methods first (one table lookup, in a Lua function the JIT
  * compiles), then t[i] and t[{...}] slices (ltensor_index.c). */

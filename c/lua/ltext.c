@@ -62,23 +62,30 @@ static void symbol_str(char *buf, size_t len, int unit, uint32_t s) {
   int printable = s >= 0x20 && s != 0x7F && !(s >= 0x80 && s < 0xA0) && (unit == BPTT_UNIT_UTF8 || s < 0x80);
   const char *esc = s == '\n' ? "\\n" : s == '\t' ? "\\t" : s == '\r' ? "\\r" : NULL;
   if (esc) {
-    if (unit == BPTT_UNIT_BYTE) snprintf(buf, len, "\"%s\" (byte 0x%02x)", esc, (unsigned)s);
-    else snprintf(buf, len, "\"%s\" (U+%04lX)", esc, (unsigned long)s);
+    if (unit == BPTT_UNIT_BYTE)
+      snprintf(buf, len, "\"%s\" (byte 0x%02x)", esc, (unsigned)s);
+    else
+      snprintf(buf, len, "\"%s\" (U+%04lX)", esc, (unsigned long)s);
   } else if (unit == BPTT_UNIT_BYTE) {
-    if (printable) snprintf(buf, len, "\"%c\" (byte 0x%02x)", (char)s, (unsigned)s);
-    else snprintf(buf, len, "byte 0x%02x", (unsigned)s);
+    if (printable)
+      snprintf(buf, len, "\"%c\" (byte 0x%02x)", (char)s, (unsigned)s);
+    else
+      snprintf(buf, len, "byte 0x%02x", (unsigned)s);
   } else {
-    if (printable) snprintf(buf, len, "\"%.*s\" (U+%04lX)", n, b, (unsigned long)s);
-    else snprintf(buf, len, "U+%04lX", (unsigned long)s);
+    if (printable)
+      snprintf(buf, len, "\"%.*s\" (U+%04lX)", n, b, (unsigned long)s);
+    else
+      snprintf(buf, len, "U+%04lX", (unsigned long)s);
   }
 }
 
 /* The message for a failed read or encode of a text (path NULL: a string). */
-static const char *text_message(char *buf, size_t len, int err, const bptt_text_error *e, int unit,
-                                const char *path) {
+static const char *text_message(char *buf, size_t len, int err, const bptt_text_error *e, int unit, const char *path) {
   char sym[64], where[1200];
-  if (path) snprintf(where, sizeof where, "%s: ", path);
-  else where[0] = '\0';
+  if (path)
+    snprintf(where, sizeof where, "%s: ", path);
+  else
+    where[0] = '\0';
   switch (err) {
     case BPTT_EIO:
       snprintf(buf, len, "%s%s", where, strerror(e->sys_errno));
@@ -91,8 +98,9 @@ static const char *text_message(char *buf, size_t len, int err, const bptt_text_
         snprintf(buf, len, "%sinvalid UTF-8 at byte offset %lld: byte 0x%02x cannot start a character", where,
                  (long long)e->offset, (unsigned)e->byte);
       else
-        snprintf(buf, len, "%sinvalid UTF-8 at byte offset %lld: byte 0x%02x at offset %lld cannot continue the character",
-                 where, (long long)e->offset, (unsigned)e->byte, (long long)e->byte_offset);
+        snprintf(buf, len,
+                 "%sinvalid UTF-8 at byte offset %lld: byte 0x%02x at offset %lld cannot continue the character", where,
+                 (long long)e->offset, (unsigned)e->byte, (long long)e->byte_offset);
       break;
     case BPTT_ERANGE:
       symbol_str(sym, sizeof sym, unit, e->symbol);
@@ -129,9 +137,12 @@ static int l_text_load(lua_State *L) {
   int unit, replace, err, iv;
   char msg[1600];
   memset(&src, 0, sizeof src);
-  if (lua_type(L, 1) == LUA_TSTRING) src.path = lua_tostring(L, 1);
-  else if (lua_type(L, 2) == LUA_TSTRING) src.bytes = lua_tolstring(L, 2, &src.len);
-  else return luaL_error(L, "%s: give a path or text = a string", fn);
+  if (lua_type(L, 1) == LUA_TSTRING)
+    src.path = lua_tostring(L, 1);
+  else if (lua_type(L, 2) == LUA_TSTRING)
+    src.bytes = lua_tolstring(L, 2, &src.len);
+  else
+    return luaL_error(L, "%s: give a path or text = a string", fn);
   unit = check_unit(L, 3, fn);
   replace = lua_toboolean(L, 4);
   lua_settop(L, 5);
@@ -258,7 +269,8 @@ static int l_vocab_from_symbols(lua_State *L) {
   int32_t bad;
   bptt_vocab *v;
   int err;
-  if (lua_type(L, 1) != LUA_TTABLE) return luaL_error(L, "%s: symbols must be a list of strings, got %s", fn, luaL_typename(L, 1));
+  if (lua_type(L, 1) != LUA_TTABLE)
+    return luaL_error(L, "%s: symbols must be a list of strings, got %s", fn, luaL_typename(L, 1));
   n = (int)bptt_rawlen(L, 1);
   if ((uint32_t)n > (unit == BPTT_UNIT_BYTE ? 256u : BPTT_UTF8_LIMIT))
     return luaL_error(L, "%s: a %s vocabulary has at most %d symbols, got %d", fn, bptt_unit_name(unit),
@@ -311,8 +323,10 @@ static int l_vocab_parse(lua_State *L) {
   if (err == BPTT_ENOMEM) return bptt_raise(L, err, fn, NULL);
   if (err) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: s is not a vocabulary from Vocab:serialize() (\"bptt-vocab/1 <unit> <V>\" then V hex "
-                       "symbols, each once)", fn);
+    lua_pushfstring(L,
+                    "%s: s is not a vocabulary from Vocab:serialize() (\"bptt-vocab/1 <unit> <V>\" then V hex "
+                    "symbols, each once)",
+                    fn);
     return 2;
   }
   return 1;
@@ -377,7 +391,7 @@ typedef struct {
   int unit; /* bptt_split */
 } words_ud;
 
-static const char *const SPLIT_NAMES[] = {"word", "utf8", "byte", NULL};
+static const char *const SPLIT_NAMES[] = { "word", "utf8", "byte", NULL };
 
 static int words_gc(lua_State *L) {
   words_ud *u = luaL_checkudata(L, 1, WORDS_MT);
@@ -406,23 +420,31 @@ static int check_split(lua_State *L, int idx, const char *fn) {
   int i;
   for (i = 0; name && SPLIT_NAMES[i]; i++)
     if (strcmp(name, SPLIT_NAMES[i]) == 0) return i;
-  return luaL_error(L, "%s: unit must be \"word\", \"utf8\" or \"byte\", got %s", fn, name ? name : luaL_typename(L, idx));
+  return luaL_error(L, "%s: unit must be \"word\", \"utf8\" or \"byte\", got %s", fn,
+                    name ? name : luaL_typename(L, idx));
 }
 
 static void get_src(lua_State *L, bptt_text_src *src, const char *fn) {
   memset(src, 0, sizeof *src);
-  if (lua_type(L, 1) == LUA_TSTRING) src->path = lua_tostring(L, 1);
-  else if (lua_type(L, 2) == LUA_TSTRING) src->bytes = lua_tolstring(L, 2, &src->len);
-  else luaL_error(L, "%s: give a path or text = a string", fn);
+  if (lua_type(L, 1) == LUA_TSTRING)
+    src->path = lua_tostring(L, 1);
+  else if (lua_type(L, 2) == LUA_TSTRING)
+    src->bytes = lua_tolstring(L, 2, &src->len);
+  else
+    luaL_error(L, "%s: give a path or text = a string", fn);
 }
 
 /* nil, message[, errno] for a failed load (the outside world's failures). */
 static int words_fail(lua_State *L, const char *fn, const bptt_text_src *src, int err, const bptt_words_error *e) {
   char where[1100];
-  if (src->path && e->line) snprintf(where, sizeof where, "%s:%lld: ", src->path, (long long)e->line);
-  else if (src->path) snprintf(where, sizeof where, "%s: ", src->path);
-  else if (e->line) snprintf(where, sizeof where, "line %lld: ", (long long)e->line);
-  else where[0] = '\0';
+  if (src->path && e->line)
+    snprintf(where, sizeof where, "%s:%lld: ", src->path, (long long)e->line);
+  else if (src->path)
+    snprintf(where, sizeof where, "%s: ", src->path);
+  else if (e->line)
+    snprintf(where, sizeof where, "line %lld: ", (long long)e->line);
+  else
+    where[0] = '\0';
   lua_pushnil(L);
   if (err == BPTT_EIO) {
     lua_pushfstring(L, "%s: %s%s", fn, where, strerror(e->sys_errno));
@@ -483,8 +505,8 @@ static int l_words_text(lua_State *L) {
   v = vocab_or_ranked(L, 6, 7, unit, max, 1, "<unk>", fn);
   iv = lua_gettop(L);
   ids = bptt_newtensor(L, fn, BPTT_INT32, 1, &n);
-  err = bptt_words_text(&src, unit, eos, NULL, &v->w, bptt_words_find(&v->w, "<unk>", 5), bptt_tensor_data(ids), &n,
-                        &e);
+  err =
+      bptt_words_text(&src, unit, eos, NULL, &v->w, bptt_words_find(&v->w, "<unk>", 5), bptt_tensor_data(ids), &n, &e);
   if (err) return words_fail(L, fn, &src, err, &e);
   lua_pushvalue(L, iv);
   return 2;
@@ -504,10 +526,9 @@ static int l_words_labelled(lua_State *L) {
   unit = check_split(L, 3, fn);
   max = bptt_checkint(L, 4, fn, "max_vocab", 0, INT32_MAX - 1);
   lua_settop(L, 6);
-  counts = push_words(L, unit);           /* 7 */
+  counts = push_words(L, unit);                 /* 7 */
   labels_seen = push_words(L, BPTT_SPLIT_WORD); /* 8 */
-  err = bptt_words_labelled(&src, unit, &labels_seen->w, &counts->w, NULL, NULL, 0, NULL, NULL, NULL, NULL, &n, &m,
-                            &e);
+  err = bptt_words_labelled(&src, unit, &labels_seen->w, &counts->w, NULL, NULL, 0, NULL, NULL, NULL, NULL, &n, &m, &e);
   if (err == BPTT_ENOMEM || err == BPTT_EOVERFLOW) return bptt_raise(L, err, fn, "counting the words");
   if (err) return words_fail(L, fn, &src, err, &e);
   v = vocab_or_ranked(L, 5, 7, unit, max, 1, "<unk>", fn);
@@ -679,27 +700,27 @@ static int l_text_listdir(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"text_load", l_text_load},
-                                     {"vocab_encode", l_vocab_encode},
-                                     {"vocab_decode", l_vocab_decode},
-                                     {"vocab_info", l_vocab_info},
-                                     {"vocab_symbols", l_vocab_symbols},
-                                     {"vocab_counts", l_vocab_counts},
-                                     {"vocab_from_symbols", l_vocab_from_symbols},
-                                     {"vocab_serialize", l_vocab_serialize},
-                                     {"vocab_parse", l_vocab_parse},
-                                     {"text_batch", l_text_batch},
-                                     {"text_permute", l_text_permute},
-                                     {"text_starts", l_text_starts},
-                                     {"text_listdir", l_text_listdir},
-                                     {"words_text", l_words_text},
-                                     {"words_labelled", l_words_labelled},
-                                     {"words_encode", l_words_encode},
-                                     {"words_decode", l_words_decode},
-                                     {"words_info", l_words_info},
-                                     {"words_symbols", l_words_symbols},
-                                     {"words_from_list", l_words_from_list},
-                                     {NULL, NULL}};
+static const luaL_Reg functions[] = { { "text_load", l_text_load },
+                                      { "vocab_encode", l_vocab_encode },
+                                      { "vocab_decode", l_vocab_decode },
+                                      { "vocab_info", l_vocab_info },
+                                      { "vocab_symbols", l_vocab_symbols },
+                                      { "vocab_counts", l_vocab_counts },
+                                      { "vocab_from_symbols", l_vocab_from_symbols },
+                                      { "vocab_serialize", l_vocab_serialize },
+                                      { "vocab_parse", l_vocab_parse },
+                                      { "text_batch", l_text_batch },
+                                      { "text_permute", l_text_permute },
+                                      { "text_starts", l_text_starts },
+                                      { "text_listdir", l_text_listdir },
+                                      { "words_text", l_words_text },
+                                      { "words_labelled", l_words_labelled },
+                                      { "words_encode", l_words_encode },
+                                      { "words_decode", l_words_decode },
+                                      { "words_info", l_words_info },
+                                      { "words_symbols", l_words_symbols },
+                                      { "words_from_list", l_words_from_list },
+                                      { NULL, NULL } };
 
 void bptt_open_text(lua_State *L) {
   if (luaL_newmetatable(L, VOCAB_MT)) {

@@ -172,20 +172,18 @@ static void check_linear(void) {
   report("linear f32 vs f64: db", relerr_f32(dbf, db, LO), F32_TOL);
 
   /* sizes */
-  check(bptt_linear_forward_f64(c.x, c.W, c.b, c.y, -1, LI, LO) == BPTT_EARG,
-        "linear negative size -> BPTT_EARG");
+  check(bptt_linear_forward_f64(c.x, c.W, c.b, c.y, -1, LI, LO) == BPTT_EARG, "linear negative size -> BPTT_EARG");
   check(bptt_linear_forward_f64(c.x, c.W, c.b, c.y, INT64_MAX / 2, 4, LO) == BPTT_EOVERFLOW,
         "linear N*I overflowing int64 -> BPTT_EOVERFLOW");
   check(bptt_linear_forward_f64(NULL, NULL, NULL, NULL, (int64_t)1 << 31, 1, 1) == BPTT_EOVERFLOW,
         "linear N beyond BLAS int -> BPTT_EOVERFLOW");
-  check(bptt_linear_forward_f64(NULL, c.W, c.b, c.y, LN, LI, LO) == BPTT_EARG,
-        "linear NULL x -> BPTT_EARG");
+  check(bptt_linear_forward_f64(NULL, c.W, c.b, c.y, LN, LI, LO) == BPTT_EARG, "linear NULL x -> BPTT_EARG");
   /* I = 0: y = b; O = 0 and N = 0: nothing to do */
   bptt_linear_forward_f64(NULL, NULL, c.b, c.y, 2, 0, LO);
   check(c.y[0] == c.b[0] && c.y[LO + 2] == c.b[2], "linear I = 0 gives y = b");
   memset(dx, 0xff, sizeof dx);
-  check(bptt_linear_backward_f64(c.x, NULL, NULL, dx, NULL, NULL, 2, LI, 0) == BPTT_OK &&
-            dx[0] == 0 && dx[2 * LI - 1] == 0,
+  check(bptt_linear_backward_f64(c.x, NULL, NULL, dx, NULL, NULL, 2, LI, 0) == BPTT_OK && dx[0] == 0 &&
+            dx[2 * LI - 1] == 0,
         "linear O = 0 gives dx = 0");
   check(bptt_linear_forward_f64(NULL, c.W, c.b, NULL, 0, LI, LO) == BPTT_OK &&
             bptt_linear_backward_f64(NULL, c.W, NULL, NULL, dW, db, 0, LI, LO) == BPTT_OK,
@@ -245,7 +243,7 @@ static double emb_loss(void *p) {
 
 static void check_embedding(void) {
   static emb_ctx c;
-  static const int32_t ids[EN] = {2, 5, 2, 1, 6, 2, 5, 3}; /* repeats; 4 unused */
+  static const int32_t ids[EN] = { 2, 5, 2, 1, 6, 2, 5, 3 }; /* repeats; 4 unused */
   double dW[EV * ED], g[EV * ED], twice[EV * ED], ref[EN * ED];
   float Wf[EV * ED], Rf[EN * ED], yf[EN * ED], dWf[EV * ED];
   int32_t bad[EN];
@@ -314,8 +312,7 @@ typedef struct {
 static double ce_loss(void *p) {
   ce_ctx *c = p;
   double L;
-  if (bptt_crossentropy_forward_f64(c->x, c->t, CN, CC, c->ign, c->red, c->cache, &L, NULL, NULL))
-    return NAN;
+  if (bptt_crossentropy_forward_f64(c->x, c->t, CN, CC, c->ign, c->red, c->cache, &L, NULL, NULL)) return NAN;
   return L;
 }
 
@@ -347,8 +344,7 @@ static void ce_case(const char *name, int32_t ign, int red, const int32_t *t) {
   c.ign = ign;
   c.red = red;
 
-  check(bptt_crossentropy_forward_f64(c.x, c.t, CN, CC, ign, red, c.cache, &loss, &cnt, &pos) ==
-                BPTT_OK && pos == -1,
+  check(bptt_crossentropy_forward_f64(c.x, c.t, CN, CC, ign, red, c.cache, &loss, &cnt, &pos) == BPTT_OK && pos == -1,
         name);
   ref = ce_naive(&c, &rcnt);
   sprintf(buf, "ce %s: loss vs naive", name);
@@ -378,9 +374,9 @@ static void ce_case(const char *name, int32_t ign, int red, const int32_t *t) {
 }
 
 static void check_crossentropy(void) {
-  static const int32_t t_all[CN] = {1, 5, 3, 3, 2, 4, 1};
-  static const int32_t t_pad[CN] = {1, 0, 3, 0, 2, 4, 0}; /* 0 = padding */
-  static const int32_t t_zero[CN] = {0, 0, 0, 0, 0, 0, 0};
+  static const int32_t t_all[CN] = { 1, 5, 3, 3, 2, 4, 1 };
+  static const int32_t t_pad[CN] = { 1, 0, 3, 0, 2, 4, 0 }; /* 0 = padding */
+  static const int32_t t_zero[CN] = { 0, 0, 0, 0, 0, 0, 0 };
   double x[CN * CC], cache[2 * CN], d[CN * CC], loss;
   float xf[6], cf[4], df[6];
   int32_t t[CN];
@@ -396,8 +392,8 @@ static void check_crossentropy(void) {
   /* every row ignored: loss 0, gradient 0 */
   fill(x, CN * CC, -3, 3);
   memset(d, 0xff, sizeof d);
-  check(bptt_crossentropy_forward_f64(x, t_zero, CN, CC, 0, BPTT_LOSS_MEAN, cache, &loss, &cnt,
-                                      NULL) == BPTT_OK && loss == 0 && cnt == 0,
+  check(bptt_crossentropy_forward_f64(x, t_zero, CN, CC, 0, BPTT_LOSS_MEAN, cache, &loss, &cnt, NULL) == BPTT_OK &&
+            loss == 0 && cnt == 0,
         "ce all rows ignored: loss 0, count 0");
   bptt_crossentropy_backward_f64(x, t_zero, cache, CN, CC, 0, BPTT_LOSS_MEAN, 1, d, NULL);
   for (ok = 1, k = 0; k < CN * CC; k++) ok = ok && d[k] == 0;
@@ -407,35 +403,35 @@ static void check_crossentropy(void) {
   memcpy(t, t_all, sizeof t);
   t[2] = CC + 1;
   t[4] = 0;
-  check(bptt_crossentropy_forward_f64(x, t, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_MEAN, cache, &loss,
-                                      NULL, &pos) == BPTT_ERANGE && pos == 2,
+  check(bptt_crossentropy_forward_f64(x, t, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_MEAN, cache, &loss, NULL, &pos) ==
+                BPTT_ERANGE &&
+            pos == 2,
         "ce target C+1 at row 2 -> BPTT_ERANGE, bad_pos 2");
-  check(bptt_crossentropy_forward_f64(x, t, CN, CC, CC + 1, BPTT_LOSS_MEAN, cache, &loss, NULL,
-                                      &pos) == BPTT_ERANGE && pos == 4,
+  check(bptt_crossentropy_forward_f64(x, t, CN, CC, CC + 1, BPTT_LOSS_MEAN, cache, &loss, NULL, &pos) == BPTT_ERANGE &&
+            pos == 4,
         "ce target 0 at row 4 (C+1 ignored) -> bad_pos 4");
-  check(bptt_crossentropy_backward_f64(x, t, cache, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_SUM, 1, d,
-                                       &pos) == BPTT_ERANGE && pos == 2,
+  check(bptt_crossentropy_backward_f64(x, t, cache, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_SUM, 1, d, &pos) == BPTT_ERANGE &&
+            pos == 2,
         "ce backward revalidates: bad_pos 2");
   t[2] = INT32_MIN;
-  check(bptt_crossentropy_forward_f64(x, t, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_SUM, cache, &loss,
-                                      NULL, &pos) == BPTT_ERANGE && pos == 2,
+  check(bptt_crossentropy_forward_f64(x, t, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_SUM, cache, &loss, NULL, &pos) ==
+                BPTT_ERANGE &&
+            pos == 2,
         "ce target INT32_MIN with BPTT_NO_IGNORE -> bad_pos 2");
-  check(bptt_crossentropy_forward_f64(x, t_all, CN, CC, BPTT_NO_IGNORE, 7, cache, &loss, NULL,
-                                      &pos) == BPTT_EARG,
+  check(bptt_crossentropy_forward_f64(x, t_all, CN, CC, BPTT_NO_IGNORE, 7, cache, &loss, NULL, &pos) == BPTT_EARG,
         "ce unknown reduction -> BPTT_EARG");
 
   /* huge logits: rows {1e30, -1e30, 0} t=2, {1e30, 1e30, -1e30} t=1,
    * {-1e30, -1e30, -1e30} t=3; loss = 2e30 + log(1)... finite, sum reduction */
   {
-    static const double hx[9] = {1e30, -1e30, 0, 1e30, 1e30, -1e30, -1e30, -1e30, -1e30};
-    static const int32_t ht[3] = {2, 1, 3};
+    static const double hx[9] = { 1e30, -1e30, 0, 1e30, 1e30, -1e30, -1e30, -1e30, -1e30 };
+    static const int32_t ht[3] = { 2, 1, 3 };
     /* exact answers: loss = 2e30 + log 2 + log 3; softmax rows (1,0,0), (.5,.5,0), (1/3,..) */
     const double want_loss = 2e30 + log(2.0) + log(3.0);
-    const double want_d[9] = {1, -1, 0, -0.5, 0.5, 0, 1.0 / 3, 1.0 / 3, -2.0 / 3};
+    const double want_d[9] = { 1, -1, 0, -0.5, 0.5, 0, 1.0 / 3, 1.0 / 3, -2.0 / 3 };
     double hd[9], hc[6], lf;
     to_f32(xf, hx, 6);
-    check(bptt_crossentropy_forward_f64(hx, ht, 3, 3, BPTT_NO_IGNORE, BPTT_LOSS_SUM, hc, &loss,
-                                        NULL, NULL) == BPTT_OK,
+    check(bptt_crossentropy_forward_f64(hx, ht, 3, 3, BPTT_NO_IGNORE, BPTT_LOSS_SUM, hc, &loss, NULL, NULL) == BPTT_OK,
           "ce huge logits f64 forward");
     bptt_crossentropy_backward_f64(hx, ht, hc, 3, 3, BPTT_NO_IGNORE, BPTT_LOSS_SUM, 1, hd, NULL);
     report("ce huge logits (+-1e30) f64: loss", fabs(loss - want_loss) / want_loss, 1e-15);
@@ -457,19 +453,17 @@ static void check_crossentropy(void) {
 
   /* Inf and NaN logits: no crash, non-finite answers only in their row */
   {
-    double ix[6] = {INFINITY, 0, 1, NAN, 0, 1};
+    double ix[6] = { INFINITY, 0, 1, NAN, 0, 1 };
     double ic[4], id[6];
-    static const int32_t it[2] = {1, 2};
-    check(bptt_crossentropy_forward_f64(ix, it, 2, 3, BPTT_NO_IGNORE, BPTT_LOSS_SUM, ic, &loss,
-                                        NULL, NULL) == BPTT_OK &&
-              bptt_crossentropy_backward_f64(ix, it, ic, 2, 3, BPTT_NO_IGNORE, BPTT_LOSS_SUM, 1,
-                                             id, NULL) == BPTT_OK,
-          "ce +Inf / NaN logits: no crash, BPTT_OK");
+    static const int32_t it[2] = { 1, 2 };
+    check(
+        bptt_crossentropy_forward_f64(ix, it, 2, 3, BPTT_NO_IGNORE, BPTT_LOSS_SUM, ic, &loss, NULL, NULL) == BPTT_OK &&
+            bptt_crossentropy_backward_f64(ix, it, ic, 2, 3, BPTT_NO_IGNORE, BPTT_LOSS_SUM, 1, id, NULL) == BPTT_OK,
+        "ce +Inf / NaN logits: no crash, BPTT_OK");
     printf("    (loss with +Inf and NaN rows = %g)\n", loss);
     ix[0] = -INFINITY;
     ix[3] = 2;
-    bptt_crossentropy_forward_f64(ix, it, 2, 3, BPTT_NO_IGNORE, BPTT_LOSS_SUM, ic, &loss, NULL,
-                                  NULL);
+    bptt_crossentropy_forward_f64(ix, it, 2, 3, BPTT_NO_IGNORE, BPTT_LOSS_SUM, ic, &loss, NULL, NULL);
     bptt_crossentropy_backward_f64(ix, it, ic, 2, 3, BPTT_NO_IGNORE, BPTT_LOSS_SUM, 1, id, NULL);
     check(loss == INFINITY && id[0] == -1 && isfinite(id[1]) && isfinite(id[5]),
           "ce -Inf logit on the target: loss +Inf, finite grads");
@@ -477,12 +471,9 @@ static void check_crossentropy(void) {
 
   /* in place: dlogits = logits */
   fill(x, CN * CC, -3, 3);
-  bptt_crossentropy_forward_f64(x, t_all, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_MEAN, cache, &loss,
-                                NULL, NULL);
-  bptt_crossentropy_backward_f64(x, t_all, cache, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_MEAN, 1, d,
-                                 NULL);
-  bptt_crossentropy_backward_f64(x, t_all, cache, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_MEAN, 1, x,
-                                 NULL);
+  bptt_crossentropy_forward_f64(x, t_all, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_MEAN, cache, &loss, NULL, NULL);
+  bptt_crossentropy_backward_f64(x, t_all, cache, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_MEAN, 1, d, NULL);
+  bptt_crossentropy_backward_f64(x, t_all, cache, CN, CC, BPTT_NO_IGNORE, BPTT_LOSS_MEAN, 1, x, NULL);
   report("ce backward in place (dlogits = logits)", relerr(x, d, CN * CC), 0);
 }
 
@@ -532,8 +523,7 @@ static void check_mse(void) {
   }
   check(bptt_mse_forward_f64(NULL, NULL, 0, BPTT_LOSS_MEAN, &loss) == BPTT_OK && loss == 0,
         "mse of zero elements: loss 0");
-  check(bptt_mse_forward_f64(c.p, c.t, -1, BPTT_LOSS_MEAN, &loss) == BPTT_EARG,
-        "mse negative n -> BPTT_EARG");
+  check(bptt_mse_forward_f64(c.p, c.t, -1, BPTT_LOSS_MEAN, &loss) == BPTT_EARG, "mse negative n -> BPTT_EARG");
 }
 
 /* --------------------------------------------------------------- Dropout */

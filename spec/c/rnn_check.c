@@ -36,8 +36,8 @@
 
 #define EPS 1e-6
 #define TOL 1e-7
-#define TOL_F32_FWD 1e-5   /* |y32 - y64|, values O(1) */
-#define TOL_F32_GRAD 1e-4  /* |g32 - g64| / max(|g64|, 1) */
+#define TOL_F32_FWD 1e-5  /* |y32 - y64|, values O(1) */
+#define TOL_F32_GRAD 1e-4 /* |g32 - g64| / max(|g64|, 1) */
 
 static int failures = 0;
 
@@ -45,7 +45,7 @@ static int failures = 0;
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
 
-static double urand(double lo, double hi) {  /* splitmix64 -> [lo, hi) */
+static double urand(double lo, double hi) { /* splitmix64 -> [lo, hi) */
   uint64_t z = (rng_state += 0x9e3779b97f4a7c15u);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
@@ -53,15 +53,21 @@ static double urand(double lo, double hi) {  /* splitmix64 -> [lo, hi) */
   return lo + (hi - lo) * ((double)(z >> 11) / 9007199254740992.0);
 }
 
-static double *dalloc(int64_t n) {  /* zeroed; n may be 0 */
+static double *dalloc(int64_t n) { /* zeroed; n may be 0 */
   double *p = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
-  if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
   return p;
 }
 
 static float *falloc(int64_t n) {
   float *p = calloc((size_t)(n > 0 ? n : 1), sizeof(float));
-  if (!p) { fprintf(stderr, "out of memory\n"); exit(2); }
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
   return p;
 }
 
@@ -72,7 +78,7 @@ static double *drand_new(int64_t n, double lo, double hi) {
   return p;
 }
 
-static float *to_f32(const double *p, int64_t n) {  /* NULL stays NULL */
+static float *to_f32(const double *p, int64_t n) { /* NULL stays NULL */
   float *q;
   int64_t k;
   if (!p) return NULL;
@@ -94,37 +100,48 @@ static double maxdiff(const double *a, const double *b, int64_t n) {
   int64_t k;
   for (k = 0; k < n; k++) {
     double e = fabs(a[k] - b[k]);
-    if (!(e <= m)) m = e;  /* NaN counts as worst */
+    if (!(e <= m)) m = e; /* NaN counts as worst */
   }
   return m;
 }
 
 static void check(int ok, const char *what) {
-  if (!ok) { failures++; printf("FAIL: %s\n", what); }
+  if (!ok) {
+    failures++;
+    printf("FAIL: %s\n", what);
+  }
 }
 
 /* ---- one problem -------------------------------------------------------- */
 
 typedef struct {
   bptt_rnn_dims d;
-  int64_t G, GH, nx, nh, nwi, nwh;         /* G, G*H, T*B*D, B*H, sizes */
+  int64_t G, GH, nx, nh, nwi, nwh; /* G, G*H, T*B*D, B*H, sizes */
   int64_t ncache, nscratch;
-  double *w_ih, *w_hh, *b_ih, *b_hh;       /* biases NULL = bias=false */
-  double *x, *h0, *c0;                     /* h0, c0 NULL = zeros */
-  double *dy, *dhT, *dcT;                  /* NULL = no such loss term */
-  double *y, *hT, *cT, *cache, *scratch;   /* forward outputs, buffers */
+  double *w_ih, *w_hh, *b_ih, *b_hh;     /* biases NULL = bias=false */
+  double *x, *h0, *c0;                   /* h0, c0 NULL = zeros */
+  double *dy, *dhT, *dcT;                /* NULL = no such loss term */
+  double *y, *hT, *cT, *cache, *scratch; /* forward outputs, buffers */
 } prob;
 
-static void prob_init(prob *p, bptt_cell cell, int64_t T, int64_t B,
-                      int64_t D, int64_t H, int bias, int state, int mode) {
+static void prob_init(prob *p, bptt_cell cell, int64_t T, int64_t B, int64_t D, int64_t H, int bias, int state,
+                      int mode) {
   int lstm = cell == BPTT_CELL_LSTM;
   memset(p, 0, sizeof *p);
-  p->d.cell = cell; p->d.T = T; p->d.B = B; p->d.D = D; p->d.H = H;
-  p->G = bptt_cell_gates(cell); p->GH = p->G * H;
-  p->nx = T * B * D; p->nh = B * H; p->nwi = p->GH * D; p->nwh = p->GH * H;
-  if (bptt_rnn_cache_numel(&p->d, &p->ncache) ||
-      bptt_rnn_scratch_numel(&p->d, &p->nscratch)) {
-    fprintf(stderr, "bad dims\n"); exit(2);
+  p->d.cell = cell;
+  p->d.T = T;
+  p->d.B = B;
+  p->d.D = D;
+  p->d.H = H;
+  p->G = bptt_cell_gates(cell);
+  p->GH = p->G * H;
+  p->nx = T * B * D;
+  p->nh = B * H;
+  p->nwi = p->GH * D;
+  p->nwh = p->GH * H;
+  if (bptt_rnn_cache_numel(&p->d, &p->ncache) || bptt_rnn_scratch_numel(&p->d, &p->nscratch)) {
+    fprintf(stderr, "bad dims\n");
+    exit(2);
   }
   p->w_ih = drand_new(p->nwi, -0.6, 0.6);
   p->w_hh = drand_new(p->nwh, -0.6, 0.6);
@@ -137,26 +154,28 @@ static void prob_init(prob *p, bptt_cell cell, int64_t T, int64_t B,
   p->dy = mode != 1 ? drand_new(T * p->nh, -1, 1) : NULL;
   p->dhT = mode != 0 ? drand_new(p->nh, -1, 1) : NULL;
   p->dcT = mode != 0 && lstm ? drand_new(p->nh, -1, 1) : NULL;
-  p->y = dalloc(T * p->nh); p->hT = dalloc(p->nh); p->cT = dalloc(p->nh);
-  p->cache = dalloc(p->ncache); p->scratch = dalloc(p->nscratch);
+  p->y = dalloc(T * p->nh);
+  p->hT = dalloc(p->nh);
+  p->cT = dalloc(p->nh);
+  p->cache = dalloc(p->ncache);
+  p->scratch = dalloc(p->nscratch);
 }
 
 static void prob_free(prob *p) {
-  double *bufs[] = {p->w_ih, p->w_hh, p->b_ih, p->b_hh, p->x, p->h0, p->c0,
-                    p->dy, p->dhT, p->dcT, p->y, p->hT, p->cT, p->cache,
-                    p->scratch};
+  double *bufs[] = { p->w_ih, p->w_hh, p->b_ih, p->b_hh, p->x,  p->h0,    p->c0,     p->dy,
+                     p->dhT,  p->dcT,  p->y,    p->hT,   p->cT, p->cache, p->scratch };
   size_t k;
   for (k = 0; k < sizeof bufs / sizeof bufs[0]; k++) free(bufs[k]);
 }
 
 static double forward_loss(prob *p) {
-  int err = bptt_rnn_forward_f64(&p->d, p->w_ih, p->w_hh, p->b_ih, p->b_hh,
-                                 p->x, p->h0, p->c0, p->y, p->hT,
-                                 p->d.cell == BPTT_CELL_LSTM ? p->cT : NULL,
-                                 p->cache);
-  if (err) { fprintf(stderr, "forward: %s\n", bptt_strerror(err)); exit(2); }
-  return dot(p->dy, p->y, p->d.T * p->nh) + dot(p->dhT, p->hT, p->nh) +
-         dot(p->dcT, p->cT, p->nh);
+  int err = bptt_rnn_forward_f64(&p->d, p->w_ih, p->w_hh, p->b_ih, p->b_hh, p->x, p->h0, p->c0, p->y, p->hT,
+                                 p->d.cell == BPTT_CELL_LSTM ? p->cT : NULL, p->cache);
+  if (err) {
+    fprintf(stderr, "forward: %s\n", bptt_strerror(err));
+    exit(2);
+  }
+  return dot(p->dy, p->y, p->d.T * p->nh) + dot(p->dhT, p->hT, p->nh) + dot(p->dcT, p->cT, p->nh);
 }
 
 /* ---- naive reference forward (PyTorch formulas, no BLAS) ----------------- */
@@ -164,8 +183,7 @@ static double forward_loss(prob *p) {
 static double sigm(double a) { return 1 / (1 + exp(-a)); }
 
 /* y (T,B,H), hT, cT; *min_a = smallest |pre-activation| (relu's kink). */
-static void ref_forward(const prob *p, double *y, double *hT, double *cT,
-                        double *min_a) {
+static void ref_forward(const prob *p, double *y, double *hT, double *cT, double *min_a) {
   const int64_t T = p->d.T, B = p->d.B, D = p->d.D, H = p->d.H, GH = p->GH;
   double *h = dalloc(p->nh), *c = dalloc(p->nh), *hn = dalloc(H);
   double *ax = dalloc(GH), *ah = dalloc(GH);
@@ -185,7 +203,9 @@ static void ref_forward(const prob *p, double *y, double *hT, double *cT,
       }
       for (j = 0; j < H; j++) {
         switch (p->d.cell) {
-          case BPTT_CELL_TANH: hn[j] = tanh(ax[j] + ah[j]); break;
+          case BPTT_CELL_TANH:
+            hn[j] = tanh(ax[j] + ah[j]);
+            break;
           case BPTT_CELL_RELU:
             if (fabs(ax[j] + ah[j]) < *min_a) *min_a = fabs(ax[j] + ah[j]);
             hn[j] = ax[j] + ah[j] > 0 ? ax[j] + ah[j] : 0;
@@ -212,38 +232,52 @@ static void ref_forward(const prob *p, double *y, double *hT, double *cT,
   }
   memcpy(hT, h, (size_t)p->nh * sizeof(double));
   memcpy(cT, c, (size_t)p->nh * sizeof(double));
-  free(h); free(c); free(hn); free(ax); free(ah);
+  free(h);
+  free(c);
+  free(hn);
+  free(ax);
+  free(ah);
 }
 
 /* ---- gradients ---------------------------------------------------------- */
 
-typedef struct { double *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh; } grads;
+typedef struct {
+  double *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh;
+} grads;
 
 static void grads_new(grads *g, const prob *p) {
-  g->dx = dalloc(p->nx); g->dh0 = dalloc(p->nh); g->dc0 = dalloc(p->nh);
-  g->dw_ih = dalloc(p->nwi); g->dw_hh = dalloc(p->nwh);
-  g->db_ih = dalloc(p->GH); g->db_hh = dalloc(p->GH);
+  g->dx = dalloc(p->nx);
+  g->dh0 = dalloc(p->nh);
+  g->dc0 = dalloc(p->nh);
+  g->dw_ih = dalloc(p->nwi);
+  g->dw_hh = dalloc(p->nwh);
+  g->db_ih = dalloc(p->GH);
+  g->db_hh = dalloc(p->GH);
 }
 
 static void grads_free(grads *g) {
-  free(g->dx); free(g->dh0); free(g->dc0); free(g->dw_ih); free(g->dw_hh);
-  free(g->db_ih); free(g->db_hh);
+  free(g->dx);
+  free(g->dh0);
+  free(g->dc0);
+  free(g->dw_ih);
+  free(g->dw_hh);
+  free(g->db_ih);
+  free(g->db_hh);
 }
 
 static void backward64(prob *p, grads *g) {
   int lstm = p->d.cell == BPTT_CELL_LSTM;
-  int err = bptt_rnn_backward_f64(&p->d, p->w_ih, p->w_hh, p->x, p->h0,
-                                  p->c0, p->y, p->cache, p->dy, p->dhT,
-                                  p->dcT, g->dx, g->dh0, lstm ? g->dc0 : NULL,
-                                  g->dw_ih, g->dw_hh,
-                                  p->b_ih ? g->db_ih : NULL,
+  int err = bptt_rnn_backward_f64(&p->d, p->w_ih, p->w_hh, p->x, p->h0, p->c0, p->y, p->cache, p->dy, p->dhT, p->dcT,
+                                  g->dx, g->dh0, lstm ? g->dc0 : NULL, g->dw_ih, g->dw_hh, p->b_ih ? g->db_ih : NULL,
                                   p->b_hh ? g->db_hh : NULL, p->scratch);
-  if (err) { fprintf(stderr, "backward: %s\n", bptt_strerror(err)); exit(2); }
+  if (err) {
+    fprintf(stderr, "backward: %s\n", bptt_strerror(err));
+    exit(2);
+  }
 }
 
 enum { Q_X, Q_H0, Q_C0, Q_WIH, Q_WHH, Q_BIH, Q_BHH, NQ };
-static const char *const qname[NQ] = {"x", "h0", "c0", "w_ih", "w_hh",
-                                      "b_ih", "b_hh"};
+static const char *const qname[NQ] = { "x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh" };
 
 /* Worst err of analytic gradient ga over the elements of *q (n of them),
  * from central differences of the loss.  If *q is NULL (zeros), differences
@@ -254,8 +288,10 @@ static double fd_check(prob *p, double **q, int64_t n, const double *ga) {
   if (!*q) *q = zeros = dalloc(n);
   for (k = 0; k < n; k++) {
     double v = (*q)[k], lp, lm, num, e;
-    (*q)[k] = v + EPS; lp = forward_loss(p);
-    (*q)[k] = v - EPS; lm = forward_loss(p);
+    (*q)[k] = v + EPS;
+    lp = forward_loss(p);
+    (*q)[k] = v - EPS;
+    lm = forward_loss(p);
     (*q)[k] = v;
     num = (lp - lm) / (2 * EPS);
     e = fabs(ga[k] - num) / fmax(fmax(fabs(ga[k]), fabs(num)), 1.0);
@@ -263,7 +299,7 @@ static double fd_check(prob *p, double **q, int64_t n, const double *ga) {
   }
   *q = saved;
   free(zeros);
-  forward_loss(p);  /* restore y and cache */
+  forward_loss(p); /* restore y and cache */
   return worst;
 }
 
@@ -282,23 +318,30 @@ static void f32_compare(prob *p, const grads *g, double *fwd, double *grd) {
   float *dx = falloc(p->nx), *dh0 = falloc(nh), *dc0 = falloc(nh);
   float *dw_ih = falloc(p->nwi), *dw_hh = falloc(p->nwh);
   float *db_ih = falloc(p->GH), *db_hh = falloc(p->GH);
-  const struct { const float *a; const double *b; int64_t n; } fw[] = {
-    {y, p->y, T * nh}, {hT, p->hT, nh}, {cT, lstm ? p->cT : NULL, nh}};
-  const struct { const float *a; const double *b; int64_t n; } gr[] = {
-    {dx, g->dx, p->nx}, {dh0, g->dh0, nh}, {dc0, lstm ? g->dc0 : NULL, nh},
-    {dw_ih, g->dw_ih, p->nwi}, {dw_hh, g->dw_hh, p->nwh},
-    {db_ih, p->b_ih ? g->db_ih : NULL, p->GH},
-    {db_hh, p->b_hh ? g->db_hh : NULL, p->GH}};
+  const struct {
+    const float *a;
+    const double *b;
+    int64_t n;
+  } fw[] = { { y, p->y, T * nh }, { hT, p->hT, nh }, { cT, lstm ? p->cT : NULL, nh } };
+  const struct {
+    const float *a;
+    const double *b;
+    int64_t n;
+  } gr[] = { { dx, g->dx, p->nx },
+             { dh0, g->dh0, nh },
+             { dc0, lstm ? g->dc0 : NULL, nh },
+             { dw_ih, g->dw_ih, p->nwi },
+             { dw_hh, g->dw_hh, p->nwh },
+             { db_ih, p->b_ih ? g->db_ih : NULL, p->GH },
+             { db_hh, p->b_hh ? g->db_hh : NULL, p->GH } };
   size_t k;
   int64_t e;
   *fwd = *grd = 0;
-  if (bptt_rnn_forward_f32(&p->d, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT,
-                           lstm ? cT : NULL, cache) ||
-      bptt_rnn_backward_f32(&p->d, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT,
-                            dcT, dx, dh0, lstm ? dc0 : NULL, dw_ih, dw_hh,
-                            b_ih ? db_ih : NULL, b_hh ? db_hh : NULL,
-                            scratch)) {
-    failures++; printf("FAIL: float32 call returned an error\n");
+  if (bptt_rnn_forward_f32(&p->d, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, lstm ? cT : NULL, cache) ||
+      bptt_rnn_backward_f32(&p->d, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, lstm ? dc0 : NULL, dw_ih,
+                            dw_hh, b_ih ? db_ih : NULL, b_hh ? db_hh : NULL, scratch)) {
+    failures++;
+    printf("FAIL: float32 call returned an error\n");
   }
   for (k = 0; k < sizeof fw / sizeof fw[0]; k++)
     for (e = 0; fw[k].b && e < fw[k].n; e++) {
@@ -310,10 +353,28 @@ static void f32_compare(prob *p, const grads *g, double *fwd, double *grd) {
       double v = fabs(gr[k].a[e] - gr[k].b[e]) / fmax(fabs(gr[k].b[e]), 1.0);
       if (!(v <= *grd)) *grd = v;
     }
-  free(w_ih); free(w_hh); free(b_ih); free(b_hh); free(x); free(h0);
-  free(c0); free(dy); free(dhT); free(dcT); free(y); free(hT); free(cT);
-  free(cache); free(scratch); free(dx); free(dh0); free(dc0); free(dw_ih);
-  free(dw_hh); free(db_ih); free(db_hh);
+  free(w_ih);
+  free(w_hh);
+  free(b_ih);
+  free(b_hh);
+  free(x);
+  free(h0);
+  free(c0);
+  free(dy);
+  free(dhT);
+  free(dcT);
+  free(y);
+  free(hT);
+  free(cT);
+  free(cache);
+  free(scratch);
+  free(dx);
+  free(dh0);
+  free(dc0);
+  free(dw_ih);
+  free(dw_hh);
+  free(db_ih);
+  free(db_hh);
 }
 
 /* ---- the sweep ---------------------------------------------------------- */
@@ -323,32 +384,40 @@ typedef struct {
   int configs;
 } stats;
 
-static void upd(double *worst, double v) { if (!(v <= *worst)) *worst = v; }
+static void upd(double *worst, double v) {
+  if (!(v <= *worst)) *worst = v;
+}
 
-static void run_config(stats *s, bptt_cell cell, int64_t T, int64_t B,
-                       int64_t D, int64_t H, int bias, int state, int mode) {
+static void run_config(stats *s, bptt_cell cell, int64_t T, int64_t B, int64_t D, int64_t H, int bias, int state,
+                       int mode) {
   prob p;
   grads g, g2;
   double *ry, *rhT, *rcT, min_a, f32f, f32g, acc = 0;
   int lstm = cell == BPTT_CELL_LSTM;
   prob_init(&p, cell, T, B, D, H, bias, state, mode);
-  grads_new(&g, &p); grads_new(&g2, &p);
+  grads_new(&g, &p);
+  grads_new(&g2, &p);
 
   /* 1. forward against the naive reference; NULL state = explicit zeros */
-  ry = dalloc(T * p.nh); rhT = dalloc(p.nh); rcT = dalloc(p.nh);
+  ry = dalloc(T * p.nh);
+  rhT = dalloc(p.nh);
+  rcT = dalloc(p.nh);
   forward_loss(&p);
   ref_forward(&p, ry, rhT, rcT, &min_a);
   upd(&s->ref, maxdiff(ry, p.y, T * p.nh));
   upd(&s->ref, maxdiff(rhT, p.hT, p.nh));
   if (lstm) upd(&s->ref, maxdiff(rcT, p.cT, p.nh));
   if (min_a < s->min_a) s->min_a = min_a;
-  if (!state) {  /* h0 = c0 = NULL must equal explicit zeros, bit for bit */
+  if (!state) { /* h0 = c0 = NULL must equal explicit zeros, bit for bit */
     double *y0 = dalloc(T * p.nh);
     memcpy(y0, p.y, (size_t)(T * p.nh) * sizeof(double));
-    p.h0 = dalloc(p.nh); p.c0 = lstm ? dalloc(p.nh) : NULL;
+    p.h0 = dalloc(p.nh);
+    p.c0 = lstm ? dalloc(p.nh) : NULL;
     forward_loss(&p);
     check(maxdiff(y0, p.y, T * p.nh) == 0, "NULL h0/c0 differs from zeros");
-    free(p.h0); free(p.c0); p.h0 = p.c0 = NULL;
+    free(p.h0);
+    free(p.c0);
+    p.h0 = p.c0 = NULL;
     forward_loss(&p);
     free(y0);
   }
@@ -370,7 +439,7 @@ static void run_config(stats *s, bptt_cell cell, int64_t T, int64_t B,
   backward64(&p, &g2);
   {
     int64_t k;
-    for (k = 0; k < p.nx; k++) g2.dx[k] = 12345;  /* must be rewritten */
+    for (k = 0; k < p.nx; k++) g2.dx[k] = 12345; /* must be rewritten */
     for (k = 0; k < p.nh; k++) g2.dh0[k] = g2.dc0[k] = 12345;
     backward64(&p, &g2);
     for (k = 0; k < p.nwi; k++) upd(&acc, fabs(g2.dw_ih[k] - 2 * g.dw_ih[k]));
@@ -391,8 +460,11 @@ static void run_config(stats *s, bptt_cell cell, int64_t T, int64_t B,
   upd(&s->f32grad, f32g);
 
   s->configs++;
-  free(ry); free(rhT); free(rcT);
-  grads_free(&g); grads_free(&g2);
+  free(ry);
+  free(rhT);
+  free(rcT);
+  grads_free(&g);
+  grads_free(&g2);
   prob_free(&p);
 }
 
@@ -418,13 +490,15 @@ static void check_extremes(bptt_cell cell) {
     float *x = to_f32(p.x, p.nx), *w_ih = to_f32(p.w_ih, p.nwi);
     float *w_hh = to_f32(p.w_hh, p.nwh), *y = falloc(p.d.T * p.nh);
     float *cache = falloc(p.ncache);
-    bptt_rnn_forward_f32(&p.d, w_ih, w_hh, NULL, NULL, x, NULL, NULL, y,
-                         NULL, NULL, cache);
+    bptt_rnn_forward_f32(&p.d, w_ih, w_hh, NULL, NULL, x, NULL, NULL, y, NULL, NULL, cache);
     for (k = 0; k < p.d.T * p.nh; k++) finite &= isfinite(y[k]) != 0;
-    free(x); free(w_ih); free(w_hh); free(y); free(cache);
+    free(x);
+    free(w_ih);
+    free(w_hh);
+    free(y);
+    free(cache);
   }
-  sprintf(msg, "%s: saturated pre-activations gave a non-finite value",
-          bptt_cell_name(cell));
+  sprintf(msg, "%s: saturated pre-activations gave a non-finite value", bptt_cell_name(cell));
   check(finite, msg);
 
   /* NaN in x at step 0, batch 0: y there and after is NaN for batch 0 */
@@ -433,8 +507,7 @@ static void check_extremes(bptt_cell cell) {
   forward_loss(&p);
   backward64(&p, &g);
   n = p.d.H;
-  for (k = 0; k < n; k++)
-    nan_y &= isnan(p.y[k]) && isnan(p.hT[k]) && (!lstm || isnan(p.cT[k]));
+  for (k = 0; k < n; k++) nan_y &= isnan(p.y[k]) && isnan(p.hT[k]) && (!lstm || isnan(p.cT[k]));
   sprintf(msg, "%s: NaN in x did not reach y, hT", bptt_cell_name(cell));
   check(nan_y, msg);
   grads_free(&g);
@@ -442,70 +515,74 @@ static void check_extremes(bptt_cell cell) {
 }
 
 static void check_contract(void) {
-  bptt_rnn_dims d = {BPTT_CELL_LSTM, 5, 3, 4, 7};
+  bptt_rnn_dims d = { BPTT_CELL_LSTM, 5, 3, 4, 7 };
   int64_t n = -1;
   double w = 0;
-  const struct { bptt_cell c; int64_t cache, scratch; } want[] = {
-    {BPTT_CELL_TANH, 0, 5 * 3 * 7 + 3 * 7},
-    {BPTT_CELL_RELU, 0, 5 * 3 * 7 + 3 * 7},
-    {BPTT_CELL_LSTM, 5 * 5 * 3 * 7, 4 * 5 * 3 * 7 + 2 * 3 * 7},
-    {BPTT_CELL_GRU, 4 * 5 * 3 * 7 + 3 * 3 * 7, 4 * 5 * 3 * 7 + 3 * 7}};
+  const struct {
+    bptt_cell c;
+    int64_t cache, scratch;
+  } want[] = { { BPTT_CELL_TANH, 0, 5 * 3 * 7 + 3 * 7 },
+               { BPTT_CELL_RELU, 0, 5 * 3 * 7 + 3 * 7 },
+               { BPTT_CELL_LSTM, 5 * 5 * 3 * 7, 4 * 5 * 3 * 7 + 2 * 3 * 7 },
+               { BPTT_CELL_GRU, 4 * 5 * 3 * 7 + 3 * 3 * 7, 4 * 5 * 3 * 7 + 3 * 7 } };
   size_t k;
   for (k = 0; k < 4; k++) {
     int64_t c = -1, s = -1;
     d.cell = want[k].c;
-    check(bptt_rnn_cache_numel(&d, &c) == BPTT_OK && c == want[k].cache,
-          "cache_numel formula");
-    check(bptt_rnn_scratch_numel(&d, &s) == BPTT_OK && s == want[k].scratch,
-          "scratch_numel formula");
+    check(bptt_rnn_cache_numel(&d, &c) == BPTT_OK && c == want[k].cache, "cache_numel formula");
+    check(bptt_rnn_scratch_numel(&d, &s) == BPTT_OK && s == want[k].scratch, "scratch_numel formula");
   }
-  check(bptt_cell_gates(BPTT_CELL_GRU) == 3 && bptt_cell_gates(9) == 0,
-        "bptt_cell_gates");
-  check(bptt_cell_from_name("gru") == BPTT_CELL_GRU &&
-        bptt_cell_from_name("GRU") == -1 && bptt_cell_from_name(NULL) == -1 &&
-        strcmp(bptt_cell_name(BPTT_CELL_RELU), "relu") == 0 &&
-        bptt_cell_name(9) == NULL, "cell names");
+  check(bptt_cell_gates(BPTT_CELL_GRU) == 3 && bptt_cell_gates(9) == 0, "bptt_cell_gates");
+  check(bptt_cell_from_name("gru") == BPTT_CELL_GRU && bptt_cell_from_name("GRU") == -1 &&
+            bptt_cell_from_name(NULL) == -1 && strcmp(bptt_cell_name(BPTT_CELL_RELU), "relu") == 0 &&
+            bptt_cell_name(9) == NULL,
+        "cell names");
   check(bptt_rnn_check_dims(NULL) == BPTT_EARG, "NULL dims");
   check(bptt_rnn_cache_numel(&d, NULL) == BPTT_EARG, "NULL out");
   d.T = 0;
   check(bptt_rnn_check_dims(&d) == BPTT_EARG, "T = 0");
-  d.T = 5; d.H = -1;
+  d.T = 5;
+  d.H = -1;
   check(bptt_rnn_cache_numel(&d, &n) == BPTT_EARG && n == -1, "H < 0");
-  d.H = 7; d.cell = 9;
+  d.H = 7;
+  d.cell = 9;
   check(bptt_rnn_check_dims(&d) == BPTT_EARG, "unknown cell");
-  d.cell = BPTT_CELL_LSTM; d.T = INT64_MAX / 2;
+  d.cell = BPTT_CELL_LSTM;
+  d.T = INT64_MAX / 2;
   check(bptt_rnn_check_dims(&d) == BPTT_EOVERFLOW, "T*B overflows int64");
-  d.T = 1 << 20; d.B = 1 << 12;  /* fits int64 but not a BLAS int */
+  d.T = 1 << 20;
+  d.B = 1 << 12; /* fits int64 but not a BLAS int */
   check(bptt_rnn_check_dims(&d) == BPTT_EOVERFLOW, "T*B over INT_MAX");
-  d.T = 5; d.B = 3;
-  check(bptt_rnn_forward_f64(&d, &w, NULL, NULL, NULL, &w, NULL, NULL, &w,
-                             NULL, NULL, &w) == BPTT_EARG, "NULL w_hh");
-  check(bptt_rnn_forward_f64(&d, &w, &w, NULL, NULL, &w, NULL, NULL, &w,
-                             NULL, NULL, NULL) == BPTT_EARG, "NULL lstm cache");
-  check(bptt_rnn_backward_f32(&d, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                              NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                              NULL, NULL, NULL) == BPTT_EARG, "NULL backward");
+  d.T = 5;
+  d.B = 3;
+  check(bptt_rnn_forward_f64(&d, &w, NULL, NULL, NULL, &w, NULL, NULL, &w, NULL, NULL, &w) == BPTT_EARG, "NULL w_hh");
+  check(bptt_rnn_forward_f64(&d, &w, &w, NULL, NULL, &w, NULL, NULL, &w, NULL, NULL, NULL) == BPTT_EARG,
+        "NULL lstm cache");
+  check(bptt_rnn_backward_f32(&d, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                              NULL, NULL, NULL, NULL) == BPTT_EARG,
+        "NULL backward");
 }
 
 int main(void) {
-  static const int64_t sizes[2][4] = {{5, 3, 4, 5}, {1, 2, 3, 2}};
+  static const int64_t sizes[2][4] = { { 5, 3, 4, 5 }, { 1, 2, 3, 2 } };
   stats all[4];
   int c, z, bias, state, mode, q;
   double worst_fd = 0;
   memset(all, 0, sizeof all);
-  printf("rnn_check: float64 gradients vs central differences, eps = %g\n"
-         "err = |analytic - numeric| / max(|analytic|, |numeric|, 1), "
-         "limit %g\n"
-         "sizes (T,B,D,H) = (5,3,4,5) and (1,2,3,2); bias on/off; h0,c0 "
-         "given/NULL;\nloss from dy / dhT,dcT / both\n\n", EPS, TOL);
+  printf(
+      "rnn_check: float64 gradients vs central differences, eps = %g\n"
+      "err = |analytic - numeric| / max(|analytic|, |numeric|, 1), "
+      "limit %g\n"
+      "sizes (T,B,D,H) = (5,3,4,5) and (1,2,3,2); bias on/off; h0,c0 "
+      "given/NULL;\nloss from dy / dhT,dcT / both\n\n",
+      EPS, TOL);
   for (c = 0; c < 4; c++) {
     all[c].min_a = INFINITY;
     for (z = 0; z < 2; z++)
       for (bias = 0; bias < 2; bias++)
         for (state = 0; state < 2; state++)
           for (mode = 0; mode < 3; mode++)
-            run_config(&all[c], (bptt_cell)c, sizes[z][0], sizes[z][1],
-                       sizes[z][2], sizes[z][3], bias, state, mode);
+            run_config(&all[c], (bptt_cell)c, sizes[z][0], sizes[z][1], sizes[z][2], sizes[z][3], bias, state, mode);
   }
   printf("%-5s %4s", "cell", "cfgs");
   for (q = 0; q < NQ; q++) printf(" %8s", qname[q]);
@@ -514,25 +591,26 @@ int main(void) {
     stats *s = &all[c];
     printf("%-5s %4d", bptt_cell_name((bptt_cell)c), s->configs);
     for (q = 0; q < NQ; q++) {
-      if (q == Q_C0 && c != BPTT_CELL_LSTM) printf(" %8s", "-");
-      else printf(" %8.1e", s->q[q]);
+      if (q == Q_C0 && c != BPTT_CELL_LSTM)
+        printf(" %8s", "-");
+      else
+        printf(" %8.1e", s->q[q]);
       upd(&worst_fd, s->q[q]);
     }
-    printf(" | %8.1e %8.1e %8.1e %8.1e\n", s->ref, s->accum, s->f32fwd,
-           s->f32grad);
+    printf(" | %8.1e %8.1e %8.1e %8.1e\n", s->ref, s->accum, s->f32fwd, s->f32grad);
     check(s->ref < 1e-12, "float64 forward differs from the reference");
     check(s->accum < 1e-12, "second backward did not accumulate exactly");
     check(s->f32fwd < TOL_F32_FWD, "float32 forward far from float64");
     check(s->f32grad < TOL_F32_GRAD, "float32 gradients far from float64");
   }
-  printf("\nrelu: smallest |pre-activation| seen %.1e (finite differences "
-         "straddle the kink only below eps = %g)\n", all[BPTT_CELL_RELU].min_a,
-         EPS);
+  printf(
+      "\nrelu: smallest |pre-activation| seen %.1e (finite differences "
+      "straddle the kink only below eps = %g)\n",
+      all[BPTT_CELL_RELU].min_a, EPS);
   check(all[BPTT_CELL_RELU].min_a > 10 * EPS, "relu kink within 10 eps");
   check(worst_fd < TOL, "a gradient exceeds the finite-difference limit");
   for (c = 0; c < 4; c++) check_extremes((bptt_cell)c);
   check_contract();
-  printf("worst gradient error %.1e (limit %g); %s\n", worst_fd, TOL,
-         failures ? "FAILED" : "all checks passed");
+  printf("worst gradient error %.1e (limit %g); %s\n", worst_fd, TOL, failures ? "FAILED" : "all checks passed");
   return failures ? 1 : 0;
 }

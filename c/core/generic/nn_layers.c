@@ -22,8 +22,8 @@ static void FN(fill_bias)(const real *b, real *y, int64_t lo, int64_t hi, int64_
 
 /* db[o] += sum_i dy[i, o] for the columns o in [c0, c1): row by row, so each
  * db[o] takes its N additions in row order however the columns are split */
-BPTT_KERNEL_VOID(FN(add_col_sums), (const real *restrict dy, real *restrict db, int64_t N,
-                             int64_t Out, int64_t c0, int64_t c1),
+BPTT_KERNEL_VOID(FN(add_col_sums),
+                 (const real *restrict dy, real *restrict db, int64_t N, int64_t Out, int64_t c0, int64_t c1),
                  (dy, db, N, Out, c0, c1)) {
   int64_t i, o;
   for (i = 0; i < N; i++) {
@@ -46,24 +46,21 @@ static void FN(linear_forward_task)(void *ctx, int tid, int n) {
   bptt_parallel_range(j->N, 4, tid, n, &lo, &hi);
   if (lo >= hi) return;
   FN(fill_bias)(j->b, j->y, lo, hi, j->Out);
-  GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), (int)j->Out, (int)j->In, 1,
-             j->x + lo * j->In, (int)j->In, j->W, (int)j->In, 1, j->y + lo * j->Out, (int)j->Out);
+  GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), (int)j->Out, (int)j->In, 1, j->x + lo * j->In,
+       (int)j->In, j->W, (int)j->In, 1, j->y + lo * j->Out, (int)j->Out);
 }
 
 /* y (N,Out) = x (N,In) W^T + b */
-int FN(bptt_linear_forward)(const real *x, const real *W, const real *b,
-                            real *y, int64_t N, int64_t In, int64_t Out) {
+int FN(bptt_linear_forward)(const real *x, const real *W, const real *b, real *y, int64_t N, int64_t In, int64_t Out) {
   int64_t nx, nw, ny;
   int err, n;
-  if ((err = check_mat(N, In, &nx)) || (err = check_mat(Out, In, &nw)) ||
-      (err = check_mat(N, Out, &ny)))
-    return err;
+  if ((err = check_mat(N, In, &nx)) || (err = check_mat(Out, In, &nw)) || (err = check_mat(N, Out, &ny))) return err;
   if (!blas_dim_ok(N) || !blas_dim_ok(In) || !blas_dim_ok(Out)) return BPTT_EOVERFLOW;
   if ((nx && !x) || (nw && !W) || (ny && !y)) return BPTT_EARG;
   if (ny == 0) return BPTT_OK;
   n = linear_threads(2.0 * (double)N * (double)In * (double)Out, N, Out);
   if (n > 1) { /* N, In, Out >= 1 here */
-    FN(linear_job) j = {0};
+    FN(linear_job) j = { 0 };
     j.x = x, j.W = W, j.b = b, j.y = y, j.N = N, j.In = In, j.Out = Out;
     bptt_parallel_run(FN(linear_forward_task), &j, n);
     return BPTT_OK;
@@ -71,8 +68,8 @@ int FN(bptt_linear_forward)(const real *x, const real *W, const real *b,
   /* y = b broadcast over rows (or 0), then y += x W^T */
   FN(fill_bias)(b, y, 0, N, Out);
   if (In == 0) return BPTT_OK; /* an empty sum; BLAS rejects lda = 0 */
-  TEAM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)Out, (int)In,
-       1, x, (int)In, W, (int)In, 1, y, (int)Out);
+  TEAM_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)Out, (int)In, 1, x, (int)In, W, (int)In, 1, y,
+            (int)Out);
   return BPTT_OK;
 }
 
@@ -86,14 +83,14 @@ static void FN(linear_backward_task)(void *ctx, int tid, int n) {
   if (j->dx) {
     bptt_parallel_range(N, 4, tid, n, &lo, &hi);
     if (lo < hi)
-      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(hi - lo), (int)In, (int)Out,
-                 1, j->dy + lo * Out, (int)Out, j->W, (int)In, 0, j->dx + lo * In, (int)In);
+      GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(hi - lo), (int)In, (int)Out, 1, j->dy + lo * Out, (int)Out,
+           j->W, (int)In, 0, j->dx + lo * In, (int)In);
   }
   if (j->dW) {
     bptt_parallel_range(In, 16, tid, n, &lo, &hi);
     if (lo < hi)
-      GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)(hi - lo), (int)N,
-                 1, j->dy, (int)Out, j->x + lo, (int)In, 1, j->dW + lo, (int)In);
+      GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)(hi - lo), (int)N, 1, j->dy, (int)Out, j->x + lo,
+           (int)In, 1, j->dW + lo, (int)In);
   }
   if (j->db) {
     bptt_parallel_range(Out, 16, tid, n, &lo, &hi);
@@ -102,24 +99,20 @@ static void FN(linear_backward_task)(void *ctx, int tid, int n) {
 }
 
 /* dx = dy W;  dW += dy^T x;  db += sum_rows dy */
-int FN(bptt_linear_backward)(const real *x, const real *W, const real *dy,
-                             real *dx, real *dW, real *db,
-                             int64_t N, int64_t In, int64_t Out) {
+int FN(bptt_linear_backward)(const real *x, const real *W, const real *dy, real *dx, real *dW, real *db, int64_t N,
+                             int64_t In, int64_t Out) {
   int64_t nx, nw, ny, i;
   int err, n;
-  if ((err = check_mat(N, In, &nx)) || (err = check_mat(Out, In, &nw)) ||
-      (err = check_mat(N, Out, &ny)))
-    return err;
+  if ((err = check_mat(N, In, &nx)) || (err = check_mat(Out, In, &nw)) || (err = check_mat(N, Out, &ny))) return err;
   if (!blas_dim_ok(N) || !blas_dim_ok(In) || !blas_dim_ok(Out)) return BPTT_EOVERFLOW;
   if (ny && !dy && (dx || dW || db)) return BPTT_EARG;
   if (dx && nx && nw && !W) return BPTT_EARG;
   if (dW && nw && nx && !x) return BPTT_EARG;
 
   /* the GEMMs' FLOPs: 2 N In Out for dx and for dW */
-  n = linear_threads(2.0 * (double)N * (double)In * (double)Out * ((dx != NULL) + (dW != NULL)),
-                     N, In);
+  n = linear_threads(2.0 * (double)N * (double)In * (double)Out * ((dx != NULL) + (dW != NULL)), N, In);
   if (n > 1) { /* N, In, Out >= 1 here */
-    FN(linear_job) j = {0};
+    FN(linear_job) j = { 0 };
     j.x = x, j.W = W, j.dy = dy, j.dx = dx, j.dW = dW, j.db = db;
     j.N = N, j.In = In, j.Out = Out;
     bptt_parallel_run(FN(linear_backward_task), &j, n);
@@ -130,14 +123,14 @@ int FN(bptt_linear_backward)(const real *x, const real *W, const real *dy,
     if (Out == 0) {
       for (i = 0; i < nx; i++) dx[i] = 0;
     } else {
-      TEAM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)In, (int)Out,
-           1, dy, (int)Out, W, (int)In, 0, dx, (int)In);
+      TEAM_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)In, (int)Out, 1, dy, (int)Out, W, (int)In, 0,
+                dx, (int)In);
     }
   }
   /* dW (Out,In) += dy^T (Out,N) x (N,In): all rows in one GEMM, beta = 1 */
   if (dW && nw && N > 0) {
-    TEAM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)In, (int)N,
-         1, dy, (int)Out, x, (int)In, 1, dW, (int)In);
+    TEAM_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)In, (int)N, 1, dy, (int)Out, x, (int)In, 1, dW,
+              (int)In);
   }
   /* db (Out) += sum_i dy[i, :] */
   if (db) FN(add_col_sums)(dy, db, N, Out, 0, Out);
@@ -159,13 +152,12 @@ static void FN(embedding_forward_task)(void *ctx, int tid, int n) {
   int64_t D = j->D;
   long long i, lo, hi;
   bptt_parallel_range(j->N, 16, tid, n, &lo, &hi);
-  for (i = lo; i < hi; i++)
-    memcpy(j->y + i * D, j->W + (int64_t)(j->ids[i] - 1) * D, (size_t)D * sizeof(real));
+  for (i = lo; i < hi; i++) memcpy(j->y + i * D, j->W + (int64_t)(j->ids[i] - 1) * D, (size_t)D * sizeof(real));
 }
 
 /* dW[ids[i] - 1, :] += dy[i, :], rows in order (repeated ids add up) */
-BPTT_KERNEL_VOID(FN(embedding_add_rows), (const int32_t *ids, const real *restrict dy,
-                                   real *restrict dW, int64_t N, int64_t D),
+BPTT_KERNEL_VOID(FN(embedding_add_rows),
+                 (const int32_t *ids, const real *restrict dy, real *restrict dW, int64_t N, int64_t D),
                  (ids, dy, dW, N, D)) {
   int64_t i, d;
   for (i = 0; i < N; i++) {
@@ -176,8 +168,8 @@ BPTT_KERNEL_VOID(FN(embedding_add_rows), (const int32_t *ids, const real *restri
 }
 
 /* y[i, :] = W[ids[i] - 1, :] */
-int FN(bptt_embedding_forward)(const int32_t *ids, const real *W, real *y,
-                               int64_t N, int64_t V, int64_t D, int64_t *bad_pos) {
+int FN(bptt_embedding_forward)(const int32_t *ids, const real *W, real *y, int64_t N, int64_t V, int64_t D,
+                               int64_t *bad_pos) {
   int64_t nw, ny, bad;
   int err, n;
   FN(embedding_job) j;
@@ -201,8 +193,8 @@ int FN(bptt_embedding_forward)(const int32_t *ids, const real *W, real *y,
  * Split over 2 threads it ran no faster -- by columns of dW (each thread
  * all rows, in order) 2-4x slower, by rows of dW (ids) 0.85-1.9x the
  * time of one thread (2-core EPYC VM, N = 2048..32768, D = 64..1024). */
-int FN(bptt_embedding_backward)(const int32_t *ids, const real *dy, real *dW,
-                                int64_t N, int64_t V, int64_t D, int64_t *bad_pos) {
+int FN(bptt_embedding_backward)(const int32_t *ids, const real *dy, real *dW, int64_t N, int64_t V, int64_t D,
+                                int64_t *bad_pos) {
   int64_t nw, ny, bad;
   int err;
   set_bad(bad_pos, -1);
@@ -270,8 +262,7 @@ BPTT_ROW double FN(row_sumexp)(const real *restrict x, real m, int64_t n) {
 }
 
 /* d[j] = EXPNEG((x[j] - m) - ls) * sc, j < n; d may be x (in place) */
-BPTT_KERNEL_VOID(FN(softmax_grad_row), (const real *x, real m, real ls, real sc,
-                                 int64_t n, real *d),
+BPTT_KERNEL_VOID(FN(softmax_grad_row), (const real *x, real m, real ls, real sc, int64_t n, real *d),
                  (x, m, ls, sc, n, d)) {
   int64_t j;
   for (j = 0; j < n; j++) d[j] = EXPNEG((x[j] - m) - ls) * sc;
@@ -281,9 +272,9 @@ BPTT_KERNEL_VOID(FN(softmax_grad_row), (const real *x, real m, real ls, real sc,
  * row order).  The rows go CE_GROUP at a time, each step over all of them
  * (maxima, sums, logarithms): the rows' chains of dependent steps then
  * overlap. */
-BPTT_KERNEL(double, FN(ce_rows), (const real *logits, const int32_t *targets, int64_t lo,
-                          int64_t hi, int64_t C, int32_t ignore_index,
-                          real *cache),
+BPTT_KERNEL(double, FN(ce_rows),
+            (const real *logits, const int32_t *targets, int64_t lo, int64_t hi, int64_t C, int32_t ignore_index,
+             real *cache),
             (logits, targets, lo, hi, C, ignore_index, cache)) {
   int64_t i, i0, g;
   double total = 0, s[CE_GROUP];
@@ -321,7 +312,7 @@ BPTT_KERNEL(double, FN(ce_rows), (const real *logits, const int32_t *targets, in
 typedef struct {
   const real *logits;
   const int32_t *targets;
-  int64_t N, C, rows;  /* rows per block */
+  int64_t N, C, rows; /* rows per block */
   int32_t ignore_index;
   real *cache;
   double part[CE_BLOCKS];
@@ -339,10 +330,9 @@ static void FN(ce_task)(void *ctx, int tid, int n) {
 
 /* loss = sum_i [(m_i - x_{i,t_i}) + log s_i] / (count or 1);
  * cache[i] = (m_i, log s_i) */
-int FN(bptt_crossentropy_forward)(const real *logits, const int32_t *targets,
-                                  int64_t N, int64_t C, int32_t ignore_index,
-                                  int reduction, real *cache, double *loss,
-                                  int64_t *count, int64_t *bad_pos) {
+int FN(bptt_crossentropy_forward)(const real *logits, const int32_t *targets, int64_t N, int64_t C,
+                                  int32_t ignore_index, int reduction, real *cache, double *loss, int64_t *count,
+                                  int64_t *bad_pos) {
   int64_t nx, n2, cnt, b, nb;
   double total = 0;
   int err;
@@ -368,10 +358,8 @@ int FN(bptt_crossentropy_forward)(const real *logits, const int32_t *targets,
 }
 
 /* Rows [lo, hi) of cross-entropy backward. */
-static void FN(ce_back_rows)(const real *logits, const int32_t *targets,
-                             const real *cache, int64_t lo, int64_t hi,
-                             int64_t C, int32_t ignore_index, real sc,
-                             real *dlogits) {
+static void FN(ce_back_rows)(const real *logits, const int32_t *targets, const real *cache, int64_t lo, int64_t hi,
+                             int64_t C, int32_t ignore_index, real sc, real *dlogits) {
   int64_t i, j;
   for (i = lo; i < hi; i++) {
     /* xi and di may be the same row: each element is read before written */
@@ -407,10 +395,8 @@ static void FN(ce_back_task)(void *ctx, int tid, int n) {
 
 /* dlogits[i, j] = (exp((x_ij - m_i) - log s_i) - [j == t_i - 1]) * scale;
  * rows split over the team (each row alone: the split changes nothing) */
-int FN(bptt_crossentropy_backward)(const real *logits, const int32_t *targets,
-                                   const real *cache, int64_t N, int64_t C,
-                                   int32_t ignore_index, int reduction,
-                                   double gout, real *dlogits, int64_t *bad_pos) {
+int FN(bptt_crossentropy_backward)(const real *logits, const int32_t *targets, const real *cache, int64_t N, int64_t C,
+                                   int32_t ignore_index, int reduction, double gout, real *dlogits, int64_t *bad_pos) {
   int64_t nx, n2, cnt;
   real sc;
   int err;
@@ -433,8 +419,7 @@ int FN(bptt_crossentropy_backward)(const real *logits, const int32_t *targets,
 
 /* reduction "none": after a forward (any reduction) filled the cache,
  * losses[i] = log s_i - (x_{i,t_i-1} - m_i), 0 on ignored rows. */
-int FN(bptt_crossentropy_rows)(const real *logits, const int32_t *targets,
-                               const real *cache, int64_t N, int64_t C,
+int FN(bptt_crossentropy_rows)(const real *logits, const int32_t *targets, const real *cache, int64_t N, int64_t C,
                                int32_t ignore_index, real *losses) {
   int64_t nx, n2, i;
   int err;
@@ -442,7 +427,10 @@ int FN(bptt_crossentropy_rows)(const real *logits, const int32_t *targets,
   if (N && (!targets || !cache || !losses || !logits)) return BPTT_EARG;
   for (i = 0; i < N; i++) {
     int32_t t = targets[i];
-    if (ce_ignored(t, ignore_index)) { losses[i] = 0; continue; }
+    if (ce_ignored(t, ignore_index)) {
+      losses[i] = 0;
+      continue;
+    }
     if (t < 1 || t > C) return BPTT_ERANGE;
     losses[i] = cache[2 * i + 1] - (logits[i * C + t - 1] - cache[2 * i]);
   }
@@ -451,10 +439,8 @@ int FN(bptt_crossentropy_rows)(const real *logits, const int32_t *targets,
 
 /* reduction "none" backward: dlogits row i = (softmax(x_i) - onehot(t_i)) * gout[i],
  * 0 on ignored rows (one thread: a row's work is O(C)). */
-int FN(bptt_crossentropy_backward_rows)(const real *logits, const int32_t *targets,
-                                        const real *cache, int64_t N, int64_t C,
-                                        int32_t ignore_index, const real *gout,
-                                        real *dlogits) {
+int FN(bptt_crossentropy_backward_rows)(const real *logits, const int32_t *targets, const real *cache, int64_t N,
+                                        int64_t C, int32_t ignore_index, const real *gout, real *dlogits) {
   int64_t nx, n2, i;
   int err;
   if ((err = check_mat(N, C, &nx)) || (err = check_mat(N, 2, &n2))) return err;
@@ -470,8 +456,7 @@ int FN(bptt_crossentropy_backward_rows)(const real *logits, const int32_t *targe
 /* ------------------------------------------------------------------- MSE */
 
 /* loss = sum_k (pred_k - target_k)^2 / (n or 1) */
-int FN(bptt_mse_forward)(const real *pred, const real *target, int64_t n,
-                         int reduction, double *loss) {
+int FN(bptt_mse_forward)(const real *pred, const real *target, int64_t n, int reduction, double *loss) {
   int64_t k;
   double total = 0;
   if (n < 0 || !reduction_ok(reduction) || !loss) return BPTT_EARG;
@@ -486,8 +471,7 @@ int FN(bptt_mse_forward)(const real *pred, const real *target, int64_t n,
 }
 
 /* dpred_k = 2 (pred_k - target_k) * scale */
-int FN(bptt_mse_backward)(const real *pred, const real *target, int64_t n,
-                          int reduction, double gout, real *dpred) {
+int FN(bptt_mse_backward)(const real *pred, const real *target, int64_t n, int reduction, double gout, real *dpred) {
   int64_t k;
   real c;
   if (n < 0 || !reduction_ok(reduction)) return BPTT_EARG;

@@ -7,8 +7,8 @@
 
 /* d = g + wd p;  buf = d (first) or mom buf + (1 - damp) d;
  * d = nesterov ? d + mom buf : buf;  p = p - lr d */
-int FN(bptt_sgd_step)(real *restrict p, const real *restrict g, real *restrict buf, int64_t n,
-                      const bptt_sgd_hp *hp, int init_buf) {
+int FN(bptt_sgd_step)(real *restrict p, const real *restrict g, real *restrict buf, int64_t n, const bptt_sgd_hp *hp,
+                      int init_buf) {
   int64_t i;
   real neg_lr, wd, mom, keep;
   int use_wd, use_mom, nesterov;
@@ -45,8 +45,7 @@ typedef struct {
   int use_wd, decoupled;
 } FN(adam_job);
 
-BPTT_KERNEL_VOID(FN(adam_range), (const FN(adam_job) *a, int64_t lo, int64_t hi),
-                 (a, lo, hi)) {
+BPTT_KERNEL_VOID(FN(adam_range), (const FN(adam_job) *a, int64_t lo, int64_t hi), (a, lo, hi)) {
   real *restrict p = a->p, *restrict m = a->m, *restrict v = a->v, *restrict vmax = a->vmax;
   const real *restrict g = a->g;
   const real b1 = a->b1, b2 = a->b2, c1 = a->c1, c2 = a->c2, eps = a->eps, wd = a->wd;
@@ -55,8 +54,10 @@ BPTT_KERNEL_VOID(FN(adam_range), (const FN(adam_job) *a, int64_t lo, int64_t hi)
   int64_t i;
   for (i = lo; i < hi; i++) {
     real d = g[i], pi = p[i], mi, vi;
-    if (decoupled) pi = pi * decay; /* AdamW: p (1 - lr wd), before the moments */
-    else if (use_wd) d = d + wd * pi; /* Adam: L2 penalty in the gradient */
+    if (decoupled)
+      pi = pi * decay; /* AdamW: p (1 - lr wd), before the moments */
+    else if (use_wd)
+      d = d + wd * pi; /* Adam: L2 penalty in the gradient */
     mi = m[i] * b1 + c1 * d;
     vi = v[i] * b2 + c2 * d * d;
     m[i] = mi, v[i] = vi;
@@ -96,8 +97,10 @@ int FN(bptt_adam_step)(real *restrict p, const real *restrict g, real *restrict 
   a.decay = FN(to_real)(1 - hp->lr * hp->weight_decay);
   a.decoupled = hp->decoupled != 0;
   a.use_wd = !a.decoupled && hp->weight_decay != 0;
-  if (n >= PARALLEL_MIN) bptt_parallel_run(FN(adam_task), &a, bptt_parallel_threads());
-  else FN(adam_range)(&a, 0, n);
+  if (n >= PARALLEL_MIN)
+    bptt_parallel_run(FN(adam_task), &a, bptt_parallel_threads());
+  else
+    FN(adam_range)(&a, 0, n);
   return BPTT_OK;
 }
 
@@ -137,7 +140,8 @@ int FN(bptt_rmsprop_step)(real *restrict p, const real *restrict g, real *restri
   use_mom = hp->momentum > 0;
   if (n && (!sq || (use_mom && !buf))) return BPTT_EARG;
   a = FN(to_real)(hp->alpha), c = FN(to_real)(1 - hp->alpha);
-  neg_lr = FN(to_real)(-hp->lr), wd = FN(to_real)(hp->weight_decay), eps = FN(to_real)(hp->eps), mom = FN(to_real)(hp->momentum);
+  neg_lr = FN(to_real)(-hp->lr), wd = FN(to_real)(hp->weight_decay), eps = FN(to_real)(hp->eps),
+  mom = FN(to_real)(hp->momentum);
   use_wd = hp->weight_decay != 0;
   for (i = 0; i < n; i++) {
     real d = g[i], s, avg;
@@ -185,17 +189,23 @@ typedef struct {
 /* One chunk g (n <= NORM_CHUNK): returns its sum, *top = max(*top, its
  * largest |g| bits).  Two passes over the chunk (it stays in the L1 cache):
  * a sum and a maximum each vectorize alone, not together. */
-BPTT_KERNEL(double, FN(norm_chunk),
-            (const real *restrict g, int64_t n, int mode, double p, double inv, BITS *top),
+BPTT_KERNEL(double, FN(norm_chunk), (const real *restrict g, int64_t n, int mode, double p, double inv, BITS *top),
             (g, n, mode, p, inv, top)) {
-  double acc[NORM_LANES] = {0};
-  BITS mx[NORM_LANES] = {0};
+  double acc[NORM_LANES] = { 0 };
+  BITS mx[NORM_LANES] = { 0 };
   int64_t i, k;
   switch (mode) {
-    case 2: NORM_SUM((x * inv) * (x * inv)); break; /* = (|x| inv)^2 exactly */
-    case 1: NORM_SUM(fabs(x) * inv); break;
-    case 3: NORM_SUM(pow(fabs(x) * inv, p)); break;
-    default: break; /* p = inf: the maximum alone */
+    case 2:
+      NORM_SUM((x * inv) * (x * inv));
+      break; /* = (|x| inv)^2 exactly */
+    case 1:
+      NORM_SUM(fabs(x) * inv);
+      break;
+    case 3:
+      NORM_SUM(pow(fabs(x) * inv, p));
+      break;
+    default:
+      break; /* p = inf: the maximum alone */
   }
   for (k = NORM_LANES / 2; k > 0; k /= 2) {
     for (i = 0; i < k; i++) acc[i] += acc[i + k];
@@ -237,15 +247,19 @@ int FN(bptt_grad_norm)(const real *g, int64_t n, double p, double scale, double 
     len = n - off < (int64_t)NORM_CHUNK * NORM_GROUP ? n - off : (int64_t)NORM_CHUNK * NORM_GROUP;
     chunks = (len + NORM_CHUNK - 1) / NORM_CHUNK;
     a.g = g + off, a.n = len;
-    if (len >= NORM_PARALLEL_MIN) nt = bptt_parallel_run(FN(norm_task), &a, bptt_parallel_threads());
-    else FN(norm_task)(&a, 0, 1);
+    if (len >= NORM_PARALLEL_MIN)
+      nt = bptt_parallel_run(FN(norm_task), &a, bptt_parallel_threads());
+    else
+      FN(norm_task)(&a, 0, 1);
     for (c = 0; c < chunks; c++) total += a.part[c];
     for (k = 0; k < nt; k++) top = a.mx[k] > top ? a.mx[k] : top;
   }
   if (a.mode != 0) *sum += total;
   memcpy(&big, &top, sizeof big);
-  if (*amax != *amax || top > BITS_INF) *amax = (double)NAN;
-  else if (n > 0 && (double)big > *amax) *amax = (double)big;
+  if (*amax != *amax || top > BITS_INF)
+    *amax = (double)NAN;
+  else if (n > 0 && (double)big > *amax)
+    *amax = (double)big;
   return BPTT_OK;
 }
 
@@ -256,8 +270,7 @@ typedef struct {
   real k;
 } FN(scale_job);
 
-BPTT_KERNEL_VOID(FN(scale_range), (real *restrict g, int64_t lo, int64_t hi, real k),
-                 (g, lo, hi, k)) {
+BPTT_KERNEL_VOID(FN(scale_range), (real *restrict g, int64_t lo, int64_t hi, real k), (g, lo, hi, k)) {
   int64_t i;
   for (i = lo; i < hi; i++) g[i] = g[i] * k;
 }
@@ -273,8 +286,10 @@ int FN(bptt_grad_scale)(real *g, int64_t n, double s) {
   FN(scale_job) a;
   if (n < 0 || (n && !g)) return BPTT_EARG;
   a.g = g, a.n = n, a.k = FN(to_real)(s);
-  if (n >= SCALE_PARALLEL_MIN) bptt_parallel_run(FN(scale_task), &a, bptt_parallel_threads());
-  else FN(scale_task)(&a, 0, 1);
+  if (n >= SCALE_PARALLEL_MIN)
+    bptt_parallel_run(FN(scale_task), &a, bptt_parallel_threads());
+  else
+    FN(scale_task)(&a, 0, 1);
   return BPTT_OK;
 }
 
@@ -287,9 +302,10 @@ int FN(bptt_grad_clamp)(real *g, int64_t n, double v) {
   lo = -hi;
   for (i = 0; i < n; i++) {
     real x = g[i];
-    if (x > hi) g[i] = hi;
-    else if (x < lo) g[i] = lo;
+    if (x > hi)
+      g[i] = hi;
+    else if (x < lo)
+      g[i] = lo;
   }
   return BPTT_OK;
 }
-
