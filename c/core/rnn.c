@@ -96,6 +96,30 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
   return n == NULL ? BPTT_EARG : rnn_sizes(d, NULL, n);
 }
 
+int64_t bptt_rnn_block_steps(int64_t B) {
+  return B >= BPTT_RNN_BLOCK_ROWS ? 1 : (BPTT_RNN_BLOCK_ROWS + B - 1) / B;
+}
+
+int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                      int64_t *cache, int64_t *scratch, int64_t *flow) {
+  int64_t c, s, f = 0, n;
+  int err = rnn_sizes(d, &c, &s);
+  if (err) return err;
+  if (opts && opts->checkpoint < 0) return BPTT_EARG;
+  if (opts && opts->flow_dh) {
+    /* row sums (T, B), twice for lstm, and 2 x 2 x (B, ceil(H/16)) partials */
+    if (bptt_mul_overflow(d->T, d->B, &n) ||
+        bptt_mul_overflow(n, d->cell == BPTT_CELL_LSTM ? 2 : 1, &n) ||
+        bptt_add_overflow(n, 4 * d->B * ((d->H + 15) / 16), &f) ||
+        bptt_mul_overflow(f, 8, &n))
+      return BPTT_EOVERFLOW;
+  }
+  if (cache) *cache = c;
+  if (scratch) *scratch = s;
+  if (flow) *flow = f;
+  return BPTT_OK;
+}
+
 /* ---- the kernels, once per real type ----------------------------------- */
 
 /* The recursion split by batch rows (generic/rnn_bptt.c) when every thread gets a
@@ -107,6 +131,17 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
 #define RNN_SPLIT_ROWS(d, n, G, esize)                     \
   ((n) > 1 && (d)->B >= 8 * (int64_t)(n) &&                \
    (double)(G) * (double)(d)->H * (double)(d)->H * (esize) <= 8.0 * 1024 * 1024)
+
+/* C (n, n) upper triangle = A (n, k) A^T, row-major: the Gram matrices of
+ * the gradient-flow record (generic/rnn_bptt.c's flow_dW). */
+static void syrk_f32(int64_t n, int64_t k, const float *A, float *C) {
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)k, 1.0f, A,
+              (int)k, 0.0f, C, (int)n);
+}
+static void syrk_f64(int64_t n, int64_t k, const double *A, double *C) {
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)k, 1.0, A,
+              (int)k, 0.0, C, (int)n);
+}
 
 #define BPTT_GENERIC "generic/rnn_bptt.c"
 #include "generic.h"

@@ -130,4 +130,93 @@ int bptt_rnn_backward_f64(const bptt_rnn_dims *d,
                           double *dw_ih, double *dw_hh,
                           double *db_ih, double *db_hh, double *scratch);
 
+/*
+ * Options of the _ex calls (a NULL opts: all off, the calls above).
+ *
+ * Gradient-flow recording (backward only).  With flow_dh non-NULL, backward
+ * writes for every step t = 1..T (element (t-1)*flow_ld of each array):
+ *   flow_dh  ||dL/dh_t||   Frobenius over (B, H) of the whole gradient
+ *            reaching h_t: dy_t + the gradient carried back from step t+1
+ *            (dhT at t = T)
+ *   flow_dc  ||dL/dc_t||   lstm only (else ignored): the whole gradient
+ *            reaching c_t, through h_t and from c_{t+1} (dcT at t = T)
+ *   flow_dW  ||dG_t^T h_{t-1}||  step t's term of dL/dW_hh, dG_t =
+ *            dL/d(W_hh h_{t-1} + b_hh) (the seed's sum split into its
+ *            terms; h_0 the initial state, zeros when NULL)
+ * each non-NULL.  flow_work: bptt_rnn_flow_numel doubles.  Every norm is a
+ * sum in a fixed order (per row over 16-unit groups of units, then over the
+ * rows in order), whatever the thread count or the split of the recursion:
+ * the same bits on every thread count.  Off (flow_dh NULL), the recursion
+ * runs exactly the code of the calls above.
+ *
+ * Checkpointing (memory-bounded BPTT), checkpoint = k >= 1: forward keeps,
+ * besides y, only the cell state every k steps (lstm: c_{a-1} for each
+ * segment start a = 1, k+1, 2k+1, ...; gru, tanh, relu keep nothing, h is
+ * y), and backward recomputes each segment's cache from it before the
+ * recursion runs over the segment.  Gradients and outputs are the same
+ * bits as checkpoint = 0: the input projections, dx and the weight
+ * gradients run in fixed blocks of BPTT_RNN_BLOCK_ROWS rows' worth of steps
+ * (bptt_rnn_block_steps) counted from step 1 on both paths, the same GEMM
+ * calls in the same order.  The sizes (bptt_rnn_numel_ex):
+ *   cache    lstm: ceil(T/k)*B*H (the saved c); others 0
+ *   scratch  dG and the segment's cache over a window of
+ *            W = min(T, (floor((k-1)/S) + 2) * S) steps, S the block:
+ *            tanh, relu  W*B*H + B*H
+ *            lstm        9*W*B*H + 2*B*H
+ *            gru         8*W*B*H + 4*B*H
+ * so memory is O((T/k + k + S) B H G) instead of O(T B H G); forward
+ * uses the scratch too.
+ */
+typedef struct {
+  int64_t checkpoint; /* 0: full BPTT; else k >= 1 */
+  double *flow_dh, *flow_dc, *flow_dW, *flow_work;
+  int64_t flow_ld; /* stride of the flow arrays (>= 1) */
+} bptt_rnn_opts;
+
+/* Batched GEMMs run over blocks of this many rows (steps * B) at least. */
+#define BPTT_RNN_BLOCK_ROWS 512
+/* S: the steps of one block, max(1, ceil(BPTT_RNN_BLOCK_ROWS / B)). */
+int64_t bptt_rnn_block_steps(int64_t B);
+
+/* Elements of cache and scratch (reals) and of the flow work (doubles) for
+ * opts (NULL = all off); each pointer may be NULL.  EARG for a
+ * checkpoint < 0. */
+int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                      int64_t *cache, int64_t *scratch, int64_t *flow);
+
+/* forward with opts: with checkpointing it writes the saved states into
+ * cache and uses scratch (bptt_rnn_numel_ex); without, scratch may be NULL. */
+int bptt_rnn_forward_ex_f32(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                            const float *w_ih, const float *w_hh,
+                            const float *b_ih, const float *b_hh,
+                            const float *x, const float *h0, const float *c0,
+                            float *y, float *hT, float *cT, float *cache,
+                            float *scratch);
+int bptt_rnn_forward_ex_f64(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                            const double *w_ih, const double *w_hh,
+                            const double *b_ih, const double *b_hh,
+                            const double *x, const double *h0,
+                            const double *c0, double *y, double *hT,
+                            double *cT, double *cache, double *scratch);
+/* backward with opts; needs the biases when checkpointing (to recompute). */
+int bptt_rnn_backward_ex_f32(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                             const float *w_ih, const float *w_hh,
+                             const float *b_ih, const float *b_hh,
+                             const float *x, const float *h0, const float *c0,
+                             const float *y, const float *cache,
+                             const float *dy, const float *dhT,
+                             const float *dcT, float *dx, float *dh0,
+                             float *dc0, float *dw_ih, float *dw_hh,
+                             float *db_ih, float *db_hh, float *scratch);
+int bptt_rnn_backward_ex_f64(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                             const double *w_ih, const double *w_hh,
+                             const double *b_ih, const double *b_hh,
+                             const double *x, const double *h0,
+                             const double *c0, const double *y,
+                             const double *cache, const double *dy,
+                             const double *dhT, const double *dcT, double *dx,
+                             double *dh0, double *dc0, double *dw_ih,
+                             double *dw_hh, double *db_ih, double *db_hh,
+                             double *scratch);
+
 #endif

@@ -92,21 +92,56 @@ static void check_kernel(lua_State *L, int err, const char *fn) {
 
 /* ------------------------------------------------------------------ RNN */
 
-/* rnn_sizes(cell, T, B, D, H) -> cache elements, scratch elements */
+/* rnn_sizes(cell, T, B, D, H [, checkpoint [, flow]]) -> cache elements,
+ * scratch elements, flow work elements (float64) */
 static int l_rnn_sizes(lua_State *L) {
   const char *fn = "bptt.core.rnn_sizes";
   bptt_rnn_dims d;
-  int64_t c, s;
+  bptt_rnn_opts o;
+  double one = 0;
+  int64_t c, s, f;
   d.cell = (bptt_cell)check_cell(L, 1, fn);
   d.T = bptt_checkint(L, 2, fn, "T", 1, INT64_MAX);
   d.B = bptt_checkint(L, 3, fn, "B", 1, INT64_MAX);
   d.D = bptt_checkint(L, 4, fn, "D", 1, INT64_MAX);
   d.H = bptt_checkint(L, 5, fn, "H", 1, INT64_MAX);
-  check_kernel(L, bptt_rnn_cache_numel(&d, &c), fn);
-  check_kernel(L, bptt_rnn_scratch_numel(&d, &s), fn);
+  memset(&o, 0, sizeof o);
+  o.checkpoint = lua_isnoneornil(L, 6) ? 0 : bptt_checkint(L, 6, fn, "checkpoint", 0, INT64_MAX);
+  if (lua_toboolean(L, 7)) o.flow_dh = &one; /* only tells that flow is on */
+  check_kernel(L, bptt_rnn_numel_ex(&d, &o, &c, &s, &f), fn);
   lua_pushnumber(L, (lua_Number)c);
   lua_pushnumber(L, (lua_Number)s);
-  return 2;
+  lua_pushnumber(L, (lua_Number)f);
+  return 3;
+}
+
+/* The flow arguments of rnn_backward at idx..idx+4: flow_dh?, flow_dc?,
+ * flow_dW? (float64 T x n, column col written), flow_work, col.  Fills o;
+ * nothing when flow_dh is nil. */
+static void rnn_flow_args(lua_State *L, int idx, const char *fn, const bptt_rnn_dims *d, bptt_rnn_opts *o) {
+  static const char *const names[3] = {"flow_dh", "flow_dc", "flow_dW"};
+  double *p[3] = {NULL, NULL, NULL};
+  int64_t col, n = 0, fn_work;
+  int k;
+  if (lua_isnoneornil(L, idx)) return;
+  for (k = 0; k < 3; k++) {
+    bptt_tensor *t;
+    if (k && lua_isnoneornil(L, idx + k)) continue;
+    t = bptt_checktensor(L, idx + k, fn, names[k]);
+    if (t->dtype != BPTT_FLOAT64 || t->ndim != 2 || t->size[0] != d->T || !bptt_tensor_is_contiguous(t) ||
+        (n && t->size[1] != n))
+      luaL_error(L, "%s: %s must be a contiguous float64 tensor of T = %lld rows (and as many columns as flow_dh)",
+                 fn, names[k], (long long)d->T);
+    n = t->size[1];
+    p[k] = bptt_tensor_data(t);
+  }
+  o->flow_dh = p[0], o->flow_dc = p[1], o->flow_dW = p[2], o->flow_ld = n;
+  col = bptt_checkint(L, idx + 4, fn, "col", 1, n);
+  for (k = 0; k < 3; k++)
+    if (p[k]) p[k] += col - 1;
+  o->flow_dh = p[0], o->flow_dc = p[1], o->flow_dW = p[2];
+  check_kernel(L, bptt_rnn_numel_ex(d, o, NULL, NULL, &fn_work), fn);
+  o->flow_work = arg1(L, idx + 3, fn, "flow_work", BPTT_FLOAT64, 0, fn_work);
 }
 
 /* Reads the dims from x (T,B,D) and w_hh (G*H,H); checks everything else. */
@@ -153,10 +188,12 @@ static int l_rnn_forward(lua_State *L) {
 }
 
 /* rnn_backward(cell, w_ih, w_hh, x, h0?, c0?, y, cache?, dy?, dhT?, dcT?,
- *              dx?, dh0?, dc0?, dw_ih, dw_hh, db_ih?, db_hh?, scratch) */
+ *              dx?, dh0?, dc0?, dw_ih, dw_hh, db_ih?, db_hh?, scratch
+ *              [, flow_dh?, flow_dc?, flow_dW?, flow_work?, col?]) */
 static int l_rnn_backward(lua_State *L) {
   const char *fn = "bptt.core.rnn_backward";
   bptt_rnn_dims d;
+  bptt_rnn_opts o;
   int dt, cell = check_cell(L, 1, fn), lstm;
   int64_t G, H, B, cn, sn;
   void *w_ih, *w_hh, *x, *h0, *c0, *y, *cache, *dy, *dhT, *dcT, *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh,
@@ -183,12 +220,14 @@ static int l_rnn_backward(lua_State *L) {
   db_ih = arg1(L, 17, fn, "db_ih", dt, 1, G * H);
   db_hh = arg1(L, 18, fn, "db_hh", dt, 1, G * H);
   scratch = arg1(L, 19, fn, "scratch", dt, 0, sn);
+  memset(&o, 0, sizeof o);
+  rnn_flow_args(L, 20, fn, &d, &o);
   if (dt == BPTT_FLOAT32)
-    check_kernel(L, bptt_rnn_backward_f32(&d, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
-                                          dw_hh, db_ih, db_hh, scratch), fn);
+    check_kernel(L, bptt_rnn_backward_ex_f32(&d, &o, w_ih, w_hh, NULL, NULL, x, h0, c0, y, cache, dy, dhT, dcT, dx,
+                                             dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, scratch), fn);
   else
-    check_kernel(L, bptt_rnn_backward_f64(&d, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
-                                          dw_hh, db_ih, db_hh, scratch), fn);
+    check_kernel(L, bptt_rnn_backward_ex_f64(&d, &o, w_ih, w_hh, NULL, NULL, x, h0, c0, y, cache, dy, dhT, dcT, dx,
+                                             dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, scratch), fn);
   return 0;
 }
 

@@ -324,7 +324,8 @@ function RNN:backward(dy, dhT, dcT, opts)
       f.h0 and f.h0:select(1, k) or nil, f.c0 and f.c0:select(1, k) or nil, s.y, s.cache,
       g, dhT and dhT:select(1, k), dcT and dcT:select(1, k),
       dx, self._dh0:select(1, k), lstm and self._dc0:select(1, k) or nil,
-      G["weight_ih_l" .. l], G["weight_hh_l" .. l], G["bias_ih_l" .. l], G["bias_hh_l" .. l], f.buf.scratch)
+      G["weight_ih_l" .. l], G["weight_hh_l" .. l], G["bias_ih_l" .. l], G["bias_hh_l" .. l], f.buf.scratch,
+      self:_flow_args(fn, T, B, k))
     g = dx
     if k > 1 and f.buf[k - 1].dropped then
       core.dropout_backward(g, f.buf[k - 1].mask, g) -- through the mask of the layer below
@@ -332,6 +333,53 @@ function RNN:backward(dy, dhT, dcT, opts)
   end
   if lstm then return g, self._dh0, self._dc0 end
   return g, self._dh0
+end
+
+--- Gradient-flow recording (off by default).  rnn:record_flow(true): every
+-- backward also measures, for each step k and layer l, the norms of the
+-- seed's sum, read by rnn:flow().  Off, backward runs exactly as before.
+function RNN:record_flow(on)
+  if type(on) ~= "boolean" then
+    util.raise("bptt.RNN:record_flow: on must be true or false, got " .. util.got(on))
+  end
+  self._record_flow = on
+  if not on then self._flow_out, self._flow_work = nil, nil end
+  return self
+end
+
+--- The norms the last backward recorded (record_flow(true)), or nil:
+-- {dh = T x layers, dc = T x layers (lstm; nil otherwise), dW = T x layers},
+-- float64 tensors (new at every backward: keep them as they are).
+--   dh[k][l] = ||dL/dh_k|| of layer l's output, Frobenius over B x H: the
+--              whole gradient reaching it (its own loss, the layer above,
+--              and step k+1's, carried back; dhT at k = T)
+--   dc[k][l] = the same for an lstm's cell state c_k
+--   dW[k][l] = ||dG_k^T h_{k-1}||, dG_k = dL/d(W_hh h_{k-1} + b_hh): step k's
+--              term of dL/dW_hh of layer l (h_0 the initial state)
+function RNN:flow()
+  return self._flow_out
+end
+
+-- The flow arguments of core.rnn_backward for layer k (nothing when off):
+-- the result tensors are made at the top layer (the first one backward runs).
+function RNN:_flow_args(fn, T, B, k)
+  if not self._record_flow then return end
+  local L = self.layers
+  if k == L then
+    local _, _, n = core.rnn_sizes(self.cell, T, B, self.input, self.hidden, 0, true)
+    local ok, err = pcall(function()
+      if not self._flow_work or self._flow_work:numel() < n then self._flow_work = core.zeros(n, "float64") end
+      self._flow_out = { dh = core.zeros(T, L, "float64"), dW = core.zeros(T, L, "float64"),
+        dc = self.cell == "lstm" and core.zeros(T, L, "float64") or nil }
+    end)
+    if not ok then
+      util.raise(string.format("%s: cannot allocate the gradient-flow record for T = %d (%s)", fn, T,
+        tostring(err):gsub("^[^:]*:%d+: ", "")))
+    end
+  end
+  local o = self._flow_out
+  local _, _, n = core.rnn_sizes(self.cell, T, B, self.input, self.hidden, 0, true)
+  return o.dh, o.dc, o.dW, self._flow_work:narrow(1, 1, n), k
 end
 
 --- Zeroes the carried state (carry_state): every stream, or stream b (1-based).

@@ -91,6 +91,12 @@ typedef struct {
    * W_hh that the threads share (NULL: BLAS) */
   int by_rows;
   real *pk_shared;
+  /* gradient-flow recording (rnn.h's bptt_rnn_opts), NULL when off:
+   * per-row sums of squares fl_h, fl_c (T, B) and the per-step group
+   * partials fl_part (2 parities, dh | dc, each (B, fl_ng)) */
+  double *fl_h, *fl_c, *fl_part, *fl_dW;
+  int64_t fl_ng, fl_ld;
+  int err; /* set by a thread that could not get its scratch */
 } FN(rnn_job);
 
 /* One thread's share of a call: in the recursion the batch rows [b0, b1)
@@ -444,6 +450,18 @@ int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
   return BPTT_OK;
 }
 
+int FN(bptt_rnn_forward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                            const real *w_ih, const real *w_hh,
+                            const real *b_ih, const real *b_hh,
+                            const real *x, const real *h0, const real *c0,
+                            real *y, real *hT, real *cT, real *cache,
+                            real *scratch) {
+  (void)scratch;
+  if (opts && opts->checkpoint != 0) return BPTT_EARG;
+  return FN(bptt_rnn_forward)(d, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT,
+                              cache);
+}
+
 /* ---- backward ------------------------------------------------------------
  *
  * The seed note writes
@@ -648,6 +666,133 @@ BPTT_KERNEL_VOID(FN(gru_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
   }
 }
 
+/* ---- gradient-flow recording (rnn.h) --------------------------------------
+ * Per step, before the elementwise pass overwrites them: for each row b of
+ * the thread's rows and each 16-unit group g of its units [j0, j0 + nj)
+ * (j0 a multiple of 16: parallel ranges are whole 16s), the sums of squares
+ *   ph[b][g] = sum (dh + dy)^2             the whole dL/dh_t of the row
+ *   pc[b][g] = sum (dc + (dh + dy) o (1 - tanh^2 c_t))^2    lstm: dL/dc_t,
+ * the dcv of lstm_drow, everything reaching c_t.  Rows are then the sums
+ * of their groups in order, and a step's norm^2 the sum of its rows in
+ * order: the same additions whichever thread owned which units or rows. */
+/* out[u] = (dh + dy)^2, u < n; dy may be NULL */
+BPTT_ROW void FN(flow_dh_row)(int64_t n, const real *restrict dh,
+                              const real *restrict dy, real *restrict out) {
+  int64_t u;
+  for (u = 0; u < n; u++) {
+    real v = dh[u] + (dy ? dy[u] : (real)0);
+    out[u] = v * v;
+  }
+}
+
+/* out[u] = (dc + (dh + dy) o (1 - tanh^2 c))^2, u < n; dy may be NULL */
+BPTT_ROW void FN(flow_dc_row)(int64_t n, const real *restrict dh,
+                              const real *restrict dy, const real *restrict o,
+                              const real *restrict c, const real *restrict dc,
+                              real *restrict out) {
+  int64_t u;
+  for (u = 0; u < n; u++) {
+    real v = dh[u] + (dy ? dy[u] : (real)0), tc = TANH(c[u]);
+    real w = dc[u] + v * o[u] * (1 - tc * tc);
+    out[u] = w * w;
+  }
+}
+
+/* The sum of sq[0..16) as a fixed tree (8 + 8, 4 + 4, 2 + 2, 1 + 1):
+ * vectorizable, and the same order everywhere */
+BPTT_ROW real FN(sum16)(real *restrict sq) {
+  int64_t w, u;
+  for (w = 8; w >= 1; w /= 2)
+    for (u = 0; u < w; u++) sq[u] += sq[u + w];
+  return sq[0];
+}
+
+/* gt (B, 4H) lstm activations and ct (B, H), or NULL (no dc); the squares
+ * of a group and their sum (sum16, zeros past the group's end) in real */
+BPTT_KERNEL_VOID(FN(flow_sums), (int64_t rows, int64_t H, int64_t j0,
+                                 int64_t nj, int64_t ng, const real *dh,
+                                 const real *dy, const real *gt,
+                                 const real *ct, const real *dc, double *ph,
+                                 double *pc),
+                 (rows, H, j0, nj, ng, dh, dy, gt, ct, dc, ph, pc)) {
+  int64_t b, j, u, e;
+  real sq[16];
+  for (b = 0; b < rows; b++) {
+    const real *hb = dh + b * H, *yb = dy ? dy + b * H : NULL;
+    for (j = j0; j < j0 + nj; j += 16) {
+      e = (j + 16 < j0 + nj ? j + 16 : j0 + nj) - j;
+      if (yb) FN(flow_dh_row)(e, hb + j, yb + j, sq);
+      else FN(flow_dh_row)(e, hb + j, NULL, sq);
+      for (u = e; u < 16; u++) sq[u] = 0;
+      ph[b * ng + j / 16] = (double)FN(sum16)(sq);
+      if (!gt) continue;
+      if (yb)
+        FN(flow_dc_row)(e, hb + j, yb + j, gt + b * 4 * H + 3 * H + j,
+                        ct + b * H + j, dc + b * H + j, sq);
+      else
+        FN(flow_dc_row)(e, hb + j, NULL, gt + b * 4 * H + 3 * H + j,
+                        ct + b * H + j, dc + b * H + j, sq);
+      for (u = e; u < 16; u++) sq[u] = 0;
+      pc[b * ng + j / 16] = (double)FN(sum16)(sq);
+    }
+  }
+}
+
+/* rows [b0, b1) of step t: fl_h[t][b] = sum over groups of ph[b][g] */
+static void FN(flow_rows)(const FN(rnn_job) *job, int64_t t, int64_t b0,
+                          int64_t b1, const double *ph, const double *pc) {
+  const int64_t B = job->d->B, ng = job->fl_ng;
+  int64_t b, g;
+  for (b = b0; b < b1; b++) {
+    double sh = 0, sc = 0;
+    for (g = 0; g < ng; g++) {
+      sh += ph[b * ng + g];
+      if (pc) sc += pc[b * ng + g];
+    }
+    job->fl_h[t * B + b] = sh;
+    if (pc) job->fl_c[t * B + b] = sc;
+  }
+}
+
+/* ||dG_t^T h_{t-1}||^2 (GH, H) for the steps t = tid, tid + n, ... of
+ * [t0, t1): each step by one thread, in one order.  Through the Gram
+ * matrices when cheaper, sum_{b,b'} (dG dG^T)_{bb'} (h h^T)_{bb'}
+ * (B^2 (GH + H) / 2 against B GH H flops), else the product itself. */
+static void FN(flow_dW)(FN(rnn_job) *job, const real *dG, int64_t gbase,
+                        int64_t t0, int64_t t1, int tid, int n) {
+  const bptt_rnn_dims *d = job->d;
+  const int64_t B = d->B, H = d->H, GH = job->GH, BH = B * H;
+  const int gram = B * (GH + H) < 2 * GH * H;
+  int64_t t, i, m = gram ? 2 * B * B : GH * H;
+  real *w = NULL;
+  for (t = t0 + tid; t < t1; t += n) {
+    const real *dGt = dG + (t - gbase) * B * GH;
+    const real *hp = t ? job->y + (t - 1) * BH : job->h0;
+    double s = 0;
+    if (hp) {
+      if (!w && !(w = bptt_parallel_scratch(tid, (size_t)m * sizeof(real)))) {
+        job->err = BPTT_ENOMEM;
+        return;
+      }
+      if (gram) { /* upper triangles (syrk, rnn.c): diagonal + 2 x the rest */
+        int64_t j;
+        double off = 0;
+        FN(syrk)(B, GH, dGt, w);
+        FN(syrk)(B, H, hp, w + B * B);
+        for (i = 0; i < B; i++) {
+          s += (double)w[i * B + i] * (double)w[B * B + i * B + i];
+          for (j = i + 1; j < B; j++) off += (double)w[i * B + j] * (double)w[B * B + i * B + j];
+        }
+        s += 2 * off;
+      } else {
+        FN(gemm)(1, 0, GH, H, B, 1, dGt, GH, hp, H, 0, w, H);
+        for (i = 0; i < GH * H; i++) s += (double)w[i] * (double)w[i];
+      }
+    }
+    job->fl_dW[t * job->fl_ld] = s;
+  }
+}
+
 /* The recursion, one thread's units, then its share of param_grads.
  * Scratch layouts, per step:
  *   tanh / relu: dG (T, B, H) | dh (B, H)
@@ -670,7 +815,7 @@ BPTT_KERNEL_VOID(FN(gru_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
  * Thread k writes dG_t, dh and dc of its units only, and its GEMM computes
  * its columns of dh from all of dG_t: one barrier between the two. */
 static void FN(backward_task)(void *ctx, int tid, int n) {
-  const FN(rnn_job) *job = ctx;
+  FN(rnn_job) *job = ctx;
   const bptt_rnn_dims *d = job->d;
   const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
   const int64_t GH = job->GH;
@@ -696,6 +841,19 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
     real *dGt = dG + t * B * GH + goff;
     const real *dyt = dy ? dy + t * BH + off : NULL;
     real beta = 0;
+    double *ph = NULL;
+    if (job->fl_h) { /* gradient flow: before the pass below changes dh, dc */
+      const int lstm = cell == BPTT_CELL_LSTM;
+      ph = job->fl_part + (t & 1) * 2 * B * job->fl_ng;
+      if (nj > 0 && rows > 0)
+        FN(flow_sums)(rows, H, j0, nj, job->fl_ng, dh, dyt,
+                      lstm ? cache + t * B * GH + goff : NULL,
+                      lstm ? cache + T * B * GH + t * BH + off : NULL, dc,
+                      ph + b0 * job->fl_ng,
+                      lstm ? ph + (B + b0) * job->fl_ng : NULL);
+      if (job->by_rows)
+        FN(flow_rows)(job, t, b0, b0 + rows, ph, lstm ? ph + B * job->fl_ng : NULL);
+    }
     if (nj > 0 && rows > 0) {
       switch (cell) {
         case BPTT_CELL_LSTM: {
@@ -720,6 +878,10 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
     if (cell == BPTT_CELL_GRU) beta = 1;        /* onto the direct path */
     /* by units, the GEMM below reads every thread's dG_t */
     if (!job->by_rows) bptt_parallel_barrier(n);
+    /* by units, thread 0 adds up the step's groups (the next step writes
+     * the other parity; the one after waits for thread 0 at the barrier) */
+    if (ph && !job->by_rows && tid == 0)
+      FN(flow_rows)(job, t, 0, B, ph, cell == BPTT_CELL_LSTM ? ph + B * job->fl_ng : NULL);
     /* dh[rows, j0..j1] <- dL/dh_{t-1} = (beta dh +) dG_t (rows, GH) W_hh[:, j0..j1] */
     if (rows > 0 && nj > 0 && (t > 0 || job->dh0)) {
       if (pk) PACKED_GEMM(rows, nj, GH, dGt, GH, pk, beta, dh + j0, H);
@@ -730,6 +892,81 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
   bptt_parallel_range(GH, 16, tid, n, &a, &b);
   p0 = a, p1 = b;
   FN(param_grads)(job, dG, dGn, p0, p1, r0, r1);
+  if (job->fl_dW) FN(flow_dW)(job, dG, 0, 0, T, tid, n);
+}
+
+/* The norms from the sums of squares that the threads left (rnn.h): for
+ * each step the rows' sums in order, then the square root. */
+static void FN(flow_finish)(const FN(rnn_job) *job, const bptt_rnn_opts *o) {
+  const int64_t T = job->d->T, B = job->d->B, ld = o->flow_ld;
+  int64_t t, b;
+  for (t = 0; t < T; t++) {
+    double sh = 0, sc = 0;
+    for (b = 0; b < B; b++) {
+      sh += job->fl_h[t * B + b];
+      if (job->fl_c) sc += job->fl_c[t * B + b];
+    }
+    o->flow_dh[t * ld] = sqrt(sh);
+    if (job->fl_c && o->flow_dc) o->flow_dc[t * ld] = sqrt(sc);
+    if (o->flow_dW) o->flow_dW[t * ld] = sqrt(o->flow_dW[t * ld]);
+  }
+}
+
+int FN(bptt_rnn_backward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                             const real *w_ih, const real *w_hh,
+                             const real *b_ih, const real *b_hh,
+                             const real *x, const real *h0, const real *c0,
+                             const real *y, const real *cache,
+                             const real *dy, const real *dhT, const real *dcT,
+                             real *dx, real *dh0, real *dc0,
+                             real *dw_ih, real *dw_hh,
+                             real *db_ih, real *db_hh, real *scratch) {
+  int err = bptt_rnn_check_dims(d);
+  int64_t T, B, H, BH, GH;
+  int lstm;
+  real *dh;
+  FN(rnn_job) job;
+  (void)b_ih, (void)b_hh;
+  if (err) return err;
+  if (!w_ih || !w_hh || !x || !y || !dw_ih || !dw_hh || !scratch)
+    return BPTT_EARG;
+  if (!cache && (d->cell == BPTT_CELL_LSTM || d->cell == BPTT_CELL_GRU))
+    return BPTT_EARG;
+  if (opts && (opts->checkpoint != 0 ||
+               (opts->flow_dh && (!opts->flow_work || opts->flow_ld < 1))))
+    return BPTT_EARG;
+  T = d->T; B = d->B; H = d->H; BH = B * H;
+  GH = bptt_cell_gates(d->cell) * H;
+  lstm = d->cell == BPTT_CELL_LSTM;
+  /* The running dh (and dc) follow the T*B*GH dG block(s) of the scratch:
+   * start them at dL/dh_T, dL/dc_T. */
+  dh = scratch + T * B * GH + (d->cell == BPTT_CELL_GRU ? T * BH : 0);
+  if (dhT) memcpy(dh, dhT, (size_t)BH * sizeof(real));
+  else memset(dh, 0, (size_t)BH * sizeof(real));
+  if (lstm) {
+    if (dcT) memcpy(dh + BH, dcT, (size_t)BH * sizeof(real));
+    else memset(dh + BH, 0, (size_t)BH * sizeof(real));
+  }
+  memset(&job, 0, sizeof job);
+  job.d = d, job.G = bptt_cell_gates(d->cell), job.GH = GH;
+  job.w_ih = w_ih, job.w_hh = w_hh, job.x = x, job.h0 = h0;
+  job.c0 = lstm ? c0 : NULL;
+  job.y = y, job.cache = cache, job.dy = dy;
+  job.dx = dx, job.dh0 = dh0, job.dw_ih = dw_ih, job.dw_hh = dw_hh;
+  job.db_ih = db_ih, job.db_hh = db_hh, job.scratch = scratch;
+  if (opts && opts->flow_dh) {
+    job.fl_ng = (H + 15) / 16;
+    job.fl_h = opts->flow_work;
+    job.fl_c = lstm ? job.fl_h + T * B : NULL;
+    job.fl_part = job.fl_h + T * B * (lstm ? 2 : 1);
+    job.fl_dW = opts->flow_dW, job.fl_ld = opts->flow_ld;
+  }
+  bptt_parallel_run(FN(backward_task), &job, FN(plan)(&job, 0));
+  if (job.err) return job.err;
+  if (job.fl_h) FN(flow_finish)(&job, opts);
+  if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(real));
+  if (lstm && dc0) memcpy(dc0, dh + BH, (size_t)BH * sizeof(real));
+  return BPTT_OK;
 }
 
 int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
@@ -740,36 +977,7 @@ int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
                           real *dx, real *dh0, real *dc0,
                           real *dw_ih, real *dw_hh,
                           real *db_ih, real *db_hh, real *scratch) {
-  int err = bptt_rnn_check_dims(d);
-  int64_t T, B, H, BH, GH;
-  real *dh;
-  FN(rnn_job) job;
-  if (err) return err;
-  if (!w_ih || !w_hh || !x || !y || !dw_ih || !dw_hh || !scratch)
-    return BPTT_EARG;
-  if (!cache && (d->cell == BPTT_CELL_LSTM || d->cell == BPTT_CELL_GRU))
-    return BPTT_EARG;
-  T = d->T; B = d->B; H = d->H; BH = B * H;
-  GH = bptt_cell_gates(d->cell) * H;
-  /* The running dh (and dc) follow the T*B*GH dG block(s) of the scratch:
-   * start them at dL/dh_T, dL/dc_T. */
-  dh = scratch + T * B * GH + (d->cell == BPTT_CELL_GRU ? T * BH : 0);
-  if (dhT) memcpy(dh, dhT, (size_t)BH * sizeof(real));
-  else memset(dh, 0, (size_t)BH * sizeof(real));
-  if (d->cell == BPTT_CELL_LSTM) {
-    if (dcT) memcpy(dh + BH, dcT, (size_t)BH * sizeof(real));
-    else memset(dh + BH, 0, (size_t)BH * sizeof(real));
-  }
-  memset(&job, 0, sizeof job);
-  job.d = d, job.G = bptt_cell_gates(d->cell), job.GH = GH;
-  job.w_ih = w_ih, job.w_hh = w_hh, job.x = x, job.h0 = h0;
-  job.c0 = d->cell == BPTT_CELL_LSTM ? c0 : NULL;
-  job.y = y, job.cache = cache, job.dy = dy;
-  job.dx = dx, job.dh0 = dh0, job.dw_ih = dw_ih, job.dw_hh = dw_hh;
-  job.db_ih = db_ih, job.db_hh = db_hh, job.scratch = scratch;
-  bptt_parallel_run(FN(backward_task), &job, FN(plan)(&job, 0));
-  if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(real));
-  if (d->cell == BPTT_CELL_LSTM && dc0)
-    memcpy(dc0, dh + BH, (size_t)BH * sizeof(real));
-  return BPTT_OK;
+  return FN(bptt_rnn_backward_ex)(d, NULL, w_ih, w_hh, NULL, NULL, x, h0, c0, y,
+                                  cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
+                                  dw_hh, db_ih, db_hh, scratch);
 }
