@@ -100,12 +100,46 @@ int64_t bptt_rnn_block_steps(int64_t B) {
   return B >= BPTT_RNN_BLOCK_ROWS ? 1 : (BPTT_RNN_BLOCK_ROWS + B - 1) / B;
 }
 
+/* The rings of generic/rnn_bptt.c: blocks of S steps, nb of them, C steps;
+ * without checkpointing (k = 0) the plain layout, C = T. */
+static void rnn_ring(const bptt_rnn_dims *d, int64_t k, int64_t *S, int64_t *nb, int64_t *C) {
+  int64_t nbT;
+  *S = bptt_rnn_block_steps(d->B);
+  nbT = (d->T + *S - 1) / *S;
+  if (k == 0) {
+    *nb = nbT, *C = d->T;
+    return;
+  }
+  *nb = (k - 1) / *S + 2 < nbT ? (k - 1) / *S + 2 : nbT;
+  *C = *nb * *S;
+}
+
 int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
                       int64_t *cache, int64_t *scratch, int64_t *flow) {
   int64_t c, s, f = 0, n;
   int err = rnn_sizes(d, &c, &s);
   if (err) return err;
   if (opts && opts->checkpoint < 0) return BPTT_EARG;
+  if (opts && opts->checkpoint > 0) { /* rnn.h: saved c; dG and the window over the ring */
+    int64_t S, nb, C, BH = d->B * d->H, CBH, w;
+    rnn_ring(d, opts->checkpoint, &S, &nb, &C);
+    if (bptt_mul_overflow(C, BH, &CBH) || bptt_mul_overflow(CBH, 9, &w) || bptt_mul_overflow(w, 8, &n))
+      return BPTT_EOVERFLOW;
+    switch (d->cell) {
+      case BPTT_CELL_LSTM:
+        c = (d->T + opts->checkpoint - 1) / opts->checkpoint * BH; /* <= T*B*H */
+        s = w + 3 * BH;                                            /* 9CBH + 3BH */
+        break;
+      case BPTT_CELL_GRU:
+        c = 0;
+        s = 8 * CBH + 5 * BH;
+        break;
+      default:
+        c = 0;
+        s = CBH + BH;
+        break;
+    }
+  }
   if (opts && opts->flow_dh) {
     /* row sums (T, B), twice for lstm, and 2 x 2 x (B, ceil(H/16)) partials */
     if (bptt_mul_overflow(d->T, d->B, &n) ||

@@ -157,15 +157,18 @@ int bptt_rnn_backward_f64(const bptt_rnn_dims *d,
  * bits as checkpoint = 0: the input projections, dx and the weight
  * gradients run in fixed blocks of BPTT_RNN_BLOCK_ROWS rows' worth of steps
  * (bptt_rnn_block_steps) counted from step 1 on both paths, the same GEMM
- * calls in the same order.  The sizes (bptt_rnn_numel_ex):
+ * calls in the same order (dG and the segment's cache live in rings of
+ * whole blocks, so a block that straddles two segments is added in once
+ * both are done).  The sizes (bptt_rnn_numel_ex), with S the block's steps
+ * and W = nb * S, nb = min(ceil(T/S), floor((k-1)/S) + 2) blocks:
  *   cache    lstm: ceil(T/k)*B*H (the saved c); others 0
- *   scratch  dG and the segment's cache over a window of
- *            W = min(T, (floor((k-1)/S) + 2) * S) steps, S the block:
- *            tanh, relu  W*B*H + B*H
- *            lstm        9*W*B*H + 2*B*H
- *            gru         8*W*B*H + 4*B*H
- * so memory is O((T/k + k + S) B H G) instead of O(T B H G); forward
- * uses the scratch too.
+ *   scratch  tanh, relu  W*B*H + B*H        (dG ring, dh)
+ *            lstm        9*W*B*H + 3*B*H    (dG, dh, dc, the segment's cache)
+ *            gru         8*W*B*H + 5*B*H
+ * so memory is O((T/k + k + S) B H G) instead of O(T B H G), besides y
+ * (T, B, H), which every path keeps (it is the output; tanh and relu read
+ * their derivative off it, so they recompute nothing).  Forward uses the
+ * scratch too; time: one forward more for lstm and gru.
  */
 typedef struct {
   int64_t checkpoint; /* 0: full BPTT; else k >= 1 */

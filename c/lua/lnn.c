@@ -158,16 +158,21 @@ static void rnn_dims(lua_State *L, const char *fn, int cell, int ix, int iw_hh, 
   check_kernel(L, bptt_rnn_check_dims(d), fn);
 }
 
-/* rnn_forward(cell, w_ih, w_hh, b_ih?, b_hh?, x, h0?, c0?, y, hT?, cT?, cache?) */
+/* rnn_forward(cell, w_ih, w_hh, b_ih?, b_hh?, x, h0?, c0?, y, hT?, cT?, cache?
+ *             [, checkpoint, scratch?]) */
 static int l_rnn_forward(lua_State *L) {
   const char *fn = "bptt.core.rnn_forward";
   bptt_rnn_dims d;
+  bptt_rnn_opts o;
   int dt, cell = check_cell(L, 1, fn), lstm;
-  int64_t G, H, B, cn;
-  void *w_ih, *w_hh, *b_ih, *b_hh, *x, *h0, *c0, *y, *hT, *cT, *cache;
+  int64_t G, H, B, cn, sn;
+  void *w_ih, *w_hh, *b_ih, *b_hh, *x, *h0, *c0, *y, *hT, *cT, *cache, *scratch = NULL;
   rnn_dims(L, fn, cell, 6, 3, &d, &dt);
   G = bptt_cell_gates((bptt_cell)cell), H = d.H, B = d.B, lstm = cell == BPTT_CELL_LSTM;
-  check_kernel(L, bptt_rnn_cache_numel(&d, &cn), fn);
+  memset(&o, 0, sizeof o);
+  o.checkpoint = lua_isnoneornil(L, 13) ? 0 : bptt_checkint(L, 13, fn, "checkpoint", 0, INT64_MAX);
+  check_kernel(L, bptt_rnn_numel_ex(&d, &o, &cn, &sn, NULL), fn);
+  if (o.checkpoint) scratch = arg1(L, 14, fn, "scratch", dt, 0, sn);
   w_ih = arg2(L, 2, fn, "w_ih", dt, 0, G * H, d.D);
   w_hh = arg2(L, 3, fn, "w_hh", dt, 0, G * H, H);
   b_ih = arg1(L, 4, fn, "b_ih", dt, 1, G * H);
@@ -181,15 +186,18 @@ static int l_rnn_forward(lua_State *L) {
   cT = lstm ? arg2(L, 11, fn, "cT", dt, 1, B, H) : NULL;
   cache = cn ? arg1(L, 12, fn, "cache", dt, 0, cn) : NULL;
   if (dt == BPTT_FLOAT32)
-    check_kernel(L, bptt_rnn_forward_f32(&d, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache), fn);
+    check_kernel(L, bptt_rnn_forward_ex_f32(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache, scratch),
+                 fn);
   else
-    check_kernel(L, bptt_rnn_forward_f64(&d, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache), fn);
+    check_kernel(L, bptt_rnn_forward_ex_f64(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache, scratch),
+                 fn);
   return 0;
 }
 
 /* rnn_backward(cell, w_ih, w_hh, x, h0?, c0?, y, cache?, dy?, dhT?, dcT?,
  *              dx?, dh0?, dc0?, dw_ih, dw_hh, db_ih?, db_hh?, scratch
- *              [, flow_dh?, flow_dc?, flow_dW?, flow_work?, col?]) */
+ *              [, flow_dh?, flow_dc?, flow_dW?, flow_work?, col?,
+ *               checkpoint?, b_ih?, b_hh?]) */
 static int l_rnn_backward(lua_State *L) {
   const char *fn = "bptt.core.rnn_backward";
   bptt_rnn_dims d;
@@ -198,10 +206,14 @@ static int l_rnn_backward(lua_State *L) {
   int64_t G, H, B, cn, sn;
   void *w_ih, *w_hh, *x, *h0, *c0, *y, *cache, *dy, *dhT, *dcT, *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh,
       *scratch;
+  void *b_ih, *b_hh;
   rnn_dims(L, fn, cell, 4, 3, &d, &dt);
   G = bptt_cell_gates((bptt_cell)cell), H = d.H, B = d.B, lstm = cell == BPTT_CELL_LSTM;
-  check_kernel(L, bptt_rnn_cache_numel(&d, &cn), fn);
-  check_kernel(L, bptt_rnn_scratch_numel(&d, &sn), fn);
+  memset(&o, 0, sizeof o);
+  o.checkpoint = lua_isnoneornil(L, 25) ? 0 : bptt_checkint(L, 25, fn, "checkpoint", 0, INT64_MAX);
+  check_kernel(L, bptt_rnn_numel_ex(&d, &o, &cn, &sn, NULL), fn);
+  b_ih = arg1(L, 26, fn, "b_ih", dt, 1, G * H);
+  b_hh = arg1(L, 27, fn, "b_hh", dt, 1, G * H);
   w_ih = arg2(L, 2, fn, "w_ih", dt, 0, G * H, d.D);
   w_hh = arg2(L, 3, fn, "w_hh", dt, 0, G * H, H);
   x = arg3(L, 4, fn, "x", dt, 0, d.T, B, d.D);
@@ -220,13 +232,12 @@ static int l_rnn_backward(lua_State *L) {
   db_ih = arg1(L, 17, fn, "db_ih", dt, 1, G * H);
   db_hh = arg1(L, 18, fn, "db_hh", dt, 1, G * H);
   scratch = arg1(L, 19, fn, "scratch", dt, 0, sn);
-  memset(&o, 0, sizeof o);
   rnn_flow_args(L, 20, fn, &d, &o);
   if (dt == BPTT_FLOAT32)
-    check_kernel(L, bptt_rnn_backward_ex_f32(&d, &o, w_ih, w_hh, NULL, NULL, x, h0, c0, y, cache, dy, dhT, dcT, dx,
+    check_kernel(L, bptt_rnn_backward_ex_f32(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx,
                                              dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, scratch), fn);
   else
-    check_kernel(L, bptt_rnn_backward_ex_f64(&d, &o, w_ih, w_hh, NULL, NULL, x, h0, c0, y, cache, dy, dhT, dcT, dx,
+    check_kernel(L, bptt_rnn_backward_ex_f64(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx,
                                              dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, scratch), fn);
   return 0;
 }

@@ -49,7 +49,7 @@ local RNN = util.class("bptt.RNN", Module)
 
 local GATES = { tanh = 1, relu = 1, lstm = 4, gru = 3 }
 local OPTIONS = { cell = true, input = true, hidden = true, layers = true, bias = true, dropout = true, dtype = true,
-  carry_state = true }
+  carry_state = true, checkpoint = true }
 
 function RNN:__init(opts)
   local fn = "bptt.RNN"
@@ -75,6 +75,7 @@ function RNN:__init(opts)
     util.raise(fn .. ": dropout must be a number in [0, 1), got " .. util.got(opts.dropout))
   end
   self.dropout = p
+  self.checkpoint = RNN._check_checkpoint(fn, opts.checkpoint)
   local G, H = GATES[self.cell], self.hidden
   local specs = {}
   for k = 0, self.layers - 1 do
@@ -91,6 +92,23 @@ function RNN:__init(opts)
   self._capT, self._B = 0, 0
 end
 
+-- checkpoint: nil (full BPTT), an integer >= 1, or "sqrt"
+function RNN._check_checkpoint(fn, k)
+  if k == nil or k == "sqrt" then return k end
+  if type(k) ~= "number" or k ~= math.floor(k) or k < 1 or k >= 2 ^ 53 then
+    util.raise(string.format('%s: checkpoint must be an integer >= 1 or "sqrt", got %s', fn, util.got(k)))
+  end
+  return k
+end
+
+--- The checkpoint interval for T steps: 0 (full BPTT), k, or ceil(sqrt(T)) for "sqrt".
+function RNN:checkpoint_steps(T)
+  local k = self.checkpoint
+  if k == nil then return 0 end
+  if k == "sqrt" then return math.max(1, math.ceil(math.sqrt(T))) end
+  return k
+end
+
 --- PyTorch's default initialization: every parameter uniform(-1/sqrt(H), 1/sqrt(H)).
 function RNN:reset()
   local k = 1 / math.sqrt(self.hidden)
@@ -103,11 +121,17 @@ end
 -- allocation fails (an error naming fn) the layer keeps its old buffers.
 function RNN:_buffers(T, B, fn)
   local L, H, dt = self.layers, self.hidden, self.dtype
-  if T > self._capT or B ~= self._B then
+  local k = self:checkpoint_steps(T)
+  -- the kernels take cache and scratch of exactly the size for T steps
+  local cache_n, scratch_n = core.rnn_sizes(self.cell, T, B, self.input, H, k)
+  if T > self._capT or B ~= self._B or cache_n > (self._cache_cap or 0) or scratch_n > (self._scratch_cap or 0) then
     local capT = math.max(T, B == self._B and self._capT or 0)
     local lstm = self.cell == "lstm"
     local ok, new = pcall(function()
-      local cache_n, scratch_n = core.rnn_sizes(self.cell, capT, B, self.input, H)
+      local cache_c, scratch_c = core.rnn_sizes(self.cell, capT, B, self.input, H, self:checkpoint_steps(capT))
+      cache_c = math.max(cache_c, cache_n, B == self._B and self._cache_cap or 0)
+      scratch_c = math.max(scratch_c, scratch_n, B == self._B and self._scratch_cap or 0)
+      local cache_n, scratch_n = cache_c, scratch_c -- luacheck: ignore 421 (the capacities)
       local st = {}
       for k = 1, L do
         local s = {
@@ -121,6 +145,7 @@ function RNN:_buffers(T, B, fn)
         st[k] = s
       end
       return { _st = st, _capT = capT, _B = B, _scratch = core.zeros(scratch_n, dt), _gx = false,
+        _cache_cap = cache_n, _scratch_cap = scratch_n,
         _h0 = core.zeros(L, B, H, dt), _hT = core.zeros(L, B, H, dt), _dh0 = core.zeros(L, B, H, dt),
         _c0 = lstm and core.zeros(L, B, H, dt) or nil, _cT = lstm and core.zeros(L, B, H, dt) or nil,
         _dc0 = lstm and core.zeros(L, B, H, dt) or nil }
@@ -131,14 +156,12 @@ function RNN:_buffers(T, B, fn)
     end
     for k, v in pairs(new) do self[k] = v end
   end
-  -- the kernels take cache and scratch of exactly the size for T steps
-  local cache_n, scratch_n = core.rnn_sizes(self.cell, T, B, self.input, H)
-  local v = { scratch = self._scratch:narrow(1, 1, scratch_n) }
+  local v = { scratch = self._scratch:narrow(1, 1, scratch_n), k = k }
   for k = 1, L do
     local s = self._st[k]
     v[k] = {
       y = s.y:narrow(1, 1, T),
-      cache = s.cache and s.cache:narrow(1, 1, cache_n),
+      cache = s.cache and cache_n > 0 and s.cache:narrow(1, 1, cache_n) or nil,
       mask = s.mask and s.mask:narrow(1, 1, T),
       drop = s.drop and s.drop:narrow(1, 1, T),
     }
@@ -224,7 +247,7 @@ function RNN:forward(x, h0, c0)
     s.x = inp
     core.rnn_forward(cell, P["weight_ih_l" .. l], P["weight_hh_l" .. l], P["bias_ih_l" .. l], P["bias_hh_l" .. l],
       inp, sh0 and sh0:select(1, k), sc0 and sc0:select(1, k), s.y, shT:select(1, k),
-      lstm and scT:select(1, k) or nil, s.cache)
+      lstm and scT:select(1, k) or nil, s.cache, buf.k, buf.k > 0 and buf.scratch or nil)
     s.dropped = false
     if train and k < L then
       s.mask:uniform()
@@ -320,12 +343,13 @@ function RNN:backward(dy, dhT, dcT, opts)
     local I = k == 1 and self.input or H
     -- layer k reads g (layer k+1's dx) and writes over layer k+2's, now dead
     local dx = gx[(L - k) % 2 + 1]:narrow(1, 1, T * B * I):view(T, B, I)
+    local fdh, fdc, fdW, fwork, fcol = self:_flow_args(fn, T, B, k)
     core.rnn_backward(cell, P["weight_ih_l" .. l], P["weight_hh_l" .. l], s.x,
       f.h0 and f.h0:select(1, k) or nil, f.c0 and f.c0:select(1, k) or nil, s.y, s.cache,
       g, dhT and dhT:select(1, k), dcT and dcT:select(1, k),
       dx, self._dh0:select(1, k), lstm and self._dc0:select(1, k) or nil,
       G["weight_ih_l" .. l], G["weight_hh_l" .. l], G["bias_ih_l" .. l], G["bias_hh_l" .. l], f.buf.scratch,
-      self:_flow_args(fn, T, B, k))
+      fdh, fdc, fdW, fwork, fcol, f.buf.k, P["bias_ih_l" .. l], P["bias_hh_l" .. l])
     g = dx
     if k > 1 and f.buf[k - 1].dropped then
       core.dropout_backward(g, f.buf[k - 1].mask, g) -- through the mask of the layer below
