@@ -121,22 +121,22 @@ end
 -- allocation fails (an error naming fn) the layer keeps its old buffers.
 function RNN:_buffers(T, B, fn)
   local L, H, dt = self.layers, self.hidden, self.dtype
-  local k = self:checkpoint_steps(T)
+  local ck = self:checkpoint_steps(T)
   -- the kernels take cache and scratch of exactly the size for T steps
-  local cache_n, scratch_n = core.rnn_sizes(self.cell, T, B, self.input, H, k)
+  local cache_n, scratch_n = core.rnn_sizes(self.cell, T, B, self.input, H, ck)
   if T > self._capT or B ~= self._B or cache_n > (self._cache_cap or 0) or scratch_n > (self._scratch_cap or 0) then
     local capT = math.max(T, B == self._B and self._capT or 0)
     local lstm = self.cell == "lstm"
     local ok, new = pcall(function()
+      -- capacities: the sizes for capT steps, and never less than those for T or than before
       local cache_c, scratch_c = core.rnn_sizes(self.cell, capT, B, self.input, H, self:checkpoint_steps(capT))
       cache_c = math.max(cache_c, cache_n, B == self._B and self._cache_cap or 0)
       scratch_c = math.max(scratch_c, scratch_n, B == self._B and self._scratch_cap or 0)
-      local cache_n, scratch_n = cache_c, scratch_c -- luacheck: ignore 421 (the capacities)
       local st = {}
       for k = 1, L do
         local s = {
           y = core.zeros(capT, B, H, dt),
-          cache = cache_n > 0 and core.zeros(cache_n, dt) or nil,
+          cache = cache_c > 0 and core.zeros(cache_c, dt) or nil,
         }
         if self.dropout > 0 and k < L then
           s.mask = core.zeros(capT, B, H, dt)
@@ -144,8 +144,8 @@ function RNN:_buffers(T, B, fn)
         end
         st[k] = s
       end
-      return { _st = st, _capT = capT, _B = B, _scratch = core.zeros(scratch_n, dt), _gx = false,
-        _cache_cap = cache_n, _scratch_cap = scratch_n,
+      return { _st = st, _capT = capT, _B = B, _scratch = core.zeros(scratch_c, dt), _gx = false,
+        _cache_cap = cache_c, _scratch_cap = scratch_c,
         _h0 = core.zeros(L, B, H, dt), _hT = core.zeros(L, B, H, dt), _dh0 = core.zeros(L, B, H, dt),
         _c0 = lstm and core.zeros(L, B, H, dt) or nil, _cT = lstm and core.zeros(L, B, H, dt) or nil,
         _dc0 = lstm and core.zeros(L, B, H, dt) or nil }
@@ -156,7 +156,7 @@ function RNN:_buffers(T, B, fn)
     end
     for k, v in pairs(new) do self[k] = v end
   end
-  local v = { scratch = self._scratch:narrow(1, 1, scratch_n), k = k }
+  local v = { scratch = self._scratch:narrow(1, 1, scratch_n), k = ck }
   for k = 1, L do
     local s = self._st[k]
     v[k] = {
