@@ -166,6 +166,44 @@ int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
   ((n) > 1 && (d)->B >= 8 * (int64_t)(n) &&                \
    (double)(G) * (double)(d)->H * (double)(d)->H * (esize) <= 8.0 * 1024 * 1024)
 
+/* The largest eigenvalue of the symmetric A (n, n), by cyclic Jacobi
+ * rotations until the off-diagonal part is negligible (A is overwritten). */
+static double sym_max_eig(int64_t n, double *A) {
+  int64_t p, q, k, sweep;
+  double best;
+  for (sweep = 0; sweep < 100; sweep++) {
+    double off = 0, diag = 0;
+    for (p = 0; p < n; p++) {
+      diag += A[p * n + p] * A[p * n + p];
+      for (q = p + 1; q < n; q++) off += A[p * n + q] * A[p * n + q];
+    }
+    if (off <= 1e-30 * diag || off == 0) break;
+    for (p = 0; p < n; p++)
+      for (q = p + 1; q < n; q++) {
+        double apq = A[p * n + q], app, aqq, theta, t, c, s;
+        if (apq == 0) continue;
+        app = A[p * n + p], aqq = A[q * n + q];
+        theta = (aqq - app) / (2 * apq);
+        t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+        c = 1 / sqrt(t * t + 1), s = t * c;
+        for (k = 0; k < n; k++) { /* A <- A R (columns p, q), then R^T A (rows p, q) */
+          double akp = A[k * n + p], akq = A[k * n + q];
+          A[k * n + p] = c * akp - s * akq;
+          A[k * n + q] = s * akp + c * akq;
+        }
+        for (k = 0; k < n; k++) {
+          double apk = A[p * n + k], aqk = A[q * n + k];
+          A[p * n + k] = c * apk - s * aqk;
+          A[q * n + k] = s * apk + c * aqk;
+        }
+      }
+  }
+  best = A[0];
+  for (p = 1; p < n; p++)
+    if (A[p * n + p] > best) best = A[p * n + p];
+  return best < 0 ? 0 : best;
+}
+
 /* C (n, n) upper triangle = A (n, k) A^T, row-major: the Gram matrices of
  * the gradient-flow record (generic/rnn_bptt.c's flow_dW). */
 static void syrk_f32(int64_t n, int64_t k, const float *A, float *C) {

@@ -222,4 +222,32 @@ int bptt_rnn_backward_ex_f64(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
                              double *dw_hh, double *db_ih, double *db_hh,
                              double *scratch);
 
+/*
+ * The state map's Jacobians J_t = ds_t/ds_{t-1} (s = h, or (h, c) for lstm:
+ * vh and vc), each batch row on its own, at the steps [t0, t1) (0-based) of
+ * a forward without checkpointing (y and cache as it left it; h0, c0 as
+ * given to it, NULL = zeros):
+ *   jvp  v <- J_{t1-1} ... J_{t0} v          (forward-mode, in place)
+ *   vjp  v <- v J_{t1-1} ... J_{t0}          (the backward recursion, dy = 0)
+ * work: B*G*H + B*H reals.  On the calling thread.
+ */
+int bptt_rnn_jvp_f32(const bptt_rnn_dims *d, const float *w_hh, const float *h0, const float *c0, const float *y,
+                     const float *cache, int64_t t0, int64_t t1, float *vh, float *vc, float *work);
+int bptt_rnn_jvp_f64(const bptt_rnn_dims *d, const double *w_hh, const double *h0, const double *c0,
+                     const double *y, const double *cache, int64_t t0, int64_t t1, double *vh, double *vc,
+                     double *work);
+int bptt_rnn_vjp_f32(const bptt_rnn_dims *d, const float *w_hh, const float *h0, const float *c0, const float *y,
+                     const float *cache, int64_t t0, int64_t t1, float *vh, float *vc, float *work);
+int bptt_rnn_vjp_f64(const bptt_rnn_dims *d, const double *w_hh, const double *h0, const double *c0,
+                     const double *y, const double *cache, int64_t t0, int64_t t1, double *vh, double *vc,
+                     double *work);
+
+/* tanh, relu: out[tau-1] = max over the batch rows of ||J_{t1-1} ... J_{t1-tau}||_2,
+ * the exact products formed (H x H, double), tau = 1..nlag <= t1.  work:
+ * 3*H*H doubles.  For checking the estimates of the vjp/jvp power iteration. */
+int bptt_rnn_jacobian_exact_f32(const bptt_rnn_dims *d, const float *w_hh, const float *y, int64_t t1,
+                                int64_t nlag, double *out, double *work);
+int bptt_rnn_jacobian_exact_f64(const bptt_rnn_dims *d, const double *w_hh, const double *y, int64_t t1,
+                                int64_t nlag, double *out, double *work);
+
 #endif

@@ -242,6 +242,66 @@ static int l_rnn_backward(lua_State *L) {
   return 0;
 }
 
+/* rnn_jvp / rnn_vjp(cell, w_hh, h0?, c0?, y, cache?, t0, t1, vh, vc?, work):
+ * the state map's Jacobians over the steps [t0, t1) (0-based), in place on
+ * vh (B, H) and vc (lstm); work B*G*H + B*H (c/core/rnn.h) */
+static int rnn_jac(lua_State *L, int vjp) {
+  const char *fn = vjp ? "bptt.core.rnn_vjp" : "bptt.core.rnn_jvp";
+  bptt_rnn_dims d;
+  int dt, cell = check_cell(L, 1, fn), lstm = cell == BPTT_CELL_LSTM;
+  int64_t G = bptt_cell_gates((bptt_cell)cell), H, B, T, cn, t0, t1;
+  bptt_tensor *y = bptt_checktensor(L, 5, fn, "y"), *w = bptt_checktensor(L, 2, fn, "w_hh");
+  void *w_hh, *h0, *c0, *yp, *cache, *vh, *vc, *work;
+  dt = real_dtype(L, 5, fn, "y");
+  if (y->ndim != 3 || w->ndim != 2) luaL_error(L, "%s: y must be T x B x H and w_hh 2-d", fn);
+  T = y->size[0], B = y->size[1], H = y->size[2];
+  d.cell = (bptt_cell)cell, d.T = T, d.B = B, d.D = 1, d.H = H;
+  check_kernel(L, bptt_rnn_cache_numel(&d, &cn), fn);
+  w_hh = arg2(L, 2, fn, "w_hh", dt, 0, G * H, H);
+  h0 = arg2(L, 3, fn, "h0", dt, 1, B, H);
+  c0 = lstm ? arg2(L, 4, fn, "c0", dt, 1, B, H) : NULL;
+  yp = arg3(L, 5, fn, "y", dt, 0, T, B, H);
+  cache = cn ? arg1(L, 6, fn, "cache", dt, 0, cn) : NULL;
+  t0 = bptt_checkint(L, 7, fn, "t0", 0, T);
+  t1 = bptt_checkint(L, 8, fn, "t1", t0, T);
+  vh = arg2(L, 9, fn, "vh", dt, 0, B, H);
+  vc = lstm ? arg2(L, 10, fn, "vc", dt, 0, B, H) : NULL;
+  work = arg1(L, 11, fn, "work", dt, 0, B * G * H + B * H);
+  if (dt == BPTT_FLOAT32)
+    check_kernel(L, (vjp ? bptt_rnn_vjp_f32 : bptt_rnn_jvp_f32)(&d, w_hh, h0, c0, yp, cache, t0, t1, vh, vc, work),
+                 fn);
+  else
+    check_kernel(L, (vjp ? bptt_rnn_vjp_f64 : bptt_rnn_jvp_f64)(&d, w_hh, h0, c0, yp, cache, t0, t1, vh, vc, work),
+                 fn);
+  return 0;
+}
+static int l_rnn_jvp(lua_State *L) { return rnn_jac(L, 0); }
+static int l_rnn_vjp(lua_State *L) { return rnn_jac(L, 1); }
+
+/* rnn_jacobian_exact(cell, w_hh, y, t1, nlag, out (float64 nlag), work (float64 3*H*H)) */
+static int l_rnn_jacobian_exact(lua_State *L) {
+  const char *fn = "bptt.core.rnn_jacobian_exact";
+  bptt_rnn_dims d;
+  int dt, cell = check_cell(L, 1, fn);
+  bptt_tensor *y = bptt_checktensor(L, 3, fn, "y");
+  int64_t T, B, H, t1, nlag;
+  void *w_hh, *yp;
+  double *out, *work;
+  dt = real_dtype(L, 3, fn, "y");
+  if (y->ndim != 3) luaL_error(L, "%s: y must be T x B x H", fn);
+  T = y->size[0], B = y->size[1], H = y->size[2];
+  d.cell = (bptt_cell)cell, d.T = T, d.B = B, d.D = 1, d.H = H;
+  w_hh = arg2(L, 2, fn, "w_hh", dt, 0, H, H);
+  yp = arg3(L, 3, fn, "y", dt, 0, T, B, H);
+  t1 = bptt_checkint(L, 4, fn, "t1", 1, T);
+  nlag = bptt_checkint(L, 5, fn, "nlag", 1, t1);
+  out = arg1(L, 6, fn, "out", BPTT_FLOAT64, 0, nlag);
+  work = arg1(L, 7, fn, "work", BPTT_FLOAT64, 0, 3 * H * H);
+  if (dt == BPTT_FLOAT32) check_kernel(L, bptt_rnn_jacobian_exact_f32(&d, w_hh, yp, t1, nlag, out, work), fn);
+  else check_kernel(L, bptt_rnn_jacobian_exact_f64(&d, w_hh, yp, t1, nlag, out, work), fn);
+  return 0;
+}
+
 /* --------------------------------------------------------------- Linear */
 
 /* linear_forward(x (N,In), W (Out,In), b?, y (N,Out)) */
@@ -516,6 +576,9 @@ static const luaL_Reg functions[] = {{"rnn_sizes", l_rnn_sizes},
                                      {"to_index", l_to_index},
                                      {"rnn_forward", l_rnn_forward},
                                      {"rnn_backward", l_rnn_backward},
+                                     {"rnn_jvp", l_rnn_jvp},
+                                     {"rnn_vjp", l_rnn_vjp},
+                                     {"rnn_jacobian_exact", l_rnn_jacobian_exact},
                                      {"linear_forward", l_linear_forward},
                                      {"linear_backward", l_linear_backward},
                                      {"embedding_forward", l_embedding_forward},

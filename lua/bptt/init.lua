@@ -56,5 +56,6 @@ bptt.data = require "bptt.data"
 bptt.Trainer = require "bptt.Trainer"
 bptt.plot = require "bptt.plot"
 bptt.progress = require "bptt.progress"
+bptt.jacobian_norms = require("bptt.jacobian").jacobian_norms
 
 return bptt
