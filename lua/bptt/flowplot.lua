@@ -85,7 +85,7 @@ function M.flow(path, flow, opts)
   local ML, MR = 78, 90
   local pw = W - ML - MR
   local top = 40
-  local rowh = math.max(14, math.min(40, math.floor(160 / L)))
+  local rowh = math.max(math.ceil(80 / L), math.min(40, math.floor(160 / L)))
   local hh = rowh * L
   local cy0 = top + hh + 70 -- the curves' panel
   local ch = 300
@@ -138,7 +138,7 @@ function M.flow(path, flow, opts)
       hh / 50 + 0.3, color((i + 0.5) / 50))
   end
   add('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>', bx, top, bw, hh)
-  local estep = math.max(1, math.ceil((ehi - elo) / 5))
+  local estep = math.max(1, math.ceil((ehi - elo) / math.min(5, math.floor(hh / 16)))) -- labels 16 px apart
   for e = elo, ehi do
     local y = top + hh - (e - elo) / (ehi - elo) * hh
     if e % estep ~= 0 then goto next_e end
