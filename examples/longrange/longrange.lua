@@ -174,8 +174,8 @@ for _, T in ipairs(Ts) do
     local fpath = string.format("%s/flow_%s_%s_T%d.svg", args.out, args.task, cell, T)
     assert(bptt.plot.flow(fpath, flow, { title = string.format("%s, %s, T = %d: %s", cell, args.task, T,
       solved_at and ("solved at iteration " .. solved_at) or "not solved") }))
-    print(string.format("%s %s T = %d: %s; best validation %.4f (baseline %.4f); gradient reach %d steps; %s", args.task,
-      cell, T, solved_at and ("solved at iteration " .. solved_at) or ("not solved in " .. args.iters), best,
+    print(string.format("%s %s T = %d: %s; best validation %.4f (baseline %.4f); gradient reach %d steps; %s",
+      args.task, cell, T, solved_at and ("solved at iteration " .. solved_at) or ("not solved in " .. args.iters), best,
       baseline(args.task, T), bptt.plot.reach(flow), fpath))
     table_rows[#table_rows + 1] = { T = T, cell = cell, solved = solved_at, best = best }
     curves[#curves + 1] = { name = cell, points = points }
