@@ -107,6 +107,25 @@ describe("bptt.RNN{checkpoint = k}", function()
     end
   end)
 
+  it("in a LanguageModel: the same bits, and memory_estimate counts it", function()
+    local function go(k)
+      bptt.manual_seed(8)
+      local lm = bptt.LanguageModel{ vocab = 11, embed = 4, cell = "lstm", hidden = 6, layers = 2, checkpoint = k }
+      local ids = bptt.tensor({ { 1, 2, 3 }, { 4, 5, 6 }, { 7, 8, 9 }, { 10, 11, 1 }, { 2, 3, 4 } }, "int32")
+      local logits = lm:forward(ids)
+      lm:zero_grad()
+      lm:backward(bptt.randn(5, 3, 11) * 0.1)
+      local _, grad = lm:flat_parameters()
+      return logits:clone(), grad:clone(), lm
+    end
+    local l0, g0, lm0 = go(nil)
+    local l1, g1, lm1 = go(2)
+    same_bits(l1, l0, "logits")
+    same_bits(g1, g0, "gradients")
+    assert.is_true(lm1:memory_estimate(10000, 8) < lm0:memory_estimate(10000, 8))
+    assert.is_true(lm1:memory_estimate(10000, 8) > lm0:memory_estimate(10000, 8) / 10)
+  end)
+
   it("rejects a bad checkpoint, naming it", function()
     for _, bad in ipairs({ 0, -1, 1.5, "cube", true, 2 ^ 60 }) do
       assert.has_error(function() bptt.RNN{ cell = "lstm", input = 2, hidden = 3, checkpoint = bad } end)
