@@ -4,6 +4,7 @@
 --
 --   luajit examples/bench/flow.lua                       -- the default table
 --   luajit examples/bench/flow.lua --cells lstm --hidden 256 --batch 32 --threads 2
+--   luajit examples/bench/flow.lua --threads 1 --cpu     -- CPU time: steadier on a shared machine
 --
 -- Medians of --iters timed pairs after --warmup untimed ones; float32,
 -- input size = hidden, time-major.  "extra" = on / off - 1.
@@ -23,11 +24,13 @@ parser:option("--layers", "stacked layers", "2"):convert(tonumber)
 parser:option("--seq", "T, steps", "64"):convert(tonumber)
 parser:option("--iters", "timed pairs (median)", "15"):convert(tonumber)
 parser:option("--warmup", "untimed pairs first", "3"):convert(tonumber)
+parser:flag("--cpu", "time with the process's CPU time (os.clock) instead of the wall clock: steadier on a busy "
+  .. "machine, meaningful with --threads 1")
 local args = parser:parse()
 
 bptt.set_num_threads(args.threads)
-print(string.format("bptt %s, %d threads, T = %d, %d layers, float32; forward+backward, median of %d",
-  bptt._VERSION or "", args.threads, args.seq, args.layers, args.iters))
+print(string.format("%d threads, T = %d, %d layers, float32; forward+backward, median of %d (%s time)",
+  args.threads, args.seq, args.layers, args.iters, args.cpu and "CPU" or "wall"))
 print(string.format("%-5s %5s %4s %12s %12s %8s", "cell", "H", "B", "off ms", "on ms", "extra"))
 for _, cell in ipairs(C.list(args.cells)) do
   for _, H in ipairs(C.list(args.hidden, tonumber)) do
@@ -35,13 +38,14 @@ for _, cell in ipairs(C.list(args.cells)) do
       bptt.manual_seed(1)
       local rnn = bptt.RNN{ cell = cell, input = H, hidden = H, layers = args.layers }
       local x, dy = bptt.randn(args.seq, B, H), bptt.randn(args.seq, B, H)
+      local clock = args.cpu and os.clock or bptt.clock
       local function step(on)
         rnn:record_flow(on)
-        local t0 = bptt.clock()
+        local t0 = clock()
         rnn:zero_grad()
         rnn:forward(x)
         rnn:backward(dy)
-        return bptt.clock() - t0
+        return clock() - t0
       end
       for _ = 1, args.warmup do step(false); step(true) end
       local off, on = {}, {}

@@ -19,7 +19,9 @@
 -- Writes into --out: longrange.csv (task, cell, T, iteration, train loss,
 -- validation loss), longrange_<task>_T<T>.svg (validation curves, one per
 -- cell) and flow_<task>_<cell>_T<T>.svg (bptt.plot.flow of the last
--- validation batch, trained model); prints the table of iterations to solve.
+-- validation batch, trained model); prints the table of iterations to solve
+-- (copy: also the first validation below the baseline, and the best loss
+-- as a multiple of the baseline).
 -- Adam, one layer, clip 1, float32; the validation batch is fixed (256
 -- sequences); evaluation every --eval-every iterations.
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
@@ -147,7 +149,7 @@ for _, T in ipairs(Ts) do
     local make = args.task == "adding" and adding_batch or copy_batch
     local vx, vy = make(T, 256)
     local bar = bptt.progress.new{ total = args.iters, tokens = args.batch * T, every = 250, quiet = args.quiet }
-    local points, solved_at, best = {}, nil, math.huge
+    local points, solved_at, best, beat_at = {}, nil, math.huge, nil
     for i = 1, args.iters do
       local x, y = make(T, args.batch)
       rnn:zero_grad(); head:zero_grad()
@@ -158,6 +160,7 @@ for _, T in ipairs(Ts) do
       if i % args.eval_every == 0 then
         local v = run_batch(args.task, rnn, head, vx, vy, false)
         best = math.min(best, v)
+        if v < baseline(args.task, T) and not beat_at then beat_at = i end
         points[#points + 1] = { i, v }
         csv:write(string.format("%s,%s,%d,%d,%.6f,%.6f\n", args.task, cell, T, i, loss, v))
         csv:flush()
@@ -177,7 +180,7 @@ for _, T in ipairs(Ts) do
     print(string.format("%s %s T = %d: %s; best validation %.4f (baseline %.4f); gradient reach %d steps; %s",
       args.task, cell, T, solved_at and ("solved at iteration " .. solved_at) or ("not solved in " .. args.iters), best,
       baseline(args.task, T), bptt.plot.reach(flow), fpath))
-    table_rows[#table_rows + 1] = { T = T, cell = cell, solved = solved_at, best = best }
+    table_rows[#table_rows + 1] = { T = T, cell = cell, solved = solved_at, best = best, beat = beat_at }
     curves[#curves + 1] = { name = cell, points = points }
   end
   curves[#curves + 1] = { name = "baseline", points = { { args.eval_every, baseline(args.task, T) },
@@ -197,7 +200,12 @@ for _, T in ipairs(Ts) do
   local cols = {}
   for _, r in ipairs(table_rows) do
     if r.T == T then
-      cols[#cols + 1] = r.solved and tostring(r.solved) or string.format("> %d (best %.3g)", args.iters, r.best)
+      local c = r.solved and tostring(r.solved) or string.format("> %d (best %.3g)", args.iters, r.best)
+      if args.task == "copy" then -- and when it first beat the baseline, and its best against it
+        c = string.format("%s; below the baseline at %s, best %.2f x it", c, r.beat or "never",
+          r.best / baseline(args.task, T))
+      end
+      cols[#cols + 1] = c
     end
   end
   print(string.format("| T = %d | %s |", T, table.concat(cols, " | ")))
