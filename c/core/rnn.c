@@ -1,8 +1,9 @@
 /*
  * rnn.c -- one recurrent layer over a whole sequence: sizes and checks here,
- * the float32 and float64 kernels from ONE source, generic/rnn_bptt.c,
- * instantiated by generic.h (two instantiations, not two copies).  The math and the
- * buffer layouts are documented in rnn.h and next to the loops.
+ * the float32 and float64 kernels from ONE source, generic/rnn_bptt.c (and
+ * the Jacobians' generic/rnn_jacobian.c), instantiated by generic.h (two
+ * instantiations, not two copies).  The math and the buffer layouts are
+ * documented in rnn.h and next to the loops.
  */
 #include <limits.h>
 #include <math.h>
@@ -216,4 +217,8 @@ static void syrk_f64(int64_t n, int64_t k, const double *A, double *C) {
 }
 
 #define BPTT_GENERIC "generic/rnn_bptt.c"
+#include "generic.h"
+
+/* the state map's Jacobians, over the kernels above (same translation unit) */
+#define BPTT_GENERIC "generic/rnn_jacobian.c"
 #include "generic.h"
