@@ -70,6 +70,14 @@ describe("bptt.RNN: record_flow with the sequence options", function()
   end)
 end)
 
+describe("bptt.jacobian_norms with the sequence options", function()
+  it("refuses a bidirectional layer", function()
+    local rnn = bptt.RNN{ cell = "tanh", input = 3, hidden = 4, bidirectional = true, dtype = "float64" }
+    assert.has_error(function() bptt.jacobian_norms(rnn, input(5, 2, 3), nil, { lags = { 1 } }) end,
+      "bptt.jacobian_norms: a bidirectional rnn is not supported yet")
+  end)
+end)
+
 describe("bptt.core.rnn_forward/rnn_backward: the core refuses the combinations too", function()
   local T, B, I, H = 4, 2, 3, 4
   local function args(cell)

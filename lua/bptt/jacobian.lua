@@ -27,6 +27,7 @@ local function jacobian_norms(rnn, x, h0, opts)
   if type(rnn) ~= "table" or rnn.cell == nil or rnn.record_flow == nil then
     util.raise(fn .. ": rnn must be a bptt.RNN, got " .. util.got(rnn))
   end
+  if rnn.bidirectional then util.raise(fn .. ": a bidirectional rnn is not supported yet") end
   local L = rnn.layers
   local layer = util.count(fn, "opts.layer", opts.layer, 1, 1)
   if layer > L then util.raise(string.format("%s: opts.layer must be in 1..%d, got %d", fn, L, layer)) end
