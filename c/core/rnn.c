@@ -1,8 +1,9 @@
 /*
  * rnn.c -- one recurrent layer over a whole sequence: sizes and checks here,
- * the float32 and float64 kernels from ONE source, generic/rnn_bptt.c,
- * instantiated by generic.h (two instantiations, not two copies).  The math and the
- * buffer layouts are documented in rnn.h and next to the loops.
+ * the float32 and float64 kernels from ONE source, generic/rnn_bptt.c (and
+ * the Jacobians' generic/rnn_jacobian.c), instantiated by generic.h (two
+ * instantiations, not two copies).  The math and the buffer layouts are
+ * documented in rnn.h and next to the loops.
  */
 #include <limits.h>
 #include <math.h>
@@ -96,6 +97,64 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
   return n == NULL ? BPTT_EARG : rnn_sizes(d, NULL, n);
 }
 
+int64_t bptt_rnn_block_steps(int64_t B) {
+  return B >= BPTT_RNN_BLOCK_ROWS ? 1 : (BPTT_RNN_BLOCK_ROWS + B - 1) / B;
+}
+
+/* The rings of generic/rnn_bptt.c: blocks of S steps, nb of them, C steps;
+ * without checkpointing (k = 0) the plain layout, C = T. */
+static void rnn_ring(const bptt_rnn_dims *d, int64_t k, int64_t *S, int64_t *nb, int64_t *C) {
+  int64_t nbT;
+  *S = bptt_rnn_block_steps(d->B);
+  nbT = (d->T + *S - 1) / *S;
+  if (k == 0) {
+    *nb = nbT, *C = d->T;
+    return;
+  }
+  *nb = (k - 1) / *S + 2 < nbT ? (k - 1) / *S + 2 : nbT;
+  *C = *nb * *S;
+}
+
+int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                      int64_t *cache, int64_t *scratch, int64_t *flow) {
+  int64_t c, s, f = 0, n;
+  int err = rnn_sizes(d, &c, &s);
+  if (err) return err;
+  if (opts && opts->checkpoint < 0) return BPTT_EARG;
+  if (opts && opts->checkpoint > 0) { /* rnn.h: saved c; dG and the window over the ring */
+    int64_t S, nb, C, BH = d->B * d->H, CBH, w;
+    rnn_ring(d, opts->checkpoint, &S, &nb, &C);
+    if (bptt_mul_overflow(C, BH, &CBH) || bptt_mul_overflow(CBH, 9, &w) || bptt_mul_overflow(w, 8, &n))
+      return BPTT_EOVERFLOW;
+    switch (d->cell) {
+      case BPTT_CELL_LSTM:
+        c = (d->T + opts->checkpoint - 1) / opts->checkpoint * BH; /* <= T*B*H */
+        s = w + 3 * BH;                                            /* 9CBH + 3BH */
+        break;
+      case BPTT_CELL_GRU:
+        c = 0;
+        s = 8 * CBH + 5 * BH;
+        break;
+      default:
+        c = 0;
+        s = CBH + BH;
+        break;
+    }
+  }
+  if (opts && opts->flow_dh) {
+    /* row sums (T, B), twice for lstm, and 2 x 2 x (B, ceil(H/16)) partials */
+    if (bptt_mul_overflow(d->T, d->B, &n) ||
+        bptt_mul_overflow(n, d->cell == BPTT_CELL_LSTM ? 2 : 1, &n) ||
+        bptt_add_overflow(n, 4 * d->B * ((d->H + 15) / 16), &f) ||
+        bptt_mul_overflow(f, 8, &n))
+      return BPTT_EOVERFLOW;
+  }
+  if (cache) *cache = c;
+  if (scratch) *scratch = s;
+  if (flow) *flow = f;
+  return BPTT_OK;
+}
+
 /* ---- the kernels, once per real type ----------------------------------- */
 
 /* The recursion split by batch rows (generic/rnn_bptt.c) when every thread gets a
@@ -110,8 +169,60 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
 
 /* where a row's h_{t-1} comes from at a step (generic/rnn_bptt.c) */
 enum { SRC_PREV = 0, SRC_H0 = 1, SRC_ZERO = 2 };
+/* The largest eigenvalue of the symmetric A (n, n), by cyclic Jacobi
+ * rotations until the off-diagonal part is negligible (A is overwritten). */
+static double sym_max_eig(int64_t n, double *A) {
+  int64_t p, q, k, sweep;
+  double best;
+  for (sweep = 0; sweep < 100; sweep++) {
+    double off = 0, diag = 0;
+    for (p = 0; p < n; p++) {
+      diag += A[p * n + p] * A[p * n + p];
+      for (q = p + 1; q < n; q++) off += A[p * n + q] * A[p * n + q];
+    }
+    if (off <= 1e-30 * diag || off == 0) break;
+    for (p = 0; p < n; p++)
+      for (q = p + 1; q < n; q++) {
+        double apq = A[p * n + q], app, aqq, theta, t, c, s;
+        if (apq == 0) continue;
+        app = A[p * n + p], aqq = A[q * n + q];
+        theta = (aqq - app) / (2 * apq);
+        t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+        c = 1 / sqrt(t * t + 1), s = t * c;
+        for (k = 0; k < n; k++) { /* A <- A R (columns p, q), then R^T A (rows p, q) */
+          double akp = A[k * n + p], akq = A[k * n + q];
+          A[k * n + p] = c * akp - s * akq;
+          A[k * n + q] = s * akp + c * akq;
+        }
+        for (k = 0; k < n; k++) {
+          double apk = A[p * n + k], aqk = A[q * n + k];
+          A[p * n + k] = c * apk - s * aqk;
+          A[q * n + k] = s * apk + c * aqk;
+        }
+      }
+  }
+  best = A[0];
+  for (p = 1; p < n; p++)
+    if (A[p * n + p] > best) best = A[p * n + p];
+  return best < 0 ? 0 : best;
+}
+
+/* C (n, n) upper triangle = A (n, k) A^T, row-major: the Gram matrices of
+ * the gradient-flow record (generic/rnn_bptt.c's flow_dW). */
+static void syrk_f32(int64_t n, int64_t k, const float *A, float *C) {
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)k, 1.0f, A,
+              (int)k, 0.0f, C, (int)n);
+}
+static void syrk_f64(int64_t n, int64_t k, const double *A, double *C) {
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)k, 1.0, A,
+              (int)k, 0.0, C, (int)n);
+}
 
 #define BPTT_GENERIC "generic/rnn_bptt.c"
+#include "generic.h"
+
+/* the state map's Jacobians, over the kernels above (same translation unit) */
+#define BPTT_GENERIC "generic/rnn_jacobian.c"
 #include "generic.h"
 
 /* ---- row shuffles (rnn.h), any element type ---------------------------- */

@@ -92,21 +92,56 @@ static void check_kernel(lua_State *L, int err, const char *fn) {
 
 /* ------------------------------------------------------------------ RNN */
 
-/* rnn_sizes(cell, T, B, D, H) -> cache elements, scratch elements */
+/* rnn_sizes(cell, T, B, D, H [, checkpoint [, flow]]) -> cache elements,
+ * scratch elements, flow work elements (float64) */
 static int l_rnn_sizes(lua_State *L) {
   const char *fn = "bptt.core.rnn_sizes";
   bptt_rnn_dims d;
-  int64_t c, s;
+  bptt_rnn_opts o;
+  double one = 0;
+  int64_t c, s, f;
   d.cell = (bptt_cell)check_cell(L, 1, fn);
   d.T = bptt_checkint(L, 2, fn, "T", 1, INT64_MAX);
   d.B = bptt_checkint(L, 3, fn, "B", 1, INT64_MAX);
   d.D = bptt_checkint(L, 4, fn, "D", 1, INT64_MAX);
   d.H = bptt_checkint(L, 5, fn, "H", 1, INT64_MAX);
-  check_kernel(L, bptt_rnn_cache_numel(&d, &c), fn);
-  check_kernel(L, bptt_rnn_scratch_numel(&d, &s), fn);
+  memset(&o, 0, sizeof o);
+  o.checkpoint = lua_isnoneornil(L, 6) ? 0 : bptt_checkint(L, 6, fn, "checkpoint", 0, INT64_MAX);
+  if (lua_toboolean(L, 7)) o.flow_dh = &one; /* only tells that flow is on */
+  check_kernel(L, bptt_rnn_numel_ex(&d, &o, &c, &s, &f), fn);
   lua_pushnumber(L, (lua_Number)c);
   lua_pushnumber(L, (lua_Number)s);
-  return 2;
+  lua_pushnumber(L, (lua_Number)f);
+  return 3;
+}
+
+/* The flow arguments of rnn_backward at idx..idx+4: flow_dh?, flow_dc?,
+ * flow_dW? (float64 T x n, column col written), flow_work, col.  Fills o;
+ * nothing when flow_dh is nil. */
+static void rnn_flow_args(lua_State *L, int idx, const char *fn, const bptt_rnn_dims *d, bptt_rnn_opts *o) {
+  static const char *const names[3] = {"flow_dh", "flow_dc", "flow_dW"};
+  double *p[3] = {NULL, NULL, NULL};
+  int64_t col, n = 0, fn_work;
+  int k;
+  if (lua_isnoneornil(L, idx)) return;
+  for (k = 0; k < 3; k++) {
+    bptt_tensor *t;
+    if (k && lua_isnoneornil(L, idx + k)) continue;
+    t = bptt_checktensor(L, idx + k, fn, names[k]);
+    if (t->dtype != BPTT_FLOAT64 || t->ndim != 2 || t->size[0] != d->T || !bptt_tensor_is_contiguous(t) ||
+        (n && t->size[1] != n))
+      luaL_error(L, "%s: %s must be a contiguous float64 tensor of T = %lld rows (and as many columns as flow_dh)",
+                 fn, names[k], (long long)d->T);
+    n = t->size[1];
+    p[k] = bptt_tensor_data(t);
+  }
+  o->flow_dh = p[0], o->flow_dc = p[1], o->flow_dW = p[2], o->flow_ld = n;
+  col = bptt_checkint(L, idx + 4, fn, "col", 1, n);
+  for (k = 0; k < 3; k++)
+    if (p[k]) p[k] += col - 1;
+  o->flow_dh = p[0], o->flow_dc = p[1], o->flow_dW = p[2];
+  check_kernel(L, bptt_rnn_numel_ex(d, o, NULL, NULL, &fn_work), fn);
+  o->flow_work = arg1(L, idx + 3, fn, "flow_work", BPTT_FLOAT64, 0, fn_work);
 }
 
 /* Reads the dims from x (T,B,D) and w_hh (G*H,H); checks everything else. */
@@ -138,17 +173,22 @@ static void seq_args(lua_State *L, int idx, const char *fn, const bptt_rnn_dims 
 }
 
 /* rnn_forward(cell, w_ih, w_hh, b_ih?, b_hh?, x, h0?, c0?, y, hT?, cT?, cache?,
- *             reverse?, batch_sizes?, reset?) */
+ *             reverse?, batch_sizes?, reset? [, checkpoint, scratch?]) */
 static int l_rnn_forward(lua_State *L) {
   const char *fn = "bptt.core.rnn_forward";
   bptt_rnn_seq sq;
   bptt_rnn_dims d;
+  bptt_rnn_opts o;
   int dt, cell = check_cell(L, 1, fn), lstm;
-  int64_t G, H, B, cn;
-  void *w_ih, *w_hh, *b_ih, *b_hh, *x, *h0, *c0, *y, *hT, *cT, *cache;
+  int64_t G, H, B, cn, sn;
+  void *w_ih, *w_hh, *b_ih, *b_hh, *x, *h0, *c0, *y, *hT, *cT, *cache, *scratch = NULL;
   rnn_dims(L, fn, cell, 6, 3, &d, &dt);
   G = bptt_cell_gates((bptt_cell)cell), H = d.H, B = d.B, lstm = cell == BPTT_CELL_LSTM;
-  check_kernel(L, bptt_rnn_cache_numel(&d, &cn), fn);
+  memset(&o, 0, sizeof o);
+  o.checkpoint = lua_isnoneornil(L, 16) ? 0 : bptt_checkint(L, 16, fn, "checkpoint", 0, INT64_MAX);
+  o.seq = &sq;
+  check_kernel(L, bptt_rnn_numel_ex(&d, &o, &cn, &sn, NULL), fn);
+  if (o.checkpoint) scratch = arg1(L, 17, fn, "scratch", dt, 0, sn);
   w_ih = arg2(L, 2, fn, "w_ih", dt, 0, G * H, d.D);
   w_hh = arg2(L, 3, fn, "w_hh", dt, 0, G * H, H);
   b_ih = arg1(L, 4, fn, "b_ih", dt, 1, G * H);
@@ -163,27 +203,37 @@ static int l_rnn_forward(lua_State *L) {
   cache = cn ? arg1(L, 12, fn, "cache", dt, 0, cn) : NULL;
   seq_args(L, 13, fn, &d, &sq);
   if (dt == BPTT_FLOAT32)
-    check_kernel(L, bptt_rnn_forward_seq_f32(&d, &sq, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache), fn);
+    check_kernel(L, bptt_rnn_forward_ex_f32(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache, scratch),
+                 fn);
   else
-    check_kernel(L, bptt_rnn_forward_seq_f64(&d, &sq, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache), fn);
+    check_kernel(L, bptt_rnn_forward_ex_f64(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache, scratch),
+                 fn);
   return 0;
 }
 
 /* rnn_backward(cell, w_ih, w_hh, x, h0?, c0?, y, cache?, dy?, dhT?, dcT?,
  *              dx?, dh0?, dc0?, dw_ih, dw_hh, db_ih?, db_hh?, scratch,
- *              reverse?, batch_sizes?, reset?) */
+ *              reverse?, batch_sizes?, reset?
+ *              [, flow_dh?, flow_dc?, flow_dW?, flow_work?, col?,
+ *               checkpoint?, b_ih?, b_hh?]) */
 static int l_rnn_backward(lua_State *L) {
   const char *fn = "bptt.core.rnn_backward";
   bptt_rnn_seq sq;
   bptt_rnn_dims d;
+  bptt_rnn_opts o;
   int dt, cell = check_cell(L, 1, fn), lstm;
   int64_t G, H, B, cn, sn;
   void *w_ih, *w_hh, *x, *h0, *c0, *y, *cache, *dy, *dhT, *dcT, *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh,
       *scratch;
+  void *b_ih, *b_hh;
   rnn_dims(L, fn, cell, 4, 3, &d, &dt);
   G = bptt_cell_gates((bptt_cell)cell), H = d.H, B = d.B, lstm = cell == BPTT_CELL_LSTM;
-  check_kernel(L, bptt_rnn_cache_numel(&d, &cn), fn);
-  check_kernel(L, bptt_rnn_scratch_numel(&d, &sn), fn);
+  memset(&o, 0, sizeof o);
+  o.checkpoint = lua_isnoneornil(L, 28) ? 0 : bptt_checkint(L, 28, fn, "checkpoint", 0, INT64_MAX);
+  o.seq = &sq;
+  check_kernel(L, bptt_rnn_numel_ex(&d, &o, &cn, &sn, NULL), fn);
+  b_ih = arg1(L, 29, fn, "b_ih", dt, 1, G * H);
+  b_hh = arg1(L, 30, fn, "b_hh", dt, 1, G * H);
   w_ih = arg2(L, 2, fn, "w_ih", dt, 0, G * H, d.D);
   w_hh = arg2(L, 3, fn, "w_hh", dt, 0, G * H, H);
   x = arg3(L, 4, fn, "x", dt, 0, d.T, B, d.D);
@@ -203,12 +253,73 @@ static int l_rnn_backward(lua_State *L) {
   db_hh = arg1(L, 18, fn, "db_hh", dt, 1, G * H);
   scratch = arg1(L, 19, fn, "scratch", dt, 0, sn);
   seq_args(L, 20, fn, &d, &sq);
+  rnn_flow_args(L, 23, fn, &d, &o);
   if (dt == BPTT_FLOAT32)
-    check_kernel(L, bptt_rnn_backward_seq_f32(&d, &sq, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
-                                          dw_hh, db_ih, db_hh, scratch), fn);
+    check_kernel(L, bptt_rnn_backward_ex_f32(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx,
+                                             dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, scratch), fn);
   else
-    check_kernel(L, bptt_rnn_backward_seq_f64(&d, &sq, w_ih, w_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
-                                          dw_hh, db_ih, db_hh, scratch), fn);
+    check_kernel(L, bptt_rnn_backward_ex_f64(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx,
+                                             dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, scratch), fn);
+  return 0;
+}
+
+/* rnn_jvp / rnn_vjp(cell, w_hh, h0?, c0?, y, cache?, t0, t1, vh, vc?, work):
+ * the state map's Jacobians over the steps [t0, t1) (0-based), in place on
+ * vh (B, H) and vc (lstm); work B*G*H + B*H (c/core/rnn.h) */
+static int rnn_jac(lua_State *L, int vjp) {
+  const char *fn = vjp ? "bptt.core.rnn_vjp" : "bptt.core.rnn_jvp";
+  bptt_rnn_dims d;
+  int dt, cell = check_cell(L, 1, fn), lstm = cell == BPTT_CELL_LSTM;
+  int64_t G = bptt_cell_gates((bptt_cell)cell), H, B, T, cn, t0, t1;
+  bptt_tensor *y = bptt_checktensor(L, 5, fn, "y"), *w = bptt_checktensor(L, 2, fn, "w_hh");
+  void *w_hh, *h0, *c0, *yp, *cache, *vh, *vc, *work;
+  dt = real_dtype(L, 5, fn, "y");
+  if (y->ndim != 3 || w->ndim != 2) luaL_error(L, "%s: y must be T x B x H and w_hh 2-d", fn);
+  T = y->size[0], B = y->size[1], H = y->size[2];
+  d.cell = (bptt_cell)cell, d.T = T, d.B = B, d.D = 1, d.H = H;
+  check_kernel(L, bptt_rnn_cache_numel(&d, &cn), fn);
+  w_hh = arg2(L, 2, fn, "w_hh", dt, 0, G * H, H);
+  h0 = arg2(L, 3, fn, "h0", dt, 1, B, H);
+  c0 = lstm ? arg2(L, 4, fn, "c0", dt, 1, B, H) : NULL;
+  yp = arg3(L, 5, fn, "y", dt, 0, T, B, H);
+  cache = cn ? arg1(L, 6, fn, "cache", dt, 0, cn) : NULL;
+  t0 = bptt_checkint(L, 7, fn, "t0", 0, T);
+  t1 = bptt_checkint(L, 8, fn, "t1", t0, T);
+  vh = arg2(L, 9, fn, "vh", dt, 0, B, H);
+  vc = lstm ? arg2(L, 10, fn, "vc", dt, 0, B, H) : NULL;
+  work = arg1(L, 11, fn, "work", dt, 0, B * G * H + B * H);
+  if (dt == BPTT_FLOAT32)
+    check_kernel(L, (vjp ? bptt_rnn_vjp_f32 : bptt_rnn_jvp_f32)(&d, w_hh, h0, c0, yp, cache, t0, t1, vh, vc, work),
+                 fn);
+  else
+    check_kernel(L, (vjp ? bptt_rnn_vjp_f64 : bptt_rnn_jvp_f64)(&d, w_hh, h0, c0, yp, cache, t0, t1, vh, vc, work),
+                 fn);
+  return 0;
+}
+static int l_rnn_jvp(lua_State *L) { return rnn_jac(L, 0); }
+static int l_rnn_vjp(lua_State *L) { return rnn_jac(L, 1); }
+
+/* rnn_jacobian_exact(cell, w_hh, y, t1, nlag, out (float64 nlag), work (float64 3*H*H)) */
+static int l_rnn_jacobian_exact(lua_State *L) {
+  const char *fn = "bptt.core.rnn_jacobian_exact";
+  bptt_rnn_dims d;
+  int dt, cell = check_cell(L, 1, fn);
+  bptt_tensor *y = bptt_checktensor(L, 3, fn, "y");
+  int64_t T, B, H, t1, nlag;
+  void *w_hh, *yp;
+  double *out, *work;
+  dt = real_dtype(L, 3, fn, "y");
+  if (y->ndim != 3) luaL_error(L, "%s: y must be T x B x H", fn);
+  T = y->size[0], B = y->size[1], H = y->size[2];
+  d.cell = (bptt_cell)cell, d.T = T, d.B = B, d.D = 1, d.H = H;
+  w_hh = arg2(L, 2, fn, "w_hh", dt, 0, H, H);
+  yp = arg3(L, 3, fn, "y", dt, 0, T, B, H);
+  t1 = bptt_checkint(L, 4, fn, "t1", 1, T);
+  nlag = bptt_checkint(L, 5, fn, "nlag", 1, t1);
+  out = arg1(L, 6, fn, "out", BPTT_FLOAT64, 0, nlag);
+  work = arg1(L, 7, fn, "work", BPTT_FLOAT64, 0, 3 * H * H);
+  if (dt == BPTT_FLOAT32) check_kernel(L, bptt_rnn_jacobian_exact_f32(&d, w_hh, yp, t1, nlag, out, work), fn);
+  else check_kernel(L, bptt_rnn_jacobian_exact_f64(&d, w_hh, yp, t1, nlag, out, work), fn);
   return 0;
 }
 
@@ -622,6 +733,9 @@ static const luaL_Reg functions[] = {{"rnn_sizes", l_rnn_sizes},
                                      {"rnn_permute", l_rnn_permute},
                                      {"rnn_join", l_rnn_join},
                                      {"rnn_split", l_rnn_split},
+                                     {"rnn_jvp", l_rnn_jvp},
+                                     {"rnn_vjp", l_rnn_vjp},
+                                     {"rnn_jacobian_exact", l_rnn_jacobian_exact},
                                      {"linear_forward", l_linear_forward},
                                      {"linear_backward", l_linear_backward},
                                      {"embedding_forward", l_embedding_forward},

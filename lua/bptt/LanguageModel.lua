@@ -28,7 +28,8 @@ local Embedding = require "bptt.Embedding"
 
 local LanguageModel = Model:extend("bptt.LanguageModel")
 
-local OPTIONS = { vocab = true, embed = true, cell = true, hidden = true, layers = true, dropout = true, dtype = true }
+local OPTIONS = { vocab = true, embed = true, cell = true, hidden = true, layers = true, dropout = true, dtype = true,
+  checkpoint = true }
 local CELLS = { tanh = true, relu = true, lstm = true, gru = true }
 
 function LanguageModel:__init(opts)
@@ -50,10 +51,12 @@ function LanguageModel:__init(opts)
   end
   self.config = {
     vocab = vocab, embed = embed, cell = cell, hidden = hidden, layers = layers, dropout = dropout, dtype = dtype,
+    checkpoint = RNN._check_checkpoint(fn, opts.checkpoint), -- memory-bounded BPTT (bptt.RNN); nil: full
   }
   -- the parameters move into one flat buffer at the first use (bptt.Model)
   self:add("embed", Embedding{ vocab = vocab, dim = embed, dtype = dtype })
-  self:add("rnn", RNN{ cell = cell, input = embed, hidden = hidden, layers = layers, dropout = dropout, dtype = dtype })
+  self:add("rnn", RNN{ cell = cell, input = embed, hidden = hidden, layers = layers, dropout = dropout, dtype = dtype,
+    checkpoint = self.config.checkpoint })
   self:add("decoder", Linear{ input = hidden, output = vocab, dtype = dtype })
   self.carry_state = true
   self.takes_starts = true -- forward(x, starts): bptt.Trainer passes a corpus's document starts
@@ -315,7 +318,8 @@ function LanguageModel:memory_estimate(T, B)
   local lstm = c.cell == "lstm"
   local n = 4 * self:num_parameters()
   n = n + N * E -- embedding output
-  local cache, scratch = core.rnn_sizes(c.cell, T, B, E, H)
+  -- with checkpoint = k (bptt.RNN): the saved states and a scratch over k + 2 blocks of steps
+  local cache, scratch = core.rnn_sizes(c.cell, T, B, E, H, self.rnn:checkpoint_steps(T))
   n = n + L * (N * H + cache) + scratch -- outputs and caches; one scratch
   if c.dropout > 0 then n = n + 2 * (L - 1) * N * H end -- masks, dropped outputs
   -- input gradients: buffer 1 holds layers L, L-2, ...; the decoder's dx

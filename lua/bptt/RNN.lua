@@ -55,7 +55,7 @@ local RNN = util.class("bptt.RNN", Module)
 
 local GATES = { tanh = 1, relu = 1, lstm = 4, gru = 3 }
 local OPTIONS = { cell = true, input = true, hidden = true, layers = true, bias = true, dropout = true, dtype = true,
-  carry_state = true, bidirectional = true }
+  carry_state = true, bidirectional = true, checkpoint = true }
 
 function RNN:__init(opts)
   local fn = "bptt.RNN"
@@ -86,6 +86,10 @@ function RNN:__init(opts)
   end
   self.bidirectional = opts.bidirectional or false
   self._nd = self.bidirectional and 2 or 1 -- directions
+  self.checkpoint = RNN._check_checkpoint(fn, opts.checkpoint)
+  if self.checkpoint ~= nil and self.bidirectional then
+    util.raise(fn .. ": checkpoint cannot be combined with bidirectional yet")
+  end
   local G, H = GATES[self.cell], self.hidden
   local specs = {}
   for k = 0, self.layers - 1 do
@@ -104,6 +108,23 @@ function RNN:__init(opts)
   self._capT, self._B = 0, 0
 end
 
+-- checkpoint: nil (full BPTT), an integer >= 1, or "sqrt"
+function RNN._check_checkpoint(fn, k)
+  if k == nil or k == "sqrt" then return k end
+  if type(k) ~= "number" or k ~= math.floor(k) or k < 1 or k >= 2 ^ 53 then
+    util.raise(string.format('%s: checkpoint must be an integer >= 1 or "sqrt", got %s', fn, util.got(k)))
+  end
+  return k
+end
+
+--- The checkpoint interval for T steps: 0 (full BPTT), k, or ceil(sqrt(T)) for "sqrt".
+function RNN:checkpoint_steps(T)
+  local k = self.checkpoint
+  if k == nil then return 0 end
+  if k == "sqrt" then return math.max(1, math.ceil(math.sqrt(T))) end
+  return k
+end
+
 --- PyTorch's default initialization: every parameter uniform(-1/sqrt(H), 1/sqrt(H)).
 function RNN:reset()
   local k = 1 / math.sqrt(self.hidden)
@@ -116,16 +137,22 @@ end
 -- allocation fails (an error naming fn) the layer keeps its old buffers.
 function RNN:_buffers(T, B, fn)
   local L, H, dt = self.layers, self.hidden, self.dtype
-  if T > self._capT or B ~= self._B then
+  local ck = self:checkpoint_steps(T)
+  -- the kernels take cache and scratch of exactly the size for T steps
+  local cache_n, scratch_n = core.rnn_sizes(self.cell, T, B, self.input, H, ck)
+  if T > self._capT or B ~= self._B or cache_n > (self._cache_cap or 0) or scratch_n > (self._scratch_cap or 0) then
     local capT = math.max(T, B == self._B and self._capT or 0)
     local lstm = self.cell == "lstm"
     local ok, new = pcall(function()
-      local cache_n, scratch_n = core.rnn_sizes(self.cell, capT, B, self.input, H)
+      -- capacities: the sizes for capT steps, and never less than those for T or than before
+      local cache_c, scratch_c = core.rnn_sizes(self.cell, capT, B, self.input, H, self:checkpoint_steps(capT))
+      cache_c = math.max(cache_c, cache_n, B == self._B and self._cache_cap or 0)
+      scratch_c = math.max(scratch_c, scratch_n, B == self._B and self._scratch_cap or 0)
       local st = {}
       for k = 1, L do
         local s = {
           y = core.zeros(capT, B, H, dt),
-          cache = cache_n > 0 and core.zeros(cache_n, dt) or nil,
+          cache = cache_c > 0 and core.zeros(cache_c, dt) or nil,
         }
         if self.dropout > 0 and k < L then
           s.mask = core.zeros(capT, B, H, dt)
@@ -133,7 +160,8 @@ function RNN:_buffers(T, B, fn)
         end
         st[k] = s
       end
-      return { _st = st, _capT = capT, _B = B, _scratch = core.zeros(scratch_n, dt), _gx = false,
+      return { _st = st, _capT = capT, _B = B, _scratch = core.zeros(scratch_c, dt), _gx = false,
+        _cache_cap = cache_c, _scratch_cap = scratch_c,
         _h0 = core.zeros(L, B, H, dt), _hT = core.zeros(L, B, H, dt), _dh0 = core.zeros(L, B, H, dt),
         _c0 = lstm and core.zeros(L, B, H, dt) or nil, _cT = lstm and core.zeros(L, B, H, dt) or nil,
         _dc0 = lstm and core.zeros(L, B, H, dt) or nil }
@@ -144,14 +172,12 @@ function RNN:_buffers(T, B, fn)
     end
     for k, v in pairs(new) do self[k] = v end
   end
-  -- the kernels take cache and scratch of exactly the size for T steps
-  local cache_n, scratch_n = core.rnn_sizes(self.cell, T, B, self.input, H)
-  local v = { scratch = self._scratch:narrow(1, 1, scratch_n) }
+  local v = { scratch = self._scratch:narrow(1, 1, scratch_n), k = ck }
   for k = 1, L do
     local s = self._st[k]
     v[k] = {
       y = s.y:narrow(1, 1, T),
-      cache = s.cache and s.cache:narrow(1, 1, cache_n),
+      cache = s.cache and cache_n > 0 and s.cache:narrow(1, 1, cache_n) or nil,
       mask = s.mask and s.mask:narrow(1, 1, T),
       drop = s.drop and s.drop:narrow(1, 1, T),
     }
@@ -195,8 +221,11 @@ end
 -- lstm.  With carry_state, h0 and c0 are the carried state (not given) and
 -- hT, cT the new one.
 function RNN:forward(x, h0, c0, lengths, resets)
-  if self.bidirectional or lengths ~= nil or resets ~= nil then return self:_forward_seq(x, h0, c0, lengths, resets) end
   local fn = "bptt.RNN:forward"
+  if self.bidirectional or lengths ~= nil or resets ~= nil then
+    self:_seq_supported(fn, self.bidirectional and "bidirectional" or lengths ~= nil and "lengths" or "resets")
+    return self:_forward_seq(x, h0, c0, lengths, resets)
+  end
   util.tensor(fn, "x", x, self.dtype)
   if x:dim() ~= 3 or x:size(3) ~= self.input or x:size(1) < 1 or x:size(2) < 1 then
     error(string.format("%s: x must be T x B x %d (T, B >= 1), got %s", fn, self.input, util.shape_str(x)), 2)
@@ -238,7 +267,7 @@ function RNN:forward(x, h0, c0, lengths, resets)
     s.x = inp
     core.rnn_forward(cell, P["weight_ih_l" .. l], P["weight_hh_l" .. l], P["bias_ih_l" .. l], P["bias_hh_l" .. l],
       inp, sh0 and sh0:select(1, k), sc0 and sc0:select(1, k), s.y, shT:select(1, k),
-      lstm and scT:select(1, k) or nil, s.cache)
+      lstm and scT:select(1, k) or nil, s.cache, nil, nil, nil, buf.k, buf.k > 0 and buf.scratch or nil)
     s.dropped = false
     if train and k < L then
       s.mask:uniform()
@@ -335,11 +364,13 @@ function RNN:backward(dy, dhT, dcT, opts)
     local I = k == 1 and self.input or H
     -- layer k reads g (layer k+1's dx) and writes over layer k+2's, now dead
     local dx = gx[(L - k) % 2 + 1]:narrow(1, 1, T * B * I):view(T, B, I)
+    local fdh, fdc, fdW, fwork, fcol = self:_flow_args(fn, T, B, k)
     core.rnn_backward(cell, P["weight_ih_l" .. l], P["weight_hh_l" .. l], s.x,
       f.h0 and f.h0:select(1, k) or nil, f.c0 and f.c0:select(1, k) or nil, s.y, s.cache,
       g, dhT and dhT:select(1, k), dcT and dcT:select(1, k),
       dx, self._dh0:select(1, k), lstm and self._dc0:select(1, k) or nil,
-      G["weight_ih_l" .. l], G["weight_hh_l" .. l], G["bias_ih_l" .. l], G["bias_hh_l" .. l], f.buf.scratch)
+      G["weight_ih_l" .. l], G["weight_hh_l" .. l], G["bias_ih_l" .. l], G["bias_hh_l" .. l], f.buf.scratch,
+      nil, nil, nil, fdh, fdc, fdW, fwork, fcol, f.buf.k, P["bias_ih_l" .. l], P["bias_hh_l" .. l])
     -- layer k's parameter gradients are final: tell who asked (bptt.Trainer
     -- with dist starts their all-reduce while the layers below still run)
     if self.grad_ready then
@@ -481,6 +512,13 @@ function RNN:_seq_flat(fn, name, n)
   return sq[name]:narrow(1, 1, n)
 end
 
+-- Not supported yet (the C core refuses them too): checkpoint or
+-- record_flow together with what (bidirectional, lengths or resets).
+function RNN:_seq_supported(fn, what)
+  if self.checkpoint ~= nil then util.raise(fn .. ": checkpoint cannot be combined with " .. what .. " yet") end
+  if self._record_flow then util.raise(fn .. ": record_flow cannot be combined with " .. what .. " yet") end
+end
+
 local function pname(kind, l, d) return kind .. "_l" .. l .. (d == 2 and "_reverse" or "") end
 
 function RNN:_forward_seq(x, h0, c0, lengths, resets)
@@ -584,7 +622,8 @@ function RNN:_forward_seq(x, h0, c0, lengths, resets)
     if lstm then cT:copy(sq.cT) end
   end
   if carry then self._sh, self._sh2, self._sc, self._sc2 = self._sh2, self._sh, self._sc2, self._sc end
-  self._fwd = { seq = true, T = T, B = B, buf = buf, h0 = sh0, c0 = sc0, perm = permuted and perm or nil, bs = bs,
+  local what = self.bidirectional and "bidirectional" or lengths ~= nil and "lengths" or "resets"
+  self._fwd = { seq = what, T = T, B = B, buf = buf, h0 = sh0, c0 = sc0, perm = permuted and perm or nil, bs = bs,
     rs = rs }
   self.output = y
   if lstm then return y, hT, cT end
@@ -595,6 +634,7 @@ function RNN:_backward_seq(dy, dhT, dcT, opts)
   local fn = "bptt.RNN:backward"
   if opts ~= nil then util.options(fn, opts, { reuse_dy = true }) end
   local f, sq = self._fwd, self._sq
+  self:_seq_supported(fn, f.seq) -- record_flow may have been turned on since forward
   local T, B, L, ND, H = f.T, f.B, self.layers, self._nd, self.hidden
   local S, lstm, perm = L * ND, self.cell == "lstm", f.perm
   if dy ~= nil then
@@ -669,6 +709,56 @@ function RNN:_backward_seq(dy, dhT, dcT, opts)
   end
   if lstm then return g, dh0, dc0 end
   return g, dh0
+end
+
+--- Gradient-flow recording (off by default).  rnn:record_flow(true): every
+-- backward also measures, for each step k and layer l, the norms of the
+-- seed's sum, read by rnn:flow().  Off, backward runs exactly as before.
+function RNN:record_flow(on)
+  if type(on) ~= "boolean" then
+    util.raise("bptt.RNN:record_flow: on must be true or false, got " .. util.got(on))
+  end
+  if on and self.bidirectional then
+    util.raise("bptt.RNN:record_flow: record_flow cannot be combined with bidirectional yet")
+  end
+  self._record_flow = on
+  if not on then self._flow_out, self._flow_work = nil, nil end
+  return self
+end
+
+--- The norms the last backward recorded (record_flow(true)), or nil:
+-- {dh = T x layers, dc = T x layers (lstm; nil otherwise), dW = T x layers},
+-- float64 tensors (new at every backward: keep them as they are).
+--   dh[k][l] = ||dL/dh_k|| of layer l's output, Frobenius over B x H: the
+--              whole gradient reaching it (its own loss, the layer above,
+--              and step k+1's, carried back; dhT at k = T)
+--   dc[k][l] = the same for an lstm's cell state c_k
+--   dW[k][l] = ||dG_k^T h_{k-1}||, dG_k = dL/d(W_hh h_{k-1} + b_hh): step k's
+--              term of dL/dW_hh of layer l (h_0 the initial state)
+function RNN:flow()
+  return self._flow_out
+end
+
+-- The flow arguments of core.rnn_backward for layer k (nothing when off):
+-- the result tensors are made at the top layer (the first one backward runs).
+function RNN:_flow_args(fn, T, B, k)
+  if not self._record_flow then return end
+  local L = self.layers
+  if k == L then
+    local _, _, n = core.rnn_sizes(self.cell, T, B, self.input, self.hidden, 0, true)
+    local ok, err = pcall(function()
+      if not self._flow_work or self._flow_work:numel() < n then self._flow_work = core.zeros(n, "float64") end
+      self._flow_out = { dh = core.zeros(T, L, "float64"), dW = core.zeros(T, L, "float64"),
+        dc = self.cell == "lstm" and core.zeros(T, L, "float64") or nil }
+    end)
+    if not ok then
+      util.raise(string.format("%s: cannot allocate the gradient-flow record for T = %d (%s)", fn, T,
+        tostring(err):gsub("^[^:]*:%d+: ", "")))
+    end
+  end
+  local o = self._flow_out
+  local _, _, n = core.rnn_sizes(self.cell, T, B, self.input, self.hidden, 0, true)
+  return o.dh, o.dc, o.dW, self._flow_work:narrow(1, 1, n), k
 end
 
 --- Zeroes the carried state (carry_state): every stream, or stream b (1-based).

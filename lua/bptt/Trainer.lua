@@ -74,7 +74,7 @@ local clip = require "bptt.clip"
 local Trainer = util.class("bptt.Trainer")
 
 local OPTIONS = { model = true, optimizer = true, train = true, val = true, clip = true, schedule = true,
-  skip_nonfinite = true, loss = true, dist = true, overlap = true, check_every = true }
+  skip_nonfinite = true, loss = true, dist = true, overlap = true, check_every = true, tbptt = true }
 
 -- Checks that opts[field] has the methods named; `what` says what it should be.
 local function has_methods(fn, field, v, methods, what)
@@ -145,11 +145,13 @@ function Trainer:__init(opts)
   self.criterion = opts.loss or CrossEntropy{}
   self.iteration = 0
   self.skipped = 0
+  if opts.tbptt ~= nil and opts.dist ~= nil then util.raise(fn .. ": tbptt cannot be combined with dist yet") end
   if opts.dist ~= nil then
     self:_dist_setup(fn, opts)
   elseif opts.overlap ~= nil or opts.check_every ~= nil then
     util.raise(fn .. ": overlap and check_every need dist")
   end
+  if opts.tbptt ~= nil then self:_tbptt_init(fn, opts.tbptt) end
 end
 
 ---------------------------------------------------------------- data parallel
@@ -299,9 +301,108 @@ local function set_state(m, s) if m.set_state then m:set_state(s) end end
 
 local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
 
+-- TBPTT(k1, k2) (Williams & Peng 1990), tbptt = {k1 =, k2 =}: each step
+-- takes k1 new steps (a batch of the train batches, seq = k1), runs forward
+-- over the last k2 steps (the k2 - k1 kept from before, from the state
+-- before them, then the new ones), takes the loss on the k1 new steps only
+-- and backpropagates it through all k2: the gradient reaches k2 steps back
+-- while the weights change every k1.  The state before the kept steps is
+-- then moved on by a forward without loss over the steps that leave the
+-- window (at most k1; before the weights change).  Without tbptt (or with
+-- k1 = k2 = seq) a step is today's: forward and backward over one batch,
+-- the state carried.  A checkpoint holds the window and its state.
+function Trainer:_tbptt_init(fn, t)
+  if type(t) ~= "table" then util.raise(fn .. ": tbptt must be a table {k1 =, k2 =}, got " .. util.got(t)) end
+  util.options(fn .. ": tbptt", t, { k1 = true, k2 = true })
+  local k1 = util.count(fn, "tbptt.k1", t.k1, 1)
+  local k2 = util.count(fn, "tbptt.k2", t.k2, 1)
+  if k2 < k1 then util.raise(string.format("%s: tbptt.k2 must be >= tbptt.k1 = %d, got %d", fn, k1, k2)) end
+  has_methods(fn, "model", self.model, { "get_state", "set_state" }, "a module that carries state (tbptt)")
+  self.tbptt = { k1 = k1, k2 = k2 }
+end
+
+-- t (T x ...) then u (U x ...) along the first dimension, as a new tensor
+local function cat1(t, u)
+  if t == nil then return u:clone() end
+  local shape = t:shape()
+  shape[1] = t:size(1) + u:size(1)
+  shape[#shape + 1] = t:dtype()
+  local r = core.zeros(unpack(shape))
+  r:narrow(1, 1, t:size(1)):copy(t)
+  r:narrow(1, t:size(1) + 1, u:size(1)):copy(u)
+  return r
+end
+
+-- the last n steps of t (a copy), or nil for n = 0
+local function tail1(t, n)
+  if n == 0 then return nil end
+  return t:narrow(1, t:size(1) - n + 1, n):clone()
+end
+
+function Trainer:_step_tbptt()
+  local fn = "bptt.Trainer:step"
+  local m, opt, tb = self.model, self.optimizer, self.tbptt
+  local x, y, reset, _, _, starts = self.train_batches:next()
+  if starts ~= nil then
+    util.raise(fn .. ": tbptt cannot be combined with document starts (a documents corpus) yet")
+  end
+  if x:size(1) ~= tb.k1 then
+    util.raise(string.format("%s: tbptt.k1 = %d, but the batch has %d steps (make the batches with seq = k1)", fn,
+      tb.k1, x:size(1)))
+  end
+  if reset then -- the streams restart: nothing kept
+    reset_state(m)
+    tb.x, tb.y, tb.state = nil, nil, nil
+  end
+  if tb.x == nil then tb.state = get_state(m) end
+  local kept = tb.x and tb.x:size(1) or 0
+  local wx, wy = cat1(tb.x, x), cat1(tb.y, y)
+  local n = wx:size(1) -- = kept + k1 <= k2
+  m:train()
+  opt:zero_grad()
+  set_state(m, tb.state)
+  local out = m:forward(wx)
+  -- the loss of the k1 new steps; zero gradient on the kept ones
+  local loss = self.criterion:forward(out:narrow(1, kept + 1, tb.k1), y)
+  local dnew = self.criterion:backward()
+  local dout = dnew
+  if kept > 0 then
+    local shape = out:shape()
+    shape[#shape + 1] = out:dtype()
+    dout = core.zeros(unpack(shape))
+    dout:narrow(1, kept + 1, tb.k1):copy(dnew)
+  end
+  m:backward(dout)
+  -- the window moves on: keep the last k2 - k1 steps, and the state before
+  -- them, from a forward with the weights of this step (with keep = 0, the
+  -- state this forward ended in: k1 = k2 is today's step, bit for bit)
+  local keep = math.min(n, tb.k2 - tb.k1)
+  if keep > 0 then
+    set_state(m, tb.state) -- (the window not full yet: the same state stays)
+    if n > keep then m:forward(wx:narrow(1, 1, n - keep)) end
+  end
+  tb.state = get_state(m)
+  tb.x, tb.y = tail1(wx, keep), tail1(wy, keep)
+  local norm = clip.clip_grad_norm(m, self.clip or math.huge)
+  self.iteration = self.iteration + 1
+  local ok = finite(loss) and not (norm and not finite(norm))
+  if not ok and not self.skip_nonfinite then
+    error(string.format("bptt.Trainer:step: iteration %d: diverged (a NaN or infinite loss or gradient): loss %s, "
+      .. "gradient norm %s; the weights were not updated; skip_nonfinite = true drops such steps", self.iteration,
+      tostring(loss), tostring(norm)), 2)
+  end
+  if ok then opt:step() else
+    opt:zero_grad()
+    self.skipped = self.skipped + 1
+  end
+  if self.schedule then self.schedule:step() end
+  return loss, norm
+end
+
 --- One iteration; returns the batch's loss and the global gradient norm
 -- (before clipping; computed with or without clip).
 function Trainer:step()
+  if self.tbptt then return self:_step_tbptt() end
   local m, opt = self.model, self.optimizer
   local x, y, reset, _, _, starts = self.train_batches:next()
   if reset then reset_state(m) end
@@ -424,6 +525,11 @@ function Trainer:save(path, extra)
   prefixed(tensors, ot, "")
   prefixed(meta, om, "optim.")
   for k, t in pairs(st or {}) do tensors["state." .. k] = t end
+  local tb = self.tbptt
+  if tb then -- the window TBPTT keeps and the state before it
+    if tb.x then tensors["tbptt.x"], tensors["tbptt.y"] = tb.x, tb.y end
+    for k, t in pairs(tb.state or {}) do tensors["tbptt.state." .. k] = t end
+  end
   meta["bptt.format"] = FORMAT
   meta.iteration = tostring(self.iteration)
   meta.skipped = tostring(self.skipped)
@@ -538,6 +644,18 @@ function Trainer:load(path)
     end
   end
   set_state(m, st)
+  if self.tbptt then
+    local tb, ts = self.tbptt, nil
+    tb.x, tb.y = tensors["tbptt.x"], tensors["tbptt.y"]
+    for k, t in pairs(tensors) do
+      local name = k:match("^tbptt%.state%.(.+)$")
+      if name then
+        ts = ts or {}
+        ts[name] = t
+      end
+    end
+    tb.state = ts
+  end
   core.set_rng_state(self.dist and meta["rng.rank" .. self.rank] or meta.rng)
   self.train_batches:set_state(meta["data.train"])
   if self.schedule and meta.schedule then self.schedule:set_state(meta.schedule) end

@@ -66,5 +66,8 @@ bptt.data = require "bptt.data"
 bptt.Trainer = require "bptt.Trainer"
 bptt.plot = require "bptt.plot"
 bptt.progress = require "bptt.progress"
+bptt.jacobian_norms = require("bptt.jacobian").jacobian_norms
+bptt.plot.flow = require("bptt.flowplot").flow
+bptt.plot.reach = require("bptt.flowplot").reach
 
 return bptt

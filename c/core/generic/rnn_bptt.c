@@ -91,10 +91,32 @@ typedef struct {
    * W_hh that the threads share (NULL: BLAS) */
   int by_rows;
   real *pk_shared;
-  /* sequence options (rnn.h's bptt_rnn_seq): reverse, batch_sizes, reset */
+  /* gradient-flow recording (rnn.h's bptt_rnn_opts), NULL when off:
+   * per-row sums of squares fl_h, fl_c (T, B) and the per-step group
+   * partials fl_part (2 parities, dh | dc, each (B, fl_ng)) */
+  double *fl_h, *fl_c, *fl_part, *fl_dW;
+  int64_t fl_ng, fl_ld;
+  int err; /* set by a thread that could not get its scratch */
+  /* Blocks and segments (rnn.h's checkpointing).  The batched GEMMs run
+   * over blocks of S steps counted from step 0; the cache and dG live in
+   * rings of nb blocks, C = nb * S steps (step t at slot SLOT(t)), or of C
+   * = T steps when nothing is checkpointed (slot t: the plain layout).
+   * One run covers the steps [t0, t1): forward projects the blocks that
+   * meet them, then runs the recursion; backward runs the recursion down
+   * them, then adds the blocks fhi down to flo into the weight gradients. */
+  int64_t S, nb, C, t0, t1, flo, fhi;
+  const real *c_seg; /* lstm: c_{t0-1} (c0 at t0 = 0; NULL = zeros) */
+  int recompute;     /* forward again over a kept y: h_t goes to junk */
+  real *junk;        /* (B, H) */
+  /* sequence options (rnn.h's bptt_rnn_seq): reverse, batch_sizes, reset;
+   * never together with checkpointing or flow recording (t0 = 0, t1 = T,
+   * C = T then) */
   int rev;
   const int32_t *bs, *reset;
 } FN(rnn_job);
+
+/* slot of step t in a ring of nb blocks of S steps */
+#define RNN_SLOT(job, t) ((((t) / (job)->S) % (job)->nb) * (job)->S + (t) % (job)->S)
 
 /* One thread's share of a call: in the recursion the batch rows [b0, b1)
  * and units [j0, j1) -- all units of its rows (by rows) or its units (whole
@@ -374,50 +396,59 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
   const FN(rnn_job) *job = ctx;
   const bptt_rnn_dims *d = job->d;
   const int64_t T = d->T, B = d->B, D = d->D, H = d->H, BH = B * H;
-  const int64_t G = job->G, GH = job->GH;
+  const int64_t G = job->G, GH = job->GH, S = job->S, C = job->C;
   const int cell = d->cell, relu = cell == BPTT_CELL_RELU;
-  const real *h0 = job->h0, *c0 = job->c0, *w_hh = job->w_hh;
+  const int gated = cell == BPTT_CELL_LSTM || cell == BPTT_CELL_GRU;
+  const real *h0 = job->h0, *w_hh = job->w_hh;
   real *y = job->y_out, *cache = job->cache_out;
-  /* pre-activations (T, B, GH): lstm and gru's gates, tanh/relu's y */
-  real *pre = cell == BPTT_CELL_LSTM || cell == BPTT_CELL_GRU ? cache : y;
-  real *cs = cache ? cache + T * B * GH : NULL; /* lstm c, gru hn */
-  real *hw = cell == BPTT_CELL_GRU ? cs + T * BH : NULL; /* gru's hidden side */
+  /* h_{t-1} is read from y: the one being written, or, recomputing, the
+   * one forward wrote (h_t then goes to junk) */
+  const real *yin = job->recompute ? job->y : y;
+  /* pre-activations: lstm and gru's gates (ring slots), tanh/relu's y */
+  real *cs = gated ? cache + C * B * GH : NULL; /* lstm c, gru hn (ring) */
+  real *hw = cell == BPTT_CELL_GRU ? cs + C * BH : NULL; /* gru's hidden side */
   /* the hidden-side biases join the input side's, but gru's b_hn */
   const int64_t hcut = cell == BPTT_CELL_GRU ? 2 * H : GH;
   const FN(share) s = FN(share_of)(job, tid, n);
-  const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0, r0 = s.r0, r1 = s.r1;
-  int64_t i, blk = 0;
+  const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0;
+  int64_t i, blk = 0, k;
   real beta;
-  /* W_hh^T packed once for the T steps (the barrier below covers by rows'
+  /* W_hh^T packed once for the steps (the barrier below covers by rows'
    * shared packing) */
   real *pk = FN(packed_w_hh)(job, 1, tid, n, j0, j1, &blk);
-  /* pre (TB, GH) = b_ih (+ b_hh, but for gru) + x W_ih^T: this thread's
-   * rows r0..r1, or when there are few rows (sampling), its units' columns */
-  if (T * B >= 64 * n) {
-    beta = FN(bias_rows)(pre + r0 * GH, r1 - r0, GH, 0, GH, job->b_ih,
-                         job->b_hh, hcut);
-    FN(gemm)(0, 1, r1 - r0, GH, D, 1, job->x + r0 * D, D, job->w_ih, D, beta,
-             pre + r0 * GH, GH);
-  } else {
-    long long u0, u1; /* the units' split, whatever the recursion's */
-    int64_t g;
-    bptt_parallel_range(H, 16, tid, n, &u0, &u1);
-    beta = 0;
-    if (u1 > u0) {
-      for (g = 0; g < G; g++)
-        beta = FN(bias_rows)(pre, T * B, GH, g * H + u0, g * H + u1, job->b_ih,
-                             job->b_hh, hcut);
-      FN(gate_cols)(G, H, u0, u1 - u0, T * B, D, job->x, job->w_ih, beta, pre);
+  /* pre (rows, GH) = b_ih (+ b_hh, but for gru) + x W_ih^T, block by block
+   * over the blocks that meet [t0, t1): this thread's rows of the block,
+   * or when the block has few rows (sampling), its units' columns */
+  for (k = job->t0 / S; k * S < job->t1; k++) {
+    const int64_t bs = k * S, nr = ((bs + S < T ? bs + S : T) - bs) * B;
+    const real *xb = job->x + bs * B * D;
+    real *pre = gated ? cache + RNN_SLOT(job, bs) * B * GH : y + bs * BH;
+    long long a, b;
+    if (nr >= 64 * n) {
+      bptt_parallel_range(nr, 1, tid, n, &a, &b);
+      beta = FN(bias_rows)(pre + a * GH, b - a, GH, 0, GH, job->b_ih, job->b_hh, hcut);
+      FN(gemm)(0, 1, b - a, GH, D, 1, xb + a * D, D, job->w_ih, D, beta, pre + a * GH, GH);
+    } else {
+      int64_t g;
+      bptt_parallel_range(H, 16, tid, n, &a, &b); /* the units' split, whatever the recursion's */
+      beta = 0;
+      if (b > a) {
+        for (g = 0; g < G; g++)
+          beta = FN(bias_rows)(pre, nr, GH, g * H + a, g * H + b, job->b_ih, job->b_hh, hcut);
+        FN(gate_cols)(G, H, a, b - a, nr, D, xb, job->w_ih, beta, pre);
+      }
     }
   }
   bptt_parallel_barrier(n);
   /* the recursion over this thread's rows b0..b1 that run at step t, in
-   * runs of one source (above), and its units j0.. (nj of them) */
-  for (i = 0; i < T; i++) {
+   * runs of one source (above), and its units j0.. (nj of them); steps i
+   * of [t0, t1) (step_of: t = i but in reverse) */
+  for (i = job->t0; i < job->t1; i++) {
     int64_t tp, nt, np, r, e, e1;
     const int64_t t = FN(step_of)(job, i, &tp, &nt, &np);
-    real *pt = pre + t * B * GH, *yt = y + t * BH;
-    const real *yp = i ? y + tp * BH : NULL;
+    real *pt = gated ? cache + RNN_SLOT(job, t) * B * GH : y + t * BH;
+    real *yt = job->recompute ? job->junk : y + t * BH;
+    const real *yp = i ? yin + tp * BH : NULL;
     e1 = s.b1 < nt ? s.b1 : nt;
     for (r = s.b0; nj > 0 && r < e1; r = e) {
       int src;
@@ -428,9 +459,11 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
       hp = src == SRC_PREV ? yp + r * H : src == SRC_H0 ? ROWS_AT(h0, r * H) : NULL;
       switch (cell) {
         case BPTT_CELL_LSTM: {
-          real *ct = cs + t * BH + r * H;
-          const real *cp = src == SRC_PREV ? cs + tp * BH + r * H
-                         : src == SRC_H0   ? ROWS_AT(c0, r * H)
+          real *ct = cs + RNN_SLOT(job, t) * BH + r * H;
+          /* c_{t-1}: the ring's, or at a run's first step c_seg */
+          const real *cp = src == SRC_PREV ? (i == job->t0 ? ROWS_AT(job->c_seg, r * H)
+                                                           : cs + RNN_SLOT(job, tp) * BH + r * H)
+                         : src == SRC_H0   ? ROWS_AT(job->c0, r * H)
                                            : NULL;
           /* gates_t (B, 4H) += h_{t-1} (B, H) W_hh^T */
           if (hp) FN(rec_cols)(pk, blk, 4, H, j0, nj, m, H, hp, w_hh, 1, pt + r * GH);
@@ -444,7 +477,7 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
           else FN(zero_rows)(hwr, 0, m, 3, H, j0, nj);
           FN(gru_step)(m, H, j0, nj, pt + r * GH, hwr,
                        job->b_hh ? job->b_hh + 2 * H + j0 : NULL, hp,
-                       cs + t * BH + r * H, yt + r * H);
+                       cs + RNN_SLOT(job, t) * BH + r * H, yt + r * H);
           break;
         }
         default:
@@ -493,11 +526,6 @@ static int FN(check_seq)(const bptt_rnn_dims *d, const bptt_rnn_seq *s) {
   return BPTT_OK;
 }
 
-static void FN(job_seq)(FN(rnn_job) *job, const bptt_rnn_seq *s) {
-  if (!s) return;
-  job->rev = s->reverse != 0, job->bs = s->batch_sizes, job->reset = s->reset;
-}
-
 /* Row b's last step run (its state then is hT): 0 in reverse, else
  * L_b - 1, where L_b = #{t : n_t > b} */
 static void FN(final_rows)(const FN(rnn_job) *job, const real *src, real *dst) {
@@ -511,29 +539,73 @@ static void FN(final_rows)(const FN(rnn_job) *job, const real *src, real *dst) {
   }
 }
 
-int FN(bptt_rnn_forward_seq)(const bptt_rnn_dims *d, const bptt_rnn_seq *sq,
-                             const real *w_ih, const real *w_hh,
-                             const real *b_ih, const real *b_hh,
-                             const real *x, const real *h0, const real *c0,
-                             real *y, real *hT, real *cT, real *cache) {
+/* The job of a forward or backward call: everything but the run's steps.
+ * Sequence options with checkpointing or flow recording: EARG (rnn.h). */
+static int FN(job_init)(FN(rnn_job) *job, const bptt_rnn_dims *d, const bptt_rnn_opts *opts) {
   int err = bptt_rnn_check_dims(d);
-  FN(rnn_job) job;
+  int64_t k = opts ? opts->checkpoint : 0;
+  const bptt_rnn_seq *sq = opts ? opts->seq : NULL;
   if (err) return err;
-  if (!w_ih || !w_hh || !x || !y) return BPTT_EARG;
-  if (!cache && (d->cell == BPTT_CELL_LSTM || d->cell == BPTT_CELL_GRU))
-    return BPTT_EARG;
+  if (k < 0) return BPTT_EARG;
   if ((err = FN(check_seq)(d, sq))) return err;
-  memset(&job, 0, sizeof job);
-  job.d = d, job.G = bptt_cell_gates(d->cell), job.GH = job.G * d->H;
+  if (sq && (sq->reverse || sq->batch_sizes || sq->reset) && (k > 0 || opts->flow_dh)) return BPTT_EARG;
+  memset(job, 0, sizeof *job);
+  job->d = d, job->G = bptt_cell_gates(d->cell), job->GH = job->G * d->H;
+  rnn_ring(d, k, &job->S, &job->nb, &job->C);
+  if (sq) job->rev = sq->reverse != 0, job->bs = sq->batch_sizes, job->reset = sq->reset;
+  return BPTT_OK;
+}
+
+/* With checkpointing: the scratch's window cache (after dG, dh, dc; the
+ * cache layout over the ring's C steps) and the junk row after it. */
+static real *FN(window)(const FN(rnn_job) *job, real *scratch) {
+  const int64_t BH = job->d->B * job->d->H, C = job->C;
+  const int cell = job->d->cell;
+  return scratch + C * job->d->B * job->GH + (cell == BPTT_CELL_GRU ? C * BH : 0) + BH +
+         (cell == BPTT_CELL_LSTM ? BH : 0);
+}
+
+int FN(bptt_rnn_forward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                            const real *w_ih, const real *w_hh,
+                            const real *b_ih, const real *b_hh,
+                            const real *x, const real *h0, const real *c0,
+                            real *y, real *hT, real *cT, real *cache,
+                            real *scratch) {
+  FN(rnn_job) job;
+  int err = FN(job_init)(&job, d, opts);
+  int64_t T, BH, k, a, seg;
+  int lstm, gated, n;
+  real *cs, *saved = cache;
+  if (err) return err;
+  T = d->T, BH = d->B * d->H, k = opts ? opts->checkpoint : 0;
+  lstm = d->cell == BPTT_CELL_LSTM, gated = lstm || d->cell == BPTT_CELL_GRU;
+  if (!w_ih || !w_hh || !x || !y) return BPTT_EARG;
+  if (gated && !(k ? scratch && (cache || !lstm) : cache != NULL)) return BPTT_EARG;
   job.w_ih = w_ih, job.w_hh = w_hh, job.b_ih = b_ih, job.b_hh = b_hh;
-  job.x = x, job.h0 = h0, job.c0 = d->cell == BPTT_CELL_LSTM ? c0 : NULL;
-  job.y_out = y, job.cache_out = cache;
-  FN(job_seq)(&job, sq);
-  bptt_parallel_run(FN(forward_task), &job, FN(plan)(&job, 1));
-  /* c_T: from c (T, B, H), which follows gates (T, B, 4H) */
-  if (d->cell == BPTT_CELL_LSTM && cT)
-    FN(final_rows)(&job, cache + 4 * d->T * d->B * d->H, cT);
-  if (hT) FN(final_rows)(&job, y, hT);
+  job.x = x, job.h0 = h0, job.c0 = lstm ? c0 : NULL;
+  job.y_out = y;
+  /* without a cache to rebuild (tanh, relu) checkpointing changes nothing */
+  if (!gated) k = 0;
+  job.cache_out = k ? FN(window)(&job, scratch) : cache;
+  cs = gated ? job.cache_out + job.C * d->B * job.GH : NULL;
+  n = FN(plan)(&job, 1);
+  /* segments of k steps (one of T without checkpointing); lstm keeps c at
+   * the end of each but the last: saved[seg] = c_{seg k - 1} */
+  for (a = 0, seg = 0; a < T; a += k ? k : T, seg++) {
+    job.t0 = a, job.t1 = k && a + k < T ? a + k : T;
+    job.c_seg = !lstm ? NULL : a ? saved + seg * BH : c0;
+    if (seg) n = FN(plan)(&job, 1);
+    bptt_parallel_run(FN(forward_task), &job, n);
+    if (k && lstm && job.t1 < T)
+      memcpy(saved + (seg + 1) * BH, cs + RNN_SLOT(&job, job.t1 - 1) * BH, (size_t)BH * sizeof(real));
+  }
+  if (job.bs || job.rev) { /* each row's own last step (no ring then: C = T) */
+    if (lstm && cT) FN(final_rows)(&job, cs, cT);
+    if (hT) FN(final_rows)(&job, y, hT);
+    return BPTT_OK;
+  }
+  if (lstm && cT) memcpy(cT, cs + RNN_SLOT(&job, T - 1) * BH, (size_t)BH * sizeof(real));
+  if (hT) memcpy(hT, y + (T - 1) * BH, (size_t)BH * sizeof(real));
   return BPTT_OK;
 }
 
@@ -542,8 +614,8 @@ int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
                          const real *b_ih, const real *b_hh,
                          const real *x, const real *h0, const real *c0,
                          real *y, real *hT, real *cT, real *cache) {
-  return FN(bptt_rnn_forward_seq)(d, NULL, w_ih, w_hh, b_ih, b_hh, x, h0, c0,
-                                  y, hT, cT, cache);
+  return FN(bptt_rnn_forward_ex)(d, NULL, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y,
+                                 hT, cT, cache, NULL);
 }
 
 /* ---- backward ------------------------------------------------------------
@@ -569,98 +641,6 @@ BPTT_KERNEL_VOID(FN(col_sums), (int64_t rows, const real *src, int64_t ld, int64
                  (rows, src, ld, n, dst)) {
   int64_t r;
   for (r = 0; r < rows; r++) FN(add_row)(n, src + r * ld, dst);
-}
-
-/* dW_hh rows [p0, p1) += sum_t dG_t^T h_{t-1} with the sequence options:
- * each row of step t pairs with its own h_{t-1} (run_of's sources).  Runs
- * of steps where every running row continues from the previous step are
- * one GEMM (the rows not running there have dG_t = 0); the other steps go
- * run by run. */
-static void FN(dw_hh_seq)(const FN(rnn_job) *job, const real *dGh, int64_t p0,
-                          int64_t p1) {
-  const int64_t T = job->d->T, B = job->d->B, H = job->d->H, GH = job->GH;
-  const real *y = job->y, *h0 = job->h0;
-  real *dw = job->dw_hh + p0 * H;
-  int64_t i = 0;
-  while (i < T) {
-    int64_t tp, nt, np, i1, r, e;
-    int64_t t = FN(step_of)(job, i, &tp, &nt, &np);
-    int src;
-    if (nt == 0) { /* past every row's length: nothing (and no y_{t+1}) */
-      i++;
-      continue;
-    }
-    /* a clean run of steps i .. i1-1: one source, SRC_PREV, for all rows */
-    for (i1 = i; i1 < T; i1++) {
-      t = FN(step_of)(job, i1, &tp, &nt, &np);
-      if (nt == 0 || np < nt || FN(run_of)(job, t, np, 0, nt, &src) < nt || src != SRC_PREV) break;
-    }
-    if (i1 > i) {
-      /* steps t0 .. t0 + k - 1 ascending, with previous steps t0 -/+ 1 */
-      int64_t k = i1 - i, t0 = job->rev ? T - i1 : i;
-      int64_t q0 = job->rev ? t0 + 1 : t0 - 1;
-      FN(gemm)(1, 0, p1 - p0, H, k * B, 1, dGh + t0 * B * GH + p0, GH, y + q0 * B * H, H, 1, dw, H);
-      i = i1;
-      continue;
-    }
-    t = FN(step_of)(job, i, &tp, &nt, &np);
-    for (r = 0; r < nt; r = e) {
-      const real *hp;
-      e = FN(run_of)(job, t, np, r, nt, &src);
-      hp = src == SRC_PREV ? y + (tp * B + r) * H : src == SRC_H0 ? ROWS_AT(h0, r * H) : NULL;
-      if (hp) FN(gemm)(1, 0, p1 - p0, H, e - r, 1, dGh + (t * B + r) * GH + p0, GH, hp, H, 1, dw, H);
-    }
-    i++;
-  }
-}
-
-/* After the recursion, one thread's share: rows [p0, p1) of the weight
- * gradients and bias sums, rows [r0, r1) of dx.  dGh (TB, GH): gradient
- * w.r.t. the hidden-side pre-activations (what multiplies W_hh h_{t-1} +
- * b_hh).  dGn (TB, H): only for gru, the input side of the n gate (what
- * multiplies W_in x + b_in), which differs from dGh's n block by the factor
- * r; NULL otherwise (the input side is dGh itself).
- *   dW_ih (GH, D) += dGx^T (GH, TB) x (TB, D)
- *   dW_hh (GH, H) += dGh^T (GH, TB) [h_0 .. h_{T-1}] (TB, H)
- *   db_ih += column sums of dGx     db_hh += column sums of dGh
- *   dx (TB, D) = dGx (TB, GH) W_ih (GH, D) */
-static void FN(param_grads)(const FN(rnn_job) *job, const real *dGh,
-                            const real *dGn, int64_t p0, int64_t p1,
-                            int64_t r0, int64_t r1) {
-  const bptt_rnn_dims *d = job->d;
-  const int64_t T = d->T, B = d->B, D = d->D, H = d->H, TB = T * B;
-  const int64_t GH = job->GH;
-  const int64_t nx = dGn ? GH - H : GH;  /* columns of dGh that are dGx too */
-  const int64_t q1 = p1 < nx ? p1 : nx;  /* rows p0..q1 of dW_ih from dGh, */
-  const int64_t s0 = p0 > nx ? p0 : nx;  /* rows s0..p1 from dGn (gru) */
-  const real *x = job->x, *h0 = job->h0, *y = job->y;
-  real *dw_ih = job->dw_ih, *dw_hh = job->dw_hh;
-  real *db_ih = job->db_ih, *db_hh = job->db_hh;
-  /* dW_ih: the shared blocks, then gru's n block from dGn */
-  if (q1 > p0)
-    FN(gemm)(1, 0, q1 - p0, D, TB, 1, dGh + p0, GH, x, D, 1, dw_ih + p0 * D, D);
-  if (p1 > s0 && dGn)
-    FN(gemm)(1, 0, p1 - s0, D, TB, 1, dGn + (s0 - nx), H, x, D, 1,
-             dw_ih + s0 * D, D);
-  /* dW_hh: rows t >= 1 pair with y[0 .. T-2]; rows t = 0 with h0 (or 0) */
-  if (!job->bs && !job->reset && !job->rev) {
-    if (T > 1)
-      FN(gemm)(1, 0, p1 - p0, H, (T - 1) * B, 1, dGh + B * GH + p0, GH, y, H, 1,
-               dw_hh + p0 * H, H);
-    if (h0) FN(gemm)(1, 0, p1 - p0, H, B, 1, dGh + p0, GH, h0, H, 1,
-                     dw_hh + p0 * H, H);
-  } else if (p1 > p0) {
-    FN(dw_hh_seq)(job, dGh, p0, p1);
-  }
-  if (db_hh) FN(col_sums)(TB, dGh + p0, GH, p1 - p0, db_hh + p0);
-  if (db_ih && q1 > p0) FN(col_sums)(TB, dGh + p0, GH, q1 - p0, db_ih + p0);
-  if (db_ih && p1 > s0 && dGn) FN(col_sums)(TB, dGn + (s0 - nx), H, p1 - s0, db_ih + s0);
-  if (job->dx) {
-    FN(gemm)(0, 0, r1 - r0, D, nx, 1, dGh + r0 * GH, GH, job->w_ih, D, 0,
-             job->dx + r0 * D, D);
-    if (dGn) FN(gemm)(0, 0, r1 - r0, D, H, 1, dGn + r0 * H, H,
-                      job->w_ih + nx * D, D, 1, job->dx + r0 * D, D);
-  }
 }
 
 /* The per-step elementwise passes of backward, written like forward's. */
@@ -797,7 +777,230 @@ BPTT_KERNEL_VOID(FN(gru_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
   }
 }
 
-/* The recursion, one thread's units, then its share of param_grads.
+/* ---- gradient-flow recording (rnn.h) --------------------------------------
+ * Per step, before the elementwise pass overwrites them: for each row b of
+ * the thread's rows and each 16-unit group g of its units [j0, j0 + nj)
+ * (j0 a multiple of 16: parallel ranges are whole 16s), the sums of squares
+ *   ph[b][g] = sum (dh + dy)^2             the whole dL/dh_t of the row
+ *   pc[b][g] = sum (dc + (dh + dy) o (1 - tanh^2 c_t))^2    lstm: dL/dc_t,
+ * the dcv of lstm_drow, everything reaching c_t.  Rows are then the sums
+ * of their groups in order, and a step's norm^2 the sum of its rows in
+ * order: the same additions whichever thread owned which units or rows. */
+/* out[u] = (dh + dy)^2, u < n; dy may be NULL */
+BPTT_ROW void FN(flow_dh_row)(int64_t n, const real *restrict dh,
+                              const real *restrict dy, real *restrict out) {
+  int64_t u;
+  for (u = 0; u < n; u++) {
+    real v = dh[u] + (dy ? dy[u] : (real)0);
+    out[u] = v * v;
+  }
+}
+
+/* out[u] = (dc + (dh + dy) o (1 - tanh^2 c))^2, u < n; dy may be NULL */
+BPTT_ROW void FN(flow_dc_row)(int64_t n, const real *restrict dh,
+                              const real *restrict dy, const real *restrict o,
+                              const real *restrict c, const real *restrict dc,
+                              real *restrict out) {
+  int64_t u;
+  for (u = 0; u < n; u++) {
+    real v = dh[u] + (dy ? dy[u] : (real)0), tc = TANH(c[u]);
+    real w = dc[u] + v * o[u] * (1 - tc * tc);
+    out[u] = w * w;
+  }
+}
+
+/* The sum of sq[0..16) as a fixed tree (8 + 8, 4 + 4, 2 + 2, 1 + 1):
+ * vectorizable, and the same order everywhere */
+BPTT_ROW real FN(sum16)(real *restrict sq) {
+  int64_t w, u;
+  for (w = 8; w >= 1; w /= 2)
+    for (u = 0; u < w; u++) sq[u] += sq[u + w];
+  return sq[0];
+}
+
+/* gt (B, 4H) lstm activations and ct (B, H), or NULL (no dc); the squares
+ * of a group and their sum (sum16, zeros past the group's end) in real */
+BPTT_KERNEL_VOID(FN(flow_sums), (int64_t rows, int64_t H, int64_t j0,
+                                 int64_t nj, int64_t ng, const real *dh,
+                                 const real *dy, const real *gt,
+                                 const real *ct, const real *dc, double *ph,
+                                 double *pc),
+                 (rows, H, j0, nj, ng, dh, dy, gt, ct, dc, ph, pc)) {
+  int64_t b, j, u, e;
+  real sq[16];
+  for (b = 0; b < rows; b++) {
+    const real *hb = dh + b * H, *yb = dy ? dy + b * H : NULL;
+    for (j = j0; j < j0 + nj; j += 16) {
+      e = (j + 16 < j0 + nj ? j + 16 : j0 + nj) - j;
+      if (yb) FN(flow_dh_row)(e, hb + j, yb + j, sq);
+      else FN(flow_dh_row)(e, hb + j, NULL, sq);
+      for (u = e; u < 16; u++) sq[u] = 0;
+      ph[b * ng + j / 16] = (double)FN(sum16)(sq);
+      if (!gt) continue;
+      if (yb)
+        FN(flow_dc_row)(e, hb + j, yb + j, gt + b * 4 * H + 3 * H + j,
+                        ct + b * H + j, dc + b * H + j, sq);
+      else
+        FN(flow_dc_row)(e, hb + j, NULL, gt + b * 4 * H + 3 * H + j,
+                        ct + b * H + j, dc + b * H + j, sq);
+      for (u = e; u < 16; u++) sq[u] = 0;
+      pc[b * ng + j / 16] = (double)FN(sum16)(sq);
+    }
+  }
+}
+
+/* rows [b0, b1) of step t: fl_h[t][b] = sum over groups of ph[b][g] */
+static void FN(flow_rows)(const FN(rnn_job) *job, int64_t t, int64_t b0,
+                          int64_t b1, const double *ph, const double *pc) {
+  const int64_t B = job->d->B, ng = job->fl_ng;
+  int64_t b, g;
+  for (b = b0; b < b1; b++) {
+    double sh = 0, sc = 0;
+    for (g = 0; g < ng; g++) {
+      sh += ph[b * ng + g];
+      if (pc) sc += pc[b * ng + g];
+    }
+    job->fl_h[t * B + b] = sh;
+    if (pc) job->fl_c[t * B + b] = sc;
+  }
+}
+
+/* ||dG_t^T h_{t-1}||^2 (GH, H) for the steps t = tid, tid + n, ... of
+ * [t0, t1): each step by one thread, in one order.  Through the Gram
+ * matrices when cheaper, sum_{b,b'} (dG dG^T)_{bb'} (h h^T)_{bb'}
+ * (B^2 (GH + H) / 2 against B GH H flops), else the product itself. */
+static void FN(flow_dW)(FN(rnn_job) *job, int64_t t0, int64_t t1, int tid,
+                        int n) {
+  const bptt_rnn_dims *d = job->d;
+  const int64_t B = d->B, H = d->H, GH = job->GH, BH = B * H;
+  const int gram = B * (GH + H) < 2 * GH * H;
+  int64_t t, i, m = gram ? 2 * B * B : GH * H;
+  real *w = NULL;
+  for (t = t0 + tid; t < t1; t += n) {
+    const real *dGt = job->scratch + RNN_SLOT(job, t) * B * GH;
+    const real *hp = t ? job->y + (t - 1) * BH : job->h0;
+    double s = 0;
+    if (hp) {
+      if (!w && !(w = bptt_parallel_scratch(tid, (size_t)m * sizeof(real)))) {
+        job->err = BPTT_ENOMEM;
+        return;
+      }
+      if (gram) { /* upper triangles (syrk, rnn.c): diagonal + 2 x the rest */
+        int64_t j;
+        double off = 0;
+        FN(syrk)(B, GH, dGt, w);
+        FN(syrk)(B, H, hp, w + B * B);
+        for (i = 0; i < B; i++) {
+          s += (double)w[i * B + i] * (double)w[B * B + i * B + i];
+          for (j = i + 1; j < B; j++) off += (double)w[i * B + j] * (double)w[B * B + i * B + j];
+        }
+        s += 2 * off;
+      } else {
+        FN(gemm)(1, 0, GH, H, B, 1, dGt, GH, hp, H, 0, w, H);
+        for (i = 0; i < GH * H; i++) s += (double)w[i] * (double)w[i];
+      }
+    }
+    job->fl_dW[t * job->fl_ld] = s;
+  }
+}
+
+/* dW_hh rows [p0, p1) += sum over the steps t of [t0, t1) of dG_t^T h_{t-1}
+ * with the sequence options (no ring then: dG_t at dGh + t*B*GH): each row
+ * of step t pairs with its own h_{t-1} (run_of's sources).  Runs of steps
+ * where every running row continues from the previous step are one GEMM
+ * (the rows not running there have dG_t = 0); the other steps go run by
+ * run. */
+static void FN(dw_hh_seq)(const FN(rnn_job) *job, const real *dGh, int64_t p0,
+                          int64_t p1, int64_t t0, int64_t t1) {
+  const int64_t T = job->d->T, B = job->d->B, H = job->d->H, GH = job->GH;
+  const real *y = job->y, *h0 = job->h0;
+  real *dw = job->dw_hh + p0 * H;
+  int64_t t = t0;
+  while (t < t1) {
+    int64_t tp, nt, np, u, r, e;
+    int src;
+    /* a clean run of steps t .. u-1: one source, SRC_PREV, for all rows */
+    for (u = t; u < t1; u++) {
+      FN(step_of)(job, job->rev ? T - 1 - u : u, &tp, &nt, &np);
+      if (nt == 0 || np < nt || FN(run_of)(job, u, np, 0, nt, &src) < nt || src != SRC_PREV) break;
+    }
+    if (u > t) { /* previous steps t -/+ 1 .. u-1 -/+ 1: contiguous rows of y */
+      const int64_t q0 = job->rev ? t + 1 : t - 1;
+      FN(gemm)(1, 0, p1 - p0, H, (u - t) * B, 1, dGh + t * B * GH + p0, GH, y + q0 * B * H, H, 1, dw, H);
+      t = u;
+      continue;
+    }
+    /* step t run by run (nothing past every row's length: nt = 0) */
+    FN(step_of)(job, job->rev ? T - 1 - t : t, &tp, &nt, &np);
+    for (r = 0; r < nt; r = e) {
+      const real *hp;
+      e = FN(run_of)(job, t, np, r, nt, &src);
+      hp = src == SRC_PREV ? y + (tp * B + r) * H : src == SRC_H0 ? ROWS_AT(h0, r * H) : NULL;
+      if (hp) FN(gemm)(1, 0, p1 - p0, H, e - r, 1, dGh + (t * B + r) * GH + p0, GH, hp, H, 1, dw, H);
+    }
+    t++;
+  }
+}
+
+/* After the recursion, one block of steps [bs, be) (whole, in the dG ring:
+ * its rows are contiguous), one thread's share: rows [p0, p1) of the weight
+ * gradients and bias sums, its share of the block's rows of dx.  dGh (rows,
+ * GH): gradient w.r.t. the hidden-side pre-activations (what multiplies
+ * W_hh h_{t-1} + b_hh).  dGn (rows, H): only for gru, the input side of
+ * the n gate (what multiplies W_in x + b_in), which differs from dGh's n
+ * block by the factor r; NULL otherwise (the input side is dGh itself).
+ *   dW_ih (GH, D) += dGx^T (GH, rows) x (rows, D)
+ *   dW_hh (GH, H) += dGh^T (GH, rows) [h_{bs} .. h_{be-1}] (rows, H)
+ *   db_ih += column sums of dGx     db_hh += column sums of dGh
+ *   dx (rows, D) = dGx (rows, GH) W_ih (GH, D)
+ * The blocks go from the last to the first on every path, so the weight
+ * gradients see the same GEMMs in the same order however the steps were
+ * segmented (rnn.h's checkpointing). */
+static void FN(flush_block)(FN(rnn_job) *job, int64_t k, int tid, int n) {
+  const bptt_rnn_dims *d = job->d;
+  const int64_t T = d->T, B = d->B, D = d->D, H = d->H, BH = B * H;
+  const int64_t GH = job->GH, S = job->S;
+  const int64_t bs = k * S, be = bs + S < T ? bs + S : T, nr = (be - bs) * B;
+  const int64_t nx = d->cell == BPTT_CELL_GRU ? GH - H : GH; /* columns of dGh that are dGx too */
+  const real *dGh = job->scratch + RNN_SLOT(job, bs) * B * GH;
+  const real *dGn = d->cell == BPTT_CELL_GRU ? job->scratch + job->C * B * GH + RNN_SLOT(job, bs) * BH : NULL;
+  const real *x = job->x + bs * B * D, *h0 = job->h0, *y = job->y;
+  real *dw_ih = job->dw_ih, *dw_hh = job->dw_hh;
+  real *db_ih = job->db_ih, *db_hh = job->db_hh;
+  int64_t p0, p1, q1, s0, r0, r1;
+  long long a, b;
+  bptt_parallel_range(GH, 16, tid, n, &a, &b);
+  p0 = a, p1 = b;
+  q1 = p1 < nx ? p1 : nx; /* rows p0..q1 of dW_ih from dGh, */
+  s0 = p0 > nx ? p0 : nx; /* rows s0..p1 from dGn (gru) */
+  bptt_parallel_range(nr, 1, tid, n, &a, &b);
+  r0 = a, r1 = b;
+  /* dW_ih: the shared blocks, then gru's n block from dGn */
+  if (q1 > p0) FN(gemm)(1, 0, q1 - p0, D, nr, 1, dGh + p0, GH, x, D, 1, dw_ih + p0 * D, D);
+  if (p1 > s0 && dGn) FN(gemm)(1, 0, p1 - s0, D, nr, 1, dGn + (s0 - nx), H, x, D, 1, dw_ih + s0 * D, D);
+  /* dW_hh: rows t >= 1 pair with y[t-1]; the rows of t = 0 with h0 (or 0);
+   * with the sequence options each row with its own h_{t-1} */
+  if (job->bs || job->reset || job->rev) {
+    if (p1 > p0) FN(dw_hh_seq)(job, job->scratch, p0, p1, bs, be);
+  } else if (bs > 0)
+    FN(gemm)(1, 0, p1 - p0, H, nr, 1, dGh + p0, GH, y + (bs - 1) * BH, H, 1, dw_hh + p0 * H, H);
+  else {
+    if (nr > B) FN(gemm)(1, 0, p1 - p0, H, nr - B, 1, dGh + B * GH + p0, GH, y, H, 1, dw_hh + p0 * H, H);
+    if (h0) FN(gemm)(1, 0, p1 - p0, H, B, 1, dGh + p0, GH, h0, H, 1, dw_hh + p0 * H, H);
+  }
+  if (db_hh) FN(col_sums)(nr, dGh + p0, GH, p1 - p0, db_hh + p0);
+  if (db_ih && q1 > p0) FN(col_sums)(nr, dGh + p0, GH, q1 - p0, db_ih + p0);
+  if (db_ih && p1 > s0 && dGn) FN(col_sums)(nr, dGn + (s0 - nx), H, p1 - s0, db_ih + s0);
+  if (job->dx) {
+    real *dx = job->dx + bs * B * D;
+    FN(gemm)(0, 0, r1 - r0, D, nx, 1, dGh + r0 * GH, GH, job->w_ih, D, 0, dx + r0 * D, D);
+    if (dGn) FN(gemm)(0, 0, r1 - r0, D, H, 1, dGn + r0 * H, H, job->w_ih + nx * D, D, 1, dx + r0 * D, D);
+  }
+  if (job->fl_dW) FN(flow_dW)(job, bs, be, tid, n);
+}
+
+/* The recursion over [t0, t1), one thread's units, then its share of the
+ * blocks fhi .. flo (flush_block).
  * Scratch layouts, per step:
  *   tanh / relu: dG (T, B, H) | dh (B, H)
  *     dG_t = (dy_t + dh) * f'(a_t),  tanh' = 1 - h_t^2,  relu' = [h_t > 0]
@@ -819,34 +1022,48 @@ BPTT_KERNEL_VOID(FN(gru_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
  * Thread k writes dG_t, dh and dc of its units only, and its GEMM computes
  * its columns of dh from all of dG_t: one barrier between the two. */
 static void FN(backward_task)(void *ctx, int tid, int n) {
-  const FN(rnn_job) *job = ctx;
+  FN(rnn_job) *job = ctx;
   const bptt_rnn_dims *d = job->d;
-  const int64_t T = d->T, B = d->B, H = d->H, BH = B * H;
-  const int64_t GH = job->GH;
+  const int64_t B = d->B, H = d->H, BH = B * H;
+  const int64_t GH = job->GH, C = job->C;
   const int cell = d->cell, relu = cell == BPTT_CELL_RELU;
   const real *w_hh = job->w_hh, *y = job->y, *dy = job->dy;
-  const real *cache = job->cache;
+  const real *cache = job->cache, *cs = cache ? cache + C * B * GH : NULL;
   real *dG = job->scratch;
-  real *dGn = cell == BPTT_CELL_GRU ? dG + T * B * GH : NULL;
-  real *dh = dG + T * B * GH + (dGn ? T * BH : 0), *dc = dh + BH;
+  real *dGn = cell == BPTT_CELL_GRU ? dG + C * B * GH : NULL;
+  real *dh = dG + C * B * GH + (dGn ? C * BH : 0), *dc = dh + BH;
   const FN(share) s = FN(share_of)(job, tid, n);
-  const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0, r0 = s.r0, r1 = s.r1;
-  int64_t p0, p1, i, blk = 0;
-  long long a, b;
-  /* W_hh packed once for the T steps; by rows, shared: wait for every share */
+  const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0;
+  const int64_t b0 = s.b0, rows = s.b1 - s.b0;
+  int64_t i, k, blk = 0;
+  /* W_hh packed once for the steps; by rows, shared: wait for every share */
   real *pk = FN(packed_w_hh)(job, 0, tid, n, j0, j1, &blk);
   if (job->by_rows && job->pk_shared) bptt_parallel_barrier(n);
-  /* BPTT, the steps in the reverse of forward's order, carrying dh =
-   * dL/dh_t = dy_t + dL/dh_{t+1} . dh_{t+1}/dh_t: the note's sum over
-   * products of Jacobians by Horner's rule, no product of Jacobians ever
-   * formed (see above).  Rows that do not run at step t keep their dh (a
-   * row's dhT waits there for its last step) and get dG_t = 0. */
-  for (i = T - 1; i >= 0; i--) {
+  /* BPTT, the steps in the reverse of forward's order (t = t1..t0+1,
+   * 1-based, but in reverse), carrying dh = dL/dh_t = dy_t + dL/dh_{t+1}
+   * . dh_{t+1}/dh_t: the note's sum over products of Jacobians by Horner's
+   * rule, no product of Jacobians ever formed (see above).  Rows that do
+   * not run at step t keep their dh (a row's dhT waits there for its last
+   * step) and get dG_t = 0. */
+  for (i = job->t1 - 1; i >= job->t0; i--) {
     int64_t tp, nt, np, r, e, e1;
-    const int64_t t = FN(step_of)(job, i, &tp, &nt, &np);
-    real *dGt = dG + t * B * GH;
+    const int64_t t = FN(step_of)(job, i, &tp, &nt, &np), slot = RNN_SLOT(job, t);
+    real *dGt = dG + slot * B * GH;
     const real *dyt = dy ? dy + t * BH : NULL;
-    const real beta = cell == BPTT_CELL_GRU ? 1 : 0; /* onto the direct path */
+    const real *gt = cache ? cache + slot * B * GH : NULL; /* lstm, gru */
+    const real *ct = cs ? cs + slot * BH : NULL;           /* lstm c, gru hn */
+    const real beta = cell == BPTT_CELL_GRU ? 1 : 0;       /* onto the direct path */
+    double *ph = NULL;
+    if (job->fl_h) { /* gradient flow (every row runs): before the pass below changes dh, dc */
+      const int lstm = cell == BPTT_CELL_LSTM;
+      const int64_t off = b0 * H;
+      ph = job->fl_part + (t & 1) * 2 * B * job->fl_ng;
+      if (nj > 0 && rows > 0)
+        FN(flow_sums)(rows, H, j0, nj, job->fl_ng, dh + off, ROWS_AT(dyt, off), lstm ? gt + b0 * GH : NULL,
+                      lstm ? ct + off : NULL, dc + off, ph + b0 * job->fl_ng,
+                      lstm ? ph + (B + b0) * job->fl_ng : NULL);
+      if (job->by_rows) FN(flow_rows)(job, t, b0, b0 + rows, ph, lstm ? ph + B * job->fl_ng : NULL);
+    }
     e1 = s.b1 < nt ? s.b1 : nt;
     for (r = s.b0; nj > 0 && r < e1; r = e) {
       int src;
@@ -855,36 +1072,37 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
       m = e - r, o = r * H;
       switch (cell) {
         case BPTT_CELL_LSTM: {
-          const real *ct = cache + T * B * GH + t * BH + o;
-          const real *cp = src == SRC_PREV ? cache + T * B * GH + tp * BH + o
+          /* c_{t-1}: the ring's, or at the run's first step c_seg (NULL = zeros) */
+          const real *cp = src == SRC_PREV ? (i == job->t0 ? ROWS_AT(job->c_seg, o) : cs + RNN_SLOT(job, tp) * BH + o)
                          : src == SRC_H0   ? ROWS_AT(job->c0, o)
                                            : NULL;
-          FN(lstm_bstep)(m, H, j0, nj, cache + t * B * GH + r * GH, ct, cp,
-                         ROWS_AT(dyt, o), dh + o, dc + o, dGt + r * GH);
+          FN(lstm_bstep)(m, H, j0, nj, gt + r * GH, ct + o, cp, ROWS_AT(dyt, o), dh + o, dc + o, dGt + r * GH);
           break;
         }
         case BPTT_CELL_GRU: {
           const real *hp = src == SRC_PREV ? y + tp * BH + o
                          : src == SRC_H0   ? ROWS_AT(job->h0, o)
                                            : NULL;
-          FN(gru_bstep)(m, H, j0, nj, cache + t * B * GH + r * GH,
-                        cache + T * B * GH + t * BH + o, hp, ROWS_AT(dyt, o),
-                        dh + o, dGt + r * GH, dGn + t * BH + o);
+          FN(gru_bstep)(m, H, j0, nj, gt + r * GH, ct + o, hp, ROWS_AT(dyt, o), dh + o, dGt + r * GH,
+                        dGn + slot * BH + o);
           break;
         }
         default:
-          FN(elman_bstep)(m, H, j0, nj, relu, y + t * BH + o, ROWS_AT(dyt, o),
-                          dh + o, dGt + r * GH);
+          FN(elman_bstep)(m, H, j0, nj, relu, y + t * BH + o, ROWS_AT(dyt, o), dh + o, dGt + r * GH);
           break;
       }
     }
-    if (nj > 0 && nt < s.b1) {   /* rows past their length: dG_t = 0 */
+    if (nj > 0 && nt < s.b1) { /* rows past their length: dG_t = 0 */
       int64_t z0 = nt > s.b0 ? nt : s.b0;
       FN(zero_rows)(dGt, z0, s.b1, job->G, H, j0, nj);
-      if (dGn) FN(zero_rows)(dGn + t * BH, z0, s.b1, 1, H, j0, nj);
+      if (dGn) FN(zero_rows)(dGn + slot * BH, z0, s.b1, 1, H, j0, nj);
     }
     /* by units, the GEMM below reads every thread's dG_t */
     if (!job->by_rows) bptt_parallel_barrier(n);
+    /* by units, thread 0 adds up the step's groups (the next step writes
+     * the other parity; the one after waits for thread 0 at the barrier) */
+    if (ph && !job->by_rows && tid == 0)
+      FN(flow_rows)(job, t, 0, B, ph, cell == BPTT_CELL_LSTM ? ph + B * job->fl_ng : NULL);
     /* dh[rows, j0..j1] <- dL/dh_{t-1} = (beta dh +) dG_t (rows, GH) W_hh[:, j0..j1],
      * which is dL/dh0 for the rows that started from h0 (only if wanted);
      * 0 where a reset cut the rows from their past */
@@ -902,53 +1120,99 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
       }
     }
   }
-  bptt_parallel_barrier(n);                     /* every dG_t complete */
-  bptt_parallel_range(GH, 16, tid, n, &a, &b);
-  p0 = a, p1 = b;
-  FN(param_grads)(job, dG, dGn, p0, p1, r0, r1);
+  bptt_parallel_barrier(n); /* every dG_t complete */
+  for (k = job->fhi; k >= job->flo; k--) FN(flush_block)(job, k, tid, n);
 }
 
-int FN(bptt_rnn_backward_seq)(const bptt_rnn_dims *d, const bptt_rnn_seq *sq,
-                          const real *w_ih, const real *w_hh,
-                          const real *x, const real *h0, const real *c0,
-                          const real *y, const real *cache,
-                          const real *dy, const real *dhT, const real *dcT,
-                          real *dx, real *dh0, real *dc0,
-                          real *dw_ih, real *dw_hh,
-                          real *db_ih, real *db_hh, real *scratch) {
-  int err = bptt_rnn_check_dims(d);
-  int64_t T, B, H, BH, GH;
-  real *dh;
+/* The norms from the sums of squares that the threads left (rnn.h): for
+ * each step the rows' sums in order, then the square root. */
+static void FN(flow_finish)(const FN(rnn_job) *job, const bptt_rnn_opts *o) {
+  const int64_t T = job->d->T, B = job->d->B, ld = o->flow_ld;
+  int64_t t, b;
+  for (t = 0; t < T; t++) {
+    double sh = 0, sc = 0;
+    for (b = 0; b < B; b++) {
+      sh += job->fl_h[t * B + b];
+      if (job->fl_c) sc += job->fl_c[t * B + b];
+    }
+    o->flow_dh[t * ld] = sqrt(sh);
+    if (job->fl_c && o->flow_dc) o->flow_dc[t * ld] = sqrt(sc);
+    if (o->flow_dW) o->flow_dW[t * ld] = sqrt(o->flow_dW[t * ld]);
+  }
+}
+
+int FN(bptt_rnn_backward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
+                             const real *w_ih, const real *w_hh,
+                             const real *b_ih, const real *b_hh,
+                             const real *x, const real *h0, const real *c0,
+                             const real *y, const real *cache,
+                             const real *dy, const real *dhT, const real *dcT,
+                             real *dx, real *dh0, real *dc0,
+                             real *dw_ih, real *dw_hh,
+                             real *db_ih, real *db_hh, real *scratch) {
   FN(rnn_job) job;
+  int err = FN(job_init)(&job, d, opts);
+  int64_t T, B, H, BH, GH, C, k, a, seg, nseg;
+  int lstm, gated;
+  real *dh, *window = NULL;
   if (err) return err;
+  T = d->T; B = d->B; H = d->H; BH = B * H; GH = job.GH; C = job.C;
+  k = opts ? opts->checkpoint : 0;
+  lstm = d->cell == BPTT_CELL_LSTM, gated = lstm || d->cell == BPTT_CELL_GRU;
   if (!w_ih || !w_hh || !x || !y || !dw_ih || !dw_hh || !scratch)
     return BPTT_EARG;
-  if (!cache && (d->cell == BPTT_CELL_LSTM || d->cell == BPTT_CELL_GRU))
+  if (gated && !cache && !(k && !lstm)) return BPTT_EARG;
+  if (opts && opts->flow_dh && (!opts->flow_work || opts->flow_ld < 1))
     return BPTT_EARG;
-  if ((err = FN(check_seq)(d, sq))) return err;
-  T = d->T; B = d->B; H = d->H; BH = B * H;
-  GH = bptt_cell_gates(d->cell) * H;
-  /* The running dh (and dc) follow the T*B*GH dG block(s) of the scratch:
-   * start them at dL/dh_T, dL/dc_T. */
-  dh = scratch + T * B * GH + (d->cell == BPTT_CELL_GRU ? T * BH : 0);
+  /* The running dh (and dc) follow the dG ring(s) of the scratch: start
+   * them at dL/dh_T, dL/dc_T. */
+  dh = scratch + C * B * GH + (d->cell == BPTT_CELL_GRU ? C * BH : 0);
   if (dhT) memcpy(dh, dhT, (size_t)BH * sizeof(real));
   else memset(dh, 0, (size_t)BH * sizeof(real));
-  if (d->cell == BPTT_CELL_LSTM) {
+  if (lstm) {
     if (dcT) memcpy(dh + BH, dcT, (size_t)BH * sizeof(real));
     else memset(dh + BH, 0, (size_t)BH * sizeof(real));
   }
-  memset(&job, 0, sizeof job);
-  job.d = d, job.G = bptt_cell_gates(d->cell), job.GH = GH;
-  job.w_ih = w_ih, job.w_hh = w_hh, job.x = x, job.h0 = h0;
-  job.c0 = d->cell == BPTT_CELL_LSTM ? c0 : NULL;
+  job.w_ih = w_ih, job.w_hh = w_hh, job.b_ih = b_ih, job.b_hh = b_hh;
+  job.x = x, job.h0 = h0, job.c0 = lstm ? c0 : NULL;
   job.y = y, job.cache = cache, job.dy = dy;
   job.dx = dx, job.dh0 = dh0, job.dw_ih = dw_ih, job.dw_hh = dw_hh;
   job.db_ih = db_ih, job.db_hh = db_hh, job.scratch = scratch;
-  FN(job_seq)(&job, sq);
-  bptt_parallel_run(FN(backward_task), &job, FN(plan)(&job, 0));
+  if (opts && opts->flow_dh) {
+    job.fl_ng = (H + 15) / 16;
+    job.fl_h = opts->flow_work;
+    job.fl_c = lstm ? job.fl_h + T * B : NULL;
+    job.fl_part = job.fl_h + T * B * (lstm ? 2 : 1);
+    job.fl_dW = opts->flow_dW, job.fl_ld = opts->flow_ld;
+  }
+  if (k && gated) {
+    window = FN(window)(&job, scratch);
+    job.junk = window + C * B * GH + C * BH + (lstm ? 0 : 3 * BH);
+    job.cache = window;
+  }
+  if (!k) k = T;
+  /* the segments from the last to the first: recompute the cache over the
+   * segment (checkpointing, lstm and gru), run the recursion down it, and
+   * add in the blocks that are then complete, from the last one down */
+  nseg = (T + k - 1) / k;
+  job.fhi = (T - 1) / job.S;
+  for (seg = nseg - 1; seg >= 0; seg--) {
+    a = seg * k;
+    job.t0 = a, job.t1 = a + k < T ? a + k : T;
+    job.c_seg = lstm && a ? cache + seg * BH : job.c0; /* a > 0 only when checkpointing */
+    if (window) {
+      job.recompute = 1, job.cache_out = window;
+      bptt_parallel_run(FN(forward_task), &job, FN(plan)(&job, 1));
+      job.recompute = 0;
+    }
+    job.flo = (a + job.S - 1) / job.S; /* the blocks that start at a or later */
+    bptt_parallel_run(FN(backward_task), &job, FN(plan)(&job, 0));
+    if (job.err) return job.err;
+    job.fhi = job.flo - 1;
+  }
+  if (job.fl_h) FN(flow_finish)(&job, opts);
   if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(real));
-  if (d->cell == BPTT_CELL_LSTM && dc0)
-    memcpy(dc0, dh + BH, (size_t)BH * sizeof(real));
+  if (lstm && dc0) memcpy(dc0, dh + BH, (size_t)BH * sizeof(real));
   return BPTT_OK;
 }
 
@@ -960,7 +1224,7 @@ int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
                           real *dx, real *dh0, real *dc0,
                           real *dw_ih, real *dw_hh,
                           real *db_ih, real *db_hh, real *scratch) {
-  return FN(bptt_rnn_backward_seq)(d, NULL, w_ih, w_hh, x, h0, c0, y, cache,
-                                   dy, dhT, dcT, dx, dh0, dc0, dw_ih, dw_hh,
-                                   db_ih, db_hh, scratch);
+  return FN(bptt_rnn_backward_ex)(d, NULL, w_ih, w_hh, NULL, NULL, x, h0, c0, y,
+                                  cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
+                                  dw_hh, db_ih, db_hh, scratch);
 }
