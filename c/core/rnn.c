@@ -19,15 +19,19 @@
 
 int bptt_cell_gates(bptt_cell cell) {
   switch (cell) {
-    case BPTT_CELL_TANH: return 1;
-    case BPTT_CELL_RELU: return 1;
-    case BPTT_CELL_LSTM: return 4;
-    case BPTT_CELL_GRU: return 3;
+    case BPTT_CELL_TANH:
+      return 1;
+    case BPTT_CELL_RELU:
+      return 1;
+    case BPTT_CELL_LSTM:
+      return 4;
+    case BPTT_CELL_GRU:
+      return 3;
   }
   return 0;
 }
 
-static const char *const cell_names[] = {"tanh", "relu", "lstm", "gru"};
+static const char *const cell_names[] = { "tanh", "relu", "lstm", "gru" };
 
 int bptt_cell_from_name(const char *name) {
   int k;
@@ -37,9 +41,7 @@ int bptt_cell_from_name(const char *name) {
   return -1;
 }
 
-const char *bptt_cell_name(bptt_cell cell) {
-  return bptt_cell_gates(cell) ? cell_names[cell] : NULL;
-}
+const char *bptt_cell_name(bptt_cell cell) { return bptt_cell_gates(cell) ? cell_names[cell] : NULL; }
 
 /* Element counts of cache and scratch (formulas in rnn.h), with every
  * product checked.  Also checks that every buffer's byte count fits in
@@ -49,57 +51,47 @@ static int rnn_sizes(const bptt_rnn_dims *d, int64_t *cache, int64_t *scratch) {
   if (d == NULL) return BPTT_EARG;
   G = bptt_cell_gates(d->cell);
   if (G == 0 || d->T < 1 || d->B < 1 || d->D < 1 || d->H < 1) return BPTT_EARG;
-  if (bptt_mul_overflow(d->T, d->B, &TB) || bptt_mul_overflow(G, d->H, &GH) ||
-      bptt_mul_overflow(TB, d->H, &TBH) || bptt_mul_overflow(d->B, d->H, &BH))
+  if (bptt_mul_overflow(d->T, d->B, &TB) || bptt_mul_overflow(G, d->H, &GH) || bptt_mul_overflow(TB, d->H, &TBH) ||
+      bptt_mul_overflow(d->B, d->H, &BH))
     return BPTT_EOVERFLOW;
   /* GEMM dimensions: T*B, G*H, D (and H <= G*H, B <= T*B). */
   if (TB > INT_MAX || GH > INT_MAX || d->D > INT_MAX) return BPTT_EOVERFLOW;
   switch (d->cell) {
     case BPTT_CELL_TANH:
     case BPTT_CELL_RELU:
-      c = 0;                                     /* 0 */
+      c = 0;                                                     /* 0 */
       if (bptt_add_overflow(TBH, BH, &s)) return BPTT_EOVERFLOW; /* TBH + BH */
       break;
     case BPTT_CELL_LSTM:
-      if (bptt_mul_overflow(TBH, 5, &c) ||       /* 5TBH */
-          bptt_mul_overflow(TBH, 4, &n) ||       /* 4TBH + 2BH */
-          bptt_add_overflow(n, 2 * BH, &s))      /* 2*BH <= 2*TBH, no overflow */
+      if (bptt_mul_overflow(TBH, 5, &c) ||  /* 5TBH */
+          bptt_mul_overflow(TBH, 4, &n) ||  /* 4TBH + 2BH */
+          bptt_add_overflow(n, 2 * BH, &s)) /* 2*BH <= 2*TBH, no overflow */
         return BPTT_EOVERFLOW;
       break;
-    default: /* BPTT_CELL_GRU */
-      if (bptt_mul_overflow(TBH, 4, &n) ||       /* 4TBH + 3BH */
-          bptt_add_overflow(n, 3 * BH, &c) ||    /* 3*BH <= 3*TBH < 4*TBH */
-          bptt_add_overflow(n, BH, &s))          /* 4TBH + BH */
+    default:                                  /* BPTT_CELL_GRU */
+      if (bptt_mul_overflow(TBH, 4, &n) ||    /* 4TBH + 3BH */
+          bptt_add_overflow(n, 3 * BH, &c) || /* 3*BH <= 3*TBH < 4*TBH */
+          bptt_add_overflow(n, BH, &s))       /* 4TBH + BH */
         return BPTT_EOVERFLOW;
       break;
   }
   /* Every buffer, in bytes of the widest real type. */
-  if (bptt_mul_overflow(c, 8, &n) || bptt_mul_overflow(s, 8, &n) ||
-      bptt_mul_overflow(TB, d->D, &n) || bptt_mul_overflow(n, 8, &n) ||
-      bptt_mul_overflow(TBH, 8, &n) ||
-      bptt_mul_overflow(GH, d->D > d->H ? d->D : d->H, &n) ||
-      bptt_mul_overflow(n, 8, &n))
+  if (bptt_mul_overflow(c, 8, &n) || bptt_mul_overflow(s, 8, &n) || bptt_mul_overflow(TB, d->D, &n) ||
+      bptt_mul_overflow(n, 8, &n) || bptt_mul_overflow(TBH, 8, &n) ||
+      bptt_mul_overflow(GH, d->D > d->H ? d->D : d->H, &n) || bptt_mul_overflow(n, 8, &n))
     return BPTT_EOVERFLOW;
   if (cache) *cache = c;
   if (scratch) *scratch = s;
   return BPTT_OK;
 }
 
-int bptt_rnn_check_dims(const bptt_rnn_dims *d) {
-  return rnn_sizes(d, NULL, NULL);
-}
+int bptt_rnn_check_dims(const bptt_rnn_dims *d) { return rnn_sizes(d, NULL, NULL); }
 
-int bptt_rnn_cache_numel(const bptt_rnn_dims *d, int64_t *n) {
-  return n == NULL ? BPTT_EARG : rnn_sizes(d, n, NULL);
-}
+int bptt_rnn_cache_numel(const bptt_rnn_dims *d, int64_t *n) { return n == NULL ? BPTT_EARG : rnn_sizes(d, n, NULL); }
 
-int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) {
-  return n == NULL ? BPTT_EARG : rnn_sizes(d, NULL, n);
-}
+int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n) { return n == NULL ? BPTT_EARG : rnn_sizes(d, NULL, n); }
 
-int64_t bptt_rnn_block_steps(int64_t B) {
-  return B >= BPTT_RNN_BLOCK_ROWS ? 1 : (BPTT_RNN_BLOCK_ROWS + B - 1) / B;
-}
+int64_t bptt_rnn_block_steps(int64_t B) { return B >= BPTT_RNN_BLOCK_ROWS ? 1 : (BPTT_RNN_BLOCK_ROWS + B - 1) / B; }
 
 /* The rings of generic/rnn_bptt.c: blocks of S steps, nb of them, C steps;
  * without checkpointing (k = 0) the plain layout, C = T. */
@@ -115,8 +107,8 @@ static void rnn_ring(const bptt_rnn_dims *d, int64_t k, int64_t *S, int64_t *nb,
   *C = *nb * *S;
 }
 
-int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
-                      int64_t *cache, int64_t *scratch, int64_t *flow) {
+int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, int64_t *cache, int64_t *scratch,
+                      int64_t *flow) {
   int64_t c, s, f = 0, n;
   int err = rnn_sizes(d, &c, &s);
   if (err) return err;
@@ -143,10 +135,8 @@ int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
   }
   if (opts && opts->flow_dh) {
     /* row sums (T, B), twice for lstm, and 2 x 2 x (B, ceil(H/16)) partials */
-    if (bptt_mul_overflow(d->T, d->B, &n) ||
-        bptt_mul_overflow(n, d->cell == BPTT_CELL_LSTM ? 2 : 1, &n) ||
-        bptt_add_overflow(n, 4 * d->B * ((d->H + 15) / 16), &f) ||
-        bptt_mul_overflow(f, 8, &n))
+    if (bptt_mul_overflow(d->T, d->B, &n) || bptt_mul_overflow(n, d->cell == BPTT_CELL_LSTM ? 2 : 1, &n) ||
+        bptt_add_overflow(n, 4 * d->B * ((d->H + 15) / 16), &f) || bptt_mul_overflow(f, 8, &n))
       return BPTT_EOVERFLOW;
   }
   if (cache) *cache = c;
@@ -163,8 +153,8 @@ int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
  * W_hh at every step, and beyond that size reading half of it (split by
  * units) was faster on the machine of the README's figures (2-core EPYC:
  * LSTM H = 1024 7% faster by units, H = 512 3% faster by rows). */
-#define RNN_SPLIT_ROWS(d, n, G, esize)                     \
-  ((n) > 1 && (d)->B >= 8 * (int64_t)(n) &&                \
+#define RNN_SPLIT_ROWS(d, n, G, esize)                                                                                 \
+  ((n) > 1 && (d)->B >= 8 * (int64_t)(n) &&                                                                            \
    (double)(G) * (double)(d)->H * (double)(d)->H * (esize) <= 8.0 * 1024 * 1024)
 
 /* where a row's h_{t-1} comes from at a step (generic/rnn_bptt.c) */
@@ -210,12 +200,10 @@ static double sym_max_eig(int64_t n, double *A) {
 /* C (n, n) upper triangle = A (n, k) A^T, row-major: the Gram matrices of
  * the gradient-flow record (generic/rnn_bptt.c's flow_dW). */
 static void syrk_f32(int64_t n, int64_t k, const float *A, float *C) {
-  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)k, 1.0f, A,
-              (int)k, 0.0f, C, (int)n);
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)k, 1.0f, A, (int)k, 0.0f, C, (int)n);
 }
 static void syrk_f64(int64_t n, int64_t k, const double *A, double *C) {
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)k, 1.0, A,
-              (int)k, 0.0, C, (int)n);
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)k, 1.0, A, (int)k, 0.0, C, (int)n);
 }
 
 #define BPTT_GENERIC "generic/rnn_bptt.c"
@@ -227,8 +215,8 @@ static void syrk_f64(int64_t n, int64_t k, const double *A, double *C) {
 
 /* ---- row shuffles (rnn.h), any element type ---------------------------- */
 
-void bptt_rnn_permute_rows(const void *src, void *dst, int64_t T, int64_t B,
-                           int64_t bytes, const int32_t *perm, int scatter) {
+void bptt_rnn_permute_rows(const void *src, void *dst, int64_t T, int64_t B, int64_t bytes, const int32_t *perm,
+                           int scatter) {
   const char *s = src;
   char *d = dst;
   int64_t t, b;
@@ -239,8 +227,7 @@ void bptt_rnn_permute_rows(const void *src, void *dst, int64_t T, int64_t B,
     }
 }
 
-void bptt_rnn_join_rows(const void *a, const void *b, void *out, int64_t rows,
-                        int64_t bytes) {
+void bptt_rnn_join_rows(const void *a, const void *b, void *out, int64_t rows, int64_t bytes) {
   const char *pa = a, *pb = b;
   char *o = out;
   int64_t r;
@@ -250,8 +237,7 @@ void bptt_rnn_join_rows(const void *a, const void *b, void *out, int64_t rows,
   }
 }
 
-void bptt_rnn_split_rows(const void *in, void *a, void *b, int64_t rows,
-                         int64_t bytes) {
+void bptt_rnn_split_rows(const void *in, void *a, void *b, int64_t rows, int64_t bytes) {
   const char *i = in;
   char *pa = a, *pb = b;
   int64_t r;

@@ -53,12 +53,7 @@
 
 #include "core.h"
 
-typedef enum {
-  BPTT_CELL_TANH = 0,
-  BPTT_CELL_RELU = 1,
-  BPTT_CELL_LSTM = 2,
-  BPTT_CELL_GRU = 3
-} bptt_cell;
+typedef enum { BPTT_CELL_TANH = 0, BPTT_CELL_RELU = 1, BPTT_CELL_LSTM = 2, BPTT_CELL_GRU = 3 } bptt_cell;
 
 /* G: 1, 1, 4, 3 gate blocks; 0 for an unknown cell. */
 int bptt_cell_gates(bptt_cell cell);
@@ -90,16 +85,12 @@ int bptt_rnn_scratch_numel(const bptt_rnn_dims *d, int64_t *n);
  *   writes y (T, B, H); hT (B, H) and cT (B, H, lstm only) unless NULL;
  *          cache (its whole content, nothing needs to be zeroed first)
  */
-int bptt_rnn_forward_f32(const bptt_rnn_dims *d,
-                         const float *w_ih, const float *w_hh,
-                         const float *b_ih, const float *b_hh,
-                         const float *x, const float *h0, const float *c0,
-                         float *y, float *hT, float *cT, float *cache);
-int bptt_rnn_forward_f64(const bptt_rnn_dims *d,
-                         const double *w_ih, const double *w_hh,
-                         const double *b_ih, const double *b_hh,
-                         const double *x, const double *h0, const double *c0,
-                         double *y, double *hT, double *cT, double *cache);
+int bptt_rnn_forward_f32(const bptt_rnn_dims *d, const float *w_ih, const float *w_hh, const float *b_ih,
+                         const float *b_hh, const float *x, const float *h0, const float *c0, float *y, float *hT,
+                         float *cT, float *cache);
+int bptt_rnn_forward_f64(const bptt_rnn_dims *d, const double *w_ih, const double *w_hh, const double *b_ih,
+                         const double *b_hh, const double *x, const double *h0, const double *c0, double *y, double *hT,
+                         double *cT, double *cache);
 
 /*
  * Backward over all T steps, after a forward with the same dims, weights,
@@ -112,23 +103,14 @@ int bptt_rnn_forward_f64(const bptt_rnn_dims *d,
  *   uses   scratch (bptt_rnn_scratch_numel elements, contents undefined after)
  * Biases are not needed: their effect is already in y and cache.
  */
-int bptt_rnn_backward_f32(const bptt_rnn_dims *d,
-                          const float *w_ih, const float *w_hh,
-                          const float *x, const float *h0, const float *c0,
-                          const float *y, const float *cache,
-                          const float *dy, const float *dhT, const float *dcT,
-                          float *dx, float *dh0, float *dc0,
-                          float *dw_ih, float *dw_hh,
-                          float *db_ih, float *db_hh, float *scratch);
-int bptt_rnn_backward_f64(const bptt_rnn_dims *d,
-                          const double *w_ih, const double *w_hh,
-                          const double *x, const double *h0, const double *c0,
-                          const double *y, const double *cache,
-                          const double *dy, const double *dhT,
-                          const double *dcT,
-                          double *dx, double *dh0, double *dc0,
-                          double *dw_ih, double *dw_hh,
-                          double *db_ih, double *db_hh, double *scratch);
+int bptt_rnn_backward_f32(const bptt_rnn_dims *d, const float *w_ih, const float *w_hh, const float *x, const float *h0,
+                          const float *c0, const float *y, const float *cache, const float *dy, const float *dhT,
+                          const float *dcT, float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh, float *db_ih,
+                          float *db_hh, float *scratch);
+int bptt_rnn_backward_f64(const bptt_rnn_dims *d, const double *w_ih, const double *w_hh, const double *x,
+                          const double *h0, const double *c0, const double *y, const double *cache, const double *dy,
+                          const double *dhT, const double *dcT, double *dx, double *dh0, double *dc0, double *dw_ih,
+                          double *dw_hh, double *db_ih, double *db_hh, double *scratch);
 
 /*
  * Sequence options, opts->seq of the _ex calls below (NULL = all zeros:
@@ -169,12 +151,10 @@ typedef struct {
  *             perm: B distinct 0-based rows (not checked here)
  *   join:     out row r = a row r | b row r   (rows of 2*bytes)
  *   split:    the inverse of join */
-void bptt_rnn_permute_rows(const void *src, void *dst, int64_t T, int64_t B,
-                           int64_t bytes, const int32_t *perm, int scatter);
-void bptt_rnn_join_rows(const void *a, const void *b, void *out, int64_t rows,
-                        int64_t bytes);
-void bptt_rnn_split_rows(const void *in, void *a, void *b, int64_t rows,
-                         int64_t bytes);
+void bptt_rnn_permute_rows(const void *src, void *dst, int64_t T, int64_t B, int64_t bytes, const int32_t *perm,
+                           int scatter);
+void bptt_rnn_join_rows(const void *a, const void *b, void *out, int64_t rows, int64_t bytes);
+void bptt_rnn_split_rows(const void *in, void *a, void *b, int64_t rows, int64_t bytes);
 
 /*
  * Options of the _ex calls (a NULL opts: all off, the calls above).
@@ -219,7 +199,7 @@ void bptt_rnn_split_rows(const void *in, void *a, void *b, int64_t rows,
 typedef struct {
   int64_t checkpoint; /* 0: full BPTT; else k >= 1 */
   double *flow_dh, *flow_dc, *flow_dW, *flow_work;
-  int64_t flow_ld; /* stride of the flow arrays (>= 1) */
+  int64_t flow_ld;         /* stride of the flow arrays (>= 1) */
   const bptt_rnn_seq *seq; /* NULL: none (above) */
 } bptt_rnn_opts;
 
@@ -231,43 +211,28 @@ int64_t bptt_rnn_block_steps(int64_t B);
 /* Elements of cache and scratch (reals) and of the flow work (doubles) for
  * opts (NULL = all off); each pointer may be NULL.  EARG for a
  * checkpoint < 0. */
-int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
-                      int64_t *cache, int64_t *scratch, int64_t *flow);
+int bptt_rnn_numel_ex(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, int64_t *cache, int64_t *scratch,
+                      int64_t *flow);
 
 /* forward with opts: with checkpointing it writes the saved states into
  * cache and uses scratch (bptt_rnn_numel_ex); without, scratch may be NULL. */
-int bptt_rnn_forward_ex_f32(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
-                            const float *w_ih, const float *w_hh,
-                            const float *b_ih, const float *b_hh,
-                            const float *x, const float *h0, const float *c0,
-                            float *y, float *hT, float *cT, float *cache,
-                            float *scratch);
-int bptt_rnn_forward_ex_f64(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
-                            const double *w_ih, const double *w_hh,
-                            const double *b_ih, const double *b_hh,
-                            const double *x, const double *h0,
-                            const double *c0, double *y, double *hT,
-                            double *cT, double *cache, double *scratch);
+int bptt_rnn_forward_ex_f32(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, const float *w_ih, const float *w_hh,
+                            const float *b_ih, const float *b_hh, const float *x, const float *h0, const float *c0,
+                            float *y, float *hT, float *cT, float *cache, float *scratch);
+int bptt_rnn_forward_ex_f64(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, const double *w_ih, const double *w_hh,
+                            const double *b_ih, const double *b_hh, const double *x, const double *h0, const double *c0,
+                            double *y, double *hT, double *cT, double *cache, double *scratch);
 /* backward with opts; needs the biases when checkpointing (to recompute). */
-int bptt_rnn_backward_ex_f32(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
-                             const float *w_ih, const float *w_hh,
-                             const float *b_ih, const float *b_hh,
-                             const float *x, const float *h0, const float *c0,
-                             const float *y, const float *cache,
-                             const float *dy, const float *dhT,
-                             const float *dcT, float *dx, float *dh0,
-                             float *dc0, float *dw_ih, float *dw_hh,
-                             float *db_ih, float *db_hh, float *scratch);
-int bptt_rnn_backward_ex_f64(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
-                             const double *w_ih, const double *w_hh,
-                             const double *b_ih, const double *b_hh,
-                             const double *x, const double *h0,
-                             const double *c0, const double *y,
-                             const double *cache, const double *dy,
-                             const double *dhT, const double *dcT, double *dx,
-                             double *dh0, double *dc0, double *dw_ih,
-                             double *dw_hh, double *db_ih, double *db_hh,
-                             double *scratch);
+int bptt_rnn_backward_ex_f32(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, const float *w_ih, const float *w_hh,
+                             const float *b_ih, const float *b_hh, const float *x, const float *h0, const float *c0,
+                             const float *y, const float *cache, const float *dy, const float *dhT, const float *dcT,
+                             float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                             float *scratch);
+int bptt_rnn_backward_ex_f64(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, const double *w_ih, const double *w_hh,
+                             const double *b_ih, const double *b_hh, const double *x, const double *h0,
+                             const double *c0, const double *y, const double *cache, const double *dy,
+                             const double *dhT, const double *dcT, double *dx, double *dh0, double *dc0, double *dw_ih,
+                             double *dw_hh, double *db_ih, double *db_hh, double *scratch);
 
 /*
  * The state map's Jacobians J_t = ds_t/ds_{t-1} (s = h, or (h, c) for lstm:
@@ -280,21 +245,19 @@ int bptt_rnn_backward_ex_f64(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
  */
 int bptt_rnn_jvp_f32(const bptt_rnn_dims *d, const float *w_hh, const float *h0, const float *c0, const float *y,
                      const float *cache, int64_t t0, int64_t t1, float *vh, float *vc, float *work);
-int bptt_rnn_jvp_f64(const bptt_rnn_dims *d, const double *w_hh, const double *h0, const double *c0,
-                     const double *y, const double *cache, int64_t t0, int64_t t1, double *vh, double *vc,
-                     double *work);
+int bptt_rnn_jvp_f64(const bptt_rnn_dims *d, const double *w_hh, const double *h0, const double *c0, const double *y,
+                     const double *cache, int64_t t0, int64_t t1, double *vh, double *vc, double *work);
 int bptt_rnn_vjp_f32(const bptt_rnn_dims *d, const float *w_hh, const float *h0, const float *c0, const float *y,
                      const float *cache, int64_t t0, int64_t t1, float *vh, float *vc, float *work);
-int bptt_rnn_vjp_f64(const bptt_rnn_dims *d, const double *w_hh, const double *h0, const double *c0,
-                     const double *y, const double *cache, int64_t t0, int64_t t1, double *vh, double *vc,
-                     double *work);
+int bptt_rnn_vjp_f64(const bptt_rnn_dims *d, const double *w_hh, const double *h0, const double *c0, const double *y,
+                     const double *cache, int64_t t0, int64_t t1, double *vh, double *vc, double *work);
 
 /* tanh, relu: out[tau-1] = max over the batch rows of ||J_{t1-1} ... J_{t1-tau}||_2,
  * the exact products formed (H x H, double), tau = 1..nlag <= t1.  work:
  * 3*H*H doubles.  For checking the estimates of the vjp/jvp power iteration. */
-int bptt_rnn_jacobian_exact_f32(const bptt_rnn_dims *d, const float *w_hh, const float *y, int64_t t1,
-                                int64_t nlag, double *out, double *work);
-int bptt_rnn_jacobian_exact_f64(const bptt_rnn_dims *d, const double *w_hh, const double *y, int64_t t1,
-                                int64_t nlag, double *out, double *work);
+int bptt_rnn_jacobian_exact_f32(const bptt_rnn_dims *d, const float *w_hh, const float *y, int64_t t1, int64_t nlag,
+                                double *out, double *work);
+int bptt_rnn_jacobian_exact_f64(const bptt_rnn_dims *d, const double *w_hh, const double *y, int64_t t1, int64_t nlag,
+                                double *out, double *work);
 
 #endif

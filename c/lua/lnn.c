@@ -35,8 +35,10 @@ static void *arg(lua_State *L, int idx, const char *fn, const char *name, int dt
     size_t used = 0;
     want[0] = '\0';
     for (d = 0; d < ndim && used < sizeof want; d++) {
-      if (sz[d] < 0) used += (size_t)snprintf(want + used, sizeof want - used, d ? "x?" : "?");
-      else used += (size_t)snprintf(want + used, sizeof want - used, d ? "x%lld" : "%lld", (long long)sz[d]);
+      if (sz[d] < 0)
+        used += (size_t)snprintf(want + used, sizeof want - used, d ? "x?" : "?");
+      else
+        used += (size_t)snprintf(want + used, sizeof want - used, d ? "x%lld" : "%lld", (long long)sz[d]);
     }
     luaL_error(L, "%s: %s must be %s, got %s", fn, name, ndim ? want : "scalar", bptt_shapestr(t, got, sizeof got));
   }
@@ -119,8 +121,8 @@ static int l_rnn_sizes(lua_State *L) {
  * flow_dW? (float64 T x n, column col written), flow_work, col.  Fills o;
  * nothing when flow_dh is nil. */
 static void rnn_flow_args(lua_State *L, int idx, const char *fn, const bptt_rnn_dims *d, bptt_rnn_opts *o) {
-  static const char *const names[3] = {"flow_dh", "flow_dc", "flow_dW"};
-  double *p[3] = {NULL, NULL, NULL};
+  static const char *const names[3] = { "flow_dh", "flow_dc", "flow_dW" };
+  double *p[3] = { NULL, NULL, NULL };
   int64_t col, n = 0, fn_work;
   int k;
   if (lua_isnoneornil(L, idx)) return;
@@ -130,8 +132,8 @@ static void rnn_flow_args(lua_State *L, int idx, const char *fn, const bptt_rnn_
     t = bptt_checktensor(L, idx + k, fn, names[k]);
     if (t->dtype != BPTT_FLOAT64 || t->ndim != 2 || t->size[0] != d->T || !bptt_tensor_is_contiguous(t) ||
         (n && t->size[1] != n))
-      luaL_error(L, "%s: %s must be a contiguous float64 tensor of T = %lld rows (and as many columns as flow_dh)",
-                 fn, names[k], (long long)d->T);
+      luaL_error(L, "%s: %s must be a contiguous float64 tensor of T = %lld rows (and as many columns as flow_dh)", fn,
+                 names[k], (long long)d->T);
     n = t->size[1];
     p[k] = bptt_tensor_data(t);
   }
@@ -203,11 +205,9 @@ static int l_rnn_forward(lua_State *L) {
   cache = cn ? arg1(L, 12, fn, "cache", dt, 0, cn) : NULL;
   seq_args(L, 13, fn, &d, &sq);
   if (dt == BPTT_FLOAT32)
-    check_kernel(L, bptt_rnn_forward_ex_f32(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache, scratch),
-                 fn);
+    check_kernel(L, bptt_rnn_forward_ex_f32(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache, scratch), fn);
   else
-    check_kernel(L, bptt_rnn_forward_ex_f64(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache, scratch),
-                 fn);
+    check_kernel(L, bptt_rnn_forward_ex_f64(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache, scratch), fn);
   return 0;
 }
 
@@ -255,11 +255,15 @@ static int l_rnn_backward(lua_State *L) {
   seq_args(L, 20, fn, &d, &sq);
   rnn_flow_args(L, 23, fn, &d, &o);
   if (dt == BPTT_FLOAT32)
-    check_kernel(L, bptt_rnn_backward_ex_f32(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx,
-                                             dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, scratch), fn);
+    check_kernel(L,
+                 bptt_rnn_backward_ex_f32(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0,
+                                          dc0, dw_ih, dw_hh, db_ih, db_hh, scratch),
+                 fn);
   else
-    check_kernel(L, bptt_rnn_backward_ex_f64(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx,
-                                             dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, scratch), fn);
+    check_kernel(L,
+                 bptt_rnn_backward_ex_f64(&d, &o, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0,
+                                          dc0, dw_ih, dw_hh, db_ih, db_hh, scratch),
+                 fn);
   return 0;
 }
 
@@ -289,11 +293,9 @@ static int rnn_jac(lua_State *L, int vjp) {
   vc = lstm ? arg2(L, 10, fn, "vc", dt, 0, B, H) : NULL;
   work = arg1(L, 11, fn, "work", dt, 0, B * G * H + B * H);
   if (dt == BPTT_FLOAT32)
-    check_kernel(L, (vjp ? bptt_rnn_vjp_f32 : bptt_rnn_jvp_f32)(&d, w_hh, h0, c0, yp, cache, t0, t1, vh, vc, work),
-                 fn);
+    check_kernel(L, (vjp ? bptt_rnn_vjp_f32 : bptt_rnn_jvp_f32)(&d, w_hh, h0, c0, yp, cache, t0, t1, vh, vc, work), fn);
   else
-    check_kernel(L, (vjp ? bptt_rnn_vjp_f64 : bptt_rnn_jvp_f64)(&d, w_hh, h0, c0, yp, cache, t0, t1, vh, vc, work),
-                 fn);
+    check_kernel(L, (vjp ? bptt_rnn_vjp_f64 : bptt_rnn_jvp_f64)(&d, w_hh, h0, c0, yp, cache, t0, t1, vh, vc, work), fn);
   return 0;
 }
 static int l_rnn_jvp(lua_State *L) { return rnn_jac(L, 0); }
@@ -318,8 +320,10 @@ static int l_rnn_jacobian_exact(lua_State *L) {
   nlag = bptt_checkint(L, 5, fn, "nlag", 1, t1);
   out = arg1(L, 6, fn, "out", BPTT_FLOAT64, 0, nlag);
   work = arg1(L, 7, fn, "work", BPTT_FLOAT64, 0, 3 * H * H);
-  if (dt == BPTT_FLOAT32) check_kernel(L, bptt_rnn_jacobian_exact_f32(&d, w_hh, yp, t1, nlag, out, work), fn);
-  else check_kernel(L, bptt_rnn_jacobian_exact_f64(&d, w_hh, yp, t1, nlag, out, work), fn);
+  if (dt == BPTT_FLOAT32)
+    check_kernel(L, bptt_rnn_jacobian_exact_f32(&d, w_hh, yp, t1, nlag, out, work), fn);
+  else
+    check_kernel(L, bptt_rnn_jacobian_exact_f64(&d, w_hh, yp, t1, nlag, out, work), fn);
   return 0;
 }
 
@@ -353,8 +357,8 @@ static int l_rnn_permute(lua_State *L) {
   T = src->size[0], B = src->size[1], F = src->size[2];
   perm = arg1(L, 3, fn, "perm", BPTT_INT32, 0, B);
   for (b = 0; b < B; b++)
-    if (perm[b] < 0 || perm[b] >= B) luaL_error(L, "%s: perm[%d] = %d is not a row in 0..%d", fn, (int)b + 1,
-                                                (int)perm[b], (int)B - 1);
+    if (perm[b] < 0 || perm[b] >= B)
+      luaL_error(L, "%s: perm[%d] = %d is not a row in 0..%d", fn, (int)b + 1, (int)perm[b], (int)B - 1);
   bptt_rnn_permute_rows(bptt_tensor_data(src), bptt_tensor_data(dst), T, B,
                         F * (int64_t)bptt_dtype_size((bptt_dtype)src->dtype), perm, lua_toboolean(L, 4));
   return 0;
@@ -396,8 +400,10 @@ static int l_linear_forward(lua_State *L) {
   pW = arg2(L, 2, fn, "W", dt, 0, Out, In);
   pb = arg1(L, 3, fn, "b", dt, 1, Out);
   py = arg2(L, 4, fn, "y", dt, 0, N, Out);
-  if (dt == BPTT_FLOAT32) check_kernel(L, bptt_linear_forward_f32(px, pW, pb, py, N, In, Out), fn);
-  else check_kernel(L, bptt_linear_forward_f64(px, pW, pb, py, N, In, Out), fn);
+  if (dt == BPTT_FLOAT32)
+    check_kernel(L, bptt_linear_forward_f32(px, pW, pb, py, N, In, Out), fn);
+  else
+    check_kernel(L, bptt_linear_forward_f64(px, pW, pb, py, N, In, Out), fn);
   return 0;
 }
 
@@ -416,8 +422,10 @@ static int l_linear_backward(lua_State *L) {
   pdx = arg2(L, 4, fn, "dx", dt, 1, N, In);
   pdW = arg2(L, 5, fn, "dW", dt, 1, Out, In);
   pdb = arg1(L, 6, fn, "db", dt, 1, Out);
-  if (dt == BPTT_FLOAT32) check_kernel(L, bptt_linear_backward_f32(px, pW, pdy, pdx, pdW, pdb, N, In, Out), fn);
-  else check_kernel(L, bptt_linear_backward_f64(px, pW, pdy, pdx, pdW, pdb, N, In, Out), fn);
+  if (dt == BPTT_FLOAT32)
+    check_kernel(L, bptt_linear_backward_f32(px, pW, pdy, pdx, pdW, pdb, N, In, Out), fn);
+  else
+    check_kernel(L, bptt_linear_backward_f64(px, pW, pdy, pdx, pdW, pdb, N, In, Out), fn);
   return 0;
 }
 
@@ -540,8 +548,10 @@ static int l_ce_rows(lua_State *L) {
   ignore = check_ignore(L, 3, fn);
   pc = arg2(L, 4, fn, "cache", dt, 0, N, 2);
   pl = arg1(L, 5, fn, "losses", dt, 0, N);
-  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_crossentropy_rows_f32(px, pt, pc, N, C, ignore, pl)
-                                     : bptt_crossentropy_rows_f64(px, pt, pc, N, C, ignore, pl), fn);
+  check_kernel(L,
+               dt == BPTT_FLOAT32 ? bptt_crossentropy_rows_f32(px, pt, pc, N, C, ignore, pl)
+                                  : bptt_crossentropy_rows_f64(px, pt, pc, N, C, ignore, pl),
+               fn);
   return 0;
 }
 
@@ -561,8 +571,10 @@ static int l_ce_backward_rows(lua_State *L) {
   pc = arg2(L, 4, fn, "cache", dt, 0, N, 2);
   pg = arg1(L, 5, fn, "gout", dt, 0, N);
   pd = arg2(L, 6, fn, "dlogits", dt, 0, N, C);
-  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_crossentropy_backward_rows_f32(px, pt, pc, N, C, ignore, pg, pd)
-                                     : bptt_crossentropy_backward_rows_f64(px, pt, pc, N, C, ignore, pg, pd), fn);
+  check_kernel(L,
+               dt == BPTT_FLOAT32 ? bptt_crossentropy_backward_rows_f32(px, pt, pc, N, C, ignore, pg, pd)
+                                  : bptt_crossentropy_backward_rows_f64(px, pt, pc, N, C, ignore, pg, pd),
+               fn);
   return 0;
 }
 
@@ -574,7 +586,9 @@ static int l_mse_forward(lua_State *L) {
   double loss = 0;
   void *pp = argn(L, 1, fn, "pred", dt, n), *pt = argn(L, 2, fn, "target", dt, n);
   red = check_reduction(L, 3, fn);
-  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_mse_forward_f32(pp, pt, n, red, &loss) : bptt_mse_forward_f64(pp, pt, n, red, &loss), fn);
+  check_kernel(
+      L, dt == BPTT_FLOAT32 ? bptt_mse_forward_f32(pp, pt, n, red, &loss) : bptt_mse_forward_f64(pp, pt, n, red, &loss),
+      fn);
   lua_pushnumber(L, loss);
   return 1;
 }
@@ -589,8 +603,10 @@ static int l_mse_backward(lua_State *L) {
   red = check_reduction(L, 3, fn);
   gout = luaL_checknumber(L, 4);
   pd = argn(L, 5, fn, "dpred", dt, n);
-  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_mse_backward_f32(pp, pt, n, red, gout, pd)
-                                     : bptt_mse_backward_f64(pp, pt, n, red, gout, pd), fn);
+  check_kernel(L,
+               dt == BPTT_FLOAT32 ? bptt_mse_backward_f32(pp, pt, n, red, gout, pd)
+                                  : bptt_mse_backward_f64(pp, pt, n, red, gout, pd),
+               fn);
   return 0;
 }
 
@@ -604,7 +620,8 @@ static int l_dropout_apply(lua_State *L) {
   void *px = argn(L, 1, fn, "x", dt, n), *pm = argn(L, 2, fn, "mask", dt, n), *py = argn(L, 3, fn, "y", dt, n);
   double p = luaL_checknumber(L, 4);
   if (pm == px || pm == py) luaL_error(L, "%s: mask must not be x or y", fn);
-  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_dropout_apply_f32(px, pm, py, n, p) : bptt_dropout_apply_f64(px, pm, py, n, p), fn);
+  check_kernel(
+      L, dt == BPTT_FLOAT32 ? bptt_dropout_apply_f32(px, pm, py, n, p) : bptt_dropout_apply_f64(px, pm, py, n, p), fn);
   return 0;
 }
 
@@ -614,7 +631,9 @@ static int l_dropout_backward(lua_State *L) {
   int dt = real_dtype(L, 1, fn, "dy");
   int64_t n = bptt_tensor_numel(bptt_checktensor(L, 1, fn, "dy"));
   void *pdy = argn(L, 1, fn, "dy", dt, n), *pm = argn(L, 2, fn, "mask", dt, n), *pdx = argn(L, 3, fn, "dx", dt, n);
-  check_kernel(L, dt == BPTT_FLOAT32 ? bptt_dropout_backward_f32(pdy, pm, pdx, n) : bptt_dropout_backward_f64(pdy, pm, pdx, n), fn);
+  check_kernel(
+      L, dt == BPTT_FLOAT32 ? bptt_dropout_backward_f32(pdy, pm, pdx, n) : bptt_dropout_backward_f64(pdy, pm, pdx, n),
+      fn);
   return 0;
 }
 
@@ -627,7 +646,7 @@ static int l_dropout_backward(lua_State *L) {
 static int l_to_index(lua_State *L) {
   const char *fn = "bptt.core.to_index";
   bptt_tensor *src = bptt_checktensor(L, 1, fn, "src");
-  int64_t n = bptt_tensor_numel(src), i, off, idx[BPTT_MAXDIM] = {0};
+  int64_t n = bptt_tensor_numel(src), i, off, idx[BPTT_MAXDIM] = { 0 };
   int32_t *dst = arg1(L, 2, fn, "dst", BPTT_INT32, 0, n);
   int d, pass;
   for (pass = 0; pass < 2; pass++) { /* check everything, then write */
@@ -654,7 +673,7 @@ static int l_to_index(lua_State *L) {
 /* Visits the n elements of mask (any dtype, any layout) in row-major order:
  * where[i] = mask element i != 0.  Returns the count of nonzeros. */
 static int64_t mask_walk(const bptt_tensor *m, int64_t n, void (*put)(void *, int64_t, int), void *ctx) {
-  int64_t i, off = m->offset, idx[BPTT_MAXDIM] = {0}, count = 0;
+  int64_t i, off = m->offset, idx[BPTT_MAXDIM] = { 0 }, count = 0;
   int d;
   for (i = 0; i < n; i++) {
     int on = bptt_tensor_get(m, off) != 0;
@@ -705,8 +724,10 @@ static void put_weight(void *ctx, int64_t i, int on) {
   weight_mask *c = ctx;
   int64_t j;
   for (j = 0; j < c->F; j++) {
-    if (c->dt == BPTT_FLOAT32) ((float *)c->out)[i * c->F + j] = on ? 1.0f : 0.0f;
-    else ((double *)c->out)[i * c->F + j] = on ? 1.0 : 0.0;
+    if (c->dt == BPTT_FLOAT32)
+      ((float *)c->out)[i * c->F + j] = on ? 1.0f : 0.0f;
+    else
+      ((double *)c->out)[i * c->F + j] = on ? 1.0 : 0.0;
   }
 }
 
@@ -724,30 +745,30 @@ static int l_mask_weights(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"rnn_sizes", l_rnn_sizes},
-                                     {"mask_targets", l_mask_targets},
-                                     {"mask_weights", l_mask_weights},
-                                     {"to_index", l_to_index},
-                                     {"rnn_forward", l_rnn_forward},
-                                     {"rnn_backward", l_rnn_backward},
-                                     {"rnn_permute", l_rnn_permute},
-                                     {"rnn_join", l_rnn_join},
-                                     {"rnn_split", l_rnn_split},
-                                     {"rnn_jvp", l_rnn_jvp},
-                                     {"rnn_vjp", l_rnn_vjp},
-                                     {"rnn_jacobian_exact", l_rnn_jacobian_exact},
-                                     {"linear_forward", l_linear_forward},
-                                     {"linear_backward", l_linear_backward},
-                                     {"embedding_forward", l_embedding_forward},
-                                     {"embedding_backward", l_embedding_backward},
-                                     {"ce_forward", l_ce_forward},
-                                     {"ce_backward", l_ce_backward},
-                                     {"ce_rows", l_ce_rows},
-                                     {"ce_backward_rows", l_ce_backward_rows},
-                                     {"mse_forward", l_mse_forward},
-                                     {"mse_backward", l_mse_backward},
-                                     {"dropout_apply", l_dropout_apply},
-                                     {"dropout_backward", l_dropout_backward},
-                                     {NULL, NULL}};
+static const luaL_Reg functions[] = { { "rnn_sizes", l_rnn_sizes },
+                                      { "mask_targets", l_mask_targets },
+                                      { "mask_weights", l_mask_weights },
+                                      { "to_index", l_to_index },
+                                      { "rnn_forward", l_rnn_forward },
+                                      { "rnn_backward", l_rnn_backward },
+                                      { "rnn_permute", l_rnn_permute },
+                                      { "rnn_join", l_rnn_join },
+                                      { "rnn_split", l_rnn_split },
+                                      { "rnn_jvp", l_rnn_jvp },
+                                      { "rnn_vjp", l_rnn_vjp },
+                                      { "rnn_jacobian_exact", l_rnn_jacobian_exact },
+                                      { "linear_forward", l_linear_forward },
+                                      { "linear_backward", l_linear_backward },
+                                      { "embedding_forward", l_embedding_forward },
+                                      { "embedding_backward", l_embedding_backward },
+                                      { "ce_forward", l_ce_forward },
+                                      { "ce_backward", l_ce_backward },
+                                      { "ce_rows", l_ce_rows },
+                                      { "ce_backward_rows", l_ce_backward_rows },
+                                      { "mse_forward", l_mse_forward },
+                                      { "mse_backward", l_mse_backward },
+                                      { "dropout_apply", l_dropout_apply },
+                                      { "dropout_backward", l_dropout_backward },
+                                      { NULL, NULL } };
 
 void bptt_open_nn(lua_State *L) { bptt_setfuncs(L, functions, 0); }

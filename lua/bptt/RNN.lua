@@ -337,7 +337,9 @@ function RNN:backward(dy, dhT, dcT, opts)
     if not dy:is_contiguous() then dy, reuse = dy:contiguous(), false end
   end
   if dhT ~= nil then dhT = state_arg(fn, "dhT", dhT, self, B):contiguous() end
-  if dcT ~= nil and not lstm then util.raise(fn .. ": dcT is only for cell \"lstm\", this is \"" .. self.cell .. "\"") end
+  if dcT ~= nil and not lstm then
+    util.raise(fn .. ": dcT is only for cell \"lstm\", this is \"" .. self.cell .. "\"")
+  end
   if dcT ~= nil then dcT = state_arg(fn, "dcT", dcT, self, B):contiguous() end
   local gx, lent = { input_grad_buffer(self, fn, 1), false }, false
   if L > 1 then

@@ -551,7 +551,8 @@ function Trainer.read_config(path)
   local tensors, meta = core.load(path, { require_checksum = true }) -- a checkpoint always carries one
   if not tensors then return nil, meta end
   if meta["bptt.format"] ~= FORMAT then
-    return nil, string.format("%s is not a bptt training checkpoint (bptt.format = %s)", path, tostring(meta["bptt.format"]))
+    return nil,
+      string.format("%s is not a bptt training checkpoint (bptt.format = %s)", path, tostring(meta["bptt.format"]))
   end
   local config = {}
   for k, v in pairs(meta) do
@@ -605,7 +606,8 @@ function Trainer:load(path)
   local m = self.model
   for k, v in pairs(m.config or {}) do
     if config[k] ~= nil and tostring(config[k]) ~= tostring(v) then
-      error(string.format("%s: the checkpoint's model has %s = %s, this one %s", fn, k, tostring(config[k]), tostring(v)), 2)
+      error(string.format("%s: the checkpoint's model has %s = %s, this one %s", fn, k, tostring(config[k]),
+        tostring(v)), 2)
     end
   end
   local model_sd, optim_t, optim_m = {}, {}, {}

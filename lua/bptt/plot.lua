@@ -93,7 +93,8 @@ function plot.svg(path, series, opts)
     .. 'font-family="sans-serif" font-size="12">', W, H, W, H)
   o[#o + 1] = string.format('<rect width="%d" height="%d" fill="white"/>', W, H)
   if opts.title then
-    o[#o + 1] = string.format('<text x="%d" y="22" text-anchor="middle" font-size="15">%s</text>', W / 2, esc(opts.title))
+    o[#o + 1] =
+      string.format('<text x="%d" y="22" text-anchor="middle" font-size="15">%s</text>', W / 2, esc(opts.title))
   end
   for _, v in ipairs(ticks(ymin, ymax, ystep)) do
     local y = py(v)
@@ -105,9 +106,11 @@ function plot.svg(path, series, opts)
     o[#o + 1] = string.format('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#eee"/>', x, T, x, H - B)
     o[#o + 1] = string.format('<text x="%.1f" y="%d" text-anchor="middle">%s</text>', x, H - B + 16, fmt(v, xstep))
   end
-  o[#o + 1] = string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>', L, T, W - L - R, H - T - B)
+  o[#o + 1] =
+    string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>', L, T, W - L - R, H - T - B)
   if opts.xlabel then
-    o[#o + 1] = string.format('<text x="%d" y="%d" text-anchor="middle">%s</text>', (L + W - R) / 2, H - 12, esc(opts.xlabel))
+    o[#o + 1] =
+      string.format('<text x="%d" y="%d" text-anchor="middle">%s</text>', (L + W - R) / 2, H - 12, esc(opts.xlabel))
   end
   if opts.ylabel then
     o[#o + 1] = string.format('<text x="16" y="%d" text-anchor="middle" transform="rotate(-90 16 %d)">%s</text>',

@@ -40,20 +40,16 @@
  * that every dimension fits in int.  An empty product (M or N = 0, a thread
  * with no share) does nothing.  One row (B = 1: sampling) is a GEMV, which
  * reads the weights once instead of packing them first. */
-static void FN(gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
-                     real alpha, const real *A, int64_t lda,
-                     const real *Bm, int64_t ldb,
-                     real beta, real *C, int64_t ldc) {
+static void FN(gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, real alpha, const real *A, int64_t lda,
+                     const real *Bm, int64_t ldb, real beta, real *C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (M == 1) {
     /* C row = op(B)^T a: B (N, K) as stored when transb, else (K, N) */
-    GEMV(CblasRowMajor, transb ? CblasNoTrans : CblasTrans,
-         transb ? (int)N : (int)K, transb ? (int)K : (int)N, alpha, Bm,
-         (int)ldb, A, transa ? (int)lda : 1, beta, C, 1);
+    GEMV(CblasRowMajor, transb ? CblasNoTrans : CblasTrans, transb ? (int)N : (int)K, transb ? (int)K : (int)N, alpha,
+         Bm, (int)ldb, A, transa ? (int)lda : 1, beta, C, 1);
     return;
   }
-  GEMM(CblasRowMajor, transa ? CblasTrans : CblasNoTrans,
-       transb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
+  GEMM(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
        alpha, A, (int)lda, Bm, (int)ldb, beta, C, (int)ldc);
 }
 
@@ -62,8 +58,7 @@ static void FN(gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
  * either may be NULL.  Returns 0, writing nothing, if both are NULL, else
  * 1: the beta of the GEMM that then adds onto dst.  Biases thus enter the
  * pre-activations before the elementwise passes. */
-static real FN(bias_rows)(real *dst, int64_t rows, int64_t ld, int64_t c0,
-                          int64_t c1, const real *bi, const real *bh,
+static real FN(bias_rows)(real *dst, int64_t rows, int64_t ld, int64_t c0, int64_t c1, const real *bi, const real *bh,
                           int64_t hcut) {
   int64_t r, j, cut = c1 < hcut ? c1 : hcut;
   if (!bi && !bh) return 0;
@@ -72,8 +67,7 @@ static real FN(bias_rows)(real *dst, int64_t rows, int64_t ld, int64_t c0,
   for (j = c0; j < c1; j++) dst[j] = bi ? bi[j] : (real)0;
   if (bh)
     for (j = c0; j < cut; j++) dst[j] += bh[j];
-  for (r = 1; r < rows; r++)
-    memcpy(dst + r * ld + c0, dst + c0, (size_t)(c1 - c0) * sizeof(real));
+  for (r = 1; r < rows; r++) memcpy(dst + r * ld + c0, dst + c0, (size_t)(c1 - c0) * sizeof(real));
   return 1;
 }
 
@@ -155,13 +149,10 @@ static FN(share) FN(share_of)(const FN(rnn_job) *job, int tid, int n) {
  * of a step in runs of one source (SRC_PREV, SRC_H0, SRC_ZERO: rnn.c), so
  * each run is one GEMM. */
 
-static int64_t FN(nrows)(const FN(rnn_job) *job, int64_t t) {
-  return job->bs ? (int64_t)job->bs[t] : job->d->B;
-}
+static int64_t FN(nrows)(const FN(rnn_job) *job, int64_t t) { return job->bs ? (int64_t)job->bs[t] : job->d->B; }
 
 /* step t of the i-th run, its previous step *tp, n_t (*nt), np (*np) */
-static int64_t FN(step_of)(const FN(rnn_job) *job, int64_t i, int64_t *tp,
-                           int64_t *nt, int64_t *np) {
+static int64_t FN(step_of)(const FN(rnn_job) *job, int64_t i, int64_t *tp, int64_t *nt, int64_t *np) {
   const int64_t T = job->d->T, t = job->rev ? T - 1 - i : i;
   *tp = job->rev ? t + 1 : t - 1;
   *nt = FN(nrows)(job, t);
@@ -172,8 +163,7 @@ static int64_t FN(step_of)(const FN(rnn_job) *job, int64_t i, int64_t *tp,
 
 /* The run of rows [r, e) (e <= e1) of one source starting at row r of
  * step t; returns e, sets *src. */
-static int64_t FN(run_of)(const FN(rnn_job) *job, int64_t t, int64_t np,
-                          int64_t r, int64_t e1, int *src) {
+static int64_t FN(run_of)(const FN(rnn_job) *job, int64_t t, int64_t np, int64_t r, int64_t e1, int *src) {
   const int32_t *rs = job->reset ? job->reset + t * job->d->B : NULL;
   int64_t e;
   int s0 = rs && rs[r] ? SRC_ZERO : r < np ? SRC_PREV : SRC_H0;
@@ -187,12 +177,10 @@ static int64_t FN(run_of)(const FN(rnn_job) *job, int64_t t, int64_t np,
 
 /* Zeroes units [j0, j0 + nj) of each of G blocks of rows [r0, r1) of a
  * (rows, G*H) buffer. */
-static void FN(zero_rows)(real *p, int64_t r0, int64_t r1, int64_t G,
-                          int64_t H, int64_t j0, int64_t nj) {
+static void FN(zero_rows)(real *p, int64_t r0, int64_t r1, int64_t G, int64_t H, int64_t j0, int64_t nj) {
   int64_t r, g;
   for (r = r0; r < r1; r++)
-    for (g = 0; g < G; g++)
-      memset(p + (r * G + g) * H + j0, 0, (size_t)nj * sizeof(real));
+    for (g = 0; g < G; g++) memset(p + (r * G + g) * H + j0, 0, (size_t)nj * sizeof(real));
 }
 
 /* W_hh packed (packed.h) for the recursion: forward W_hh^T in G gate blocks
@@ -200,8 +188,7 @@ static void FN(zero_rows)(real *p, int64_t r0, int64_t r1, int64_t G,
  * columns, into its own scratch.  By rows: every column, into the job's
  * shared buffer, each thread packing a share of the 16-column panels (the
  * caller then waits at a barrier).  NULL: BLAS instead. */
-static real *FN(packed_w_hh)(const FN(rnn_job) *job, int fwd, int tid, int n,
-                             int64_t j0, int64_t j1, int64_t *blk) {
+static real *FN(packed_w_hh)(const FN(rnn_job) *job, int fwd, int tid, int n, int64_t j0, int64_t j1, int64_t *blk) {
   const bptt_rnn_dims *d = job->d;
   const int64_t H = d->H, G = job->G, GH = job->GH;
   int64_t g, c0 = j0, c1 = j1;
@@ -220,8 +207,7 @@ static real *FN(packed_w_hh)(const FN(rnn_job) *job, int fwd, int tid, int n,
   /* columns c0..c1 of the block(s): their panels start at c0 * K */
   if (c1 > c0) {
     if (fwd)
-      for (g = 0; g < G; g++)
-        PACK(pk + g * *blk + (c0 - j0) * H, job->w_hh + (g * H + c0) * H, H, 1, H, c1 - c0);
+      for (g = 0; g < G; g++) PACK(pk + g * *blk + (c0 - j0) * H, job->w_hh + (g * H + c0) * H, H, 1, H, c1 - c0);
     else
       PACK(pk + (c0 - j0) * GH, job->w_hh + c0, H, 0, GH, c1 - c0);
   }
@@ -231,31 +217,26 @@ static real *FN(packed_w_hh)(const FN(rnn_job) *job, int fwd, int tid, int n,
 /* Per step: C[:, g*H + j0 .. + nj] (+)= A (M, K) W[g*H + j0 .., :]^T for
  * each of G gate blocks of W (GH, K), i.e. this thread's columns of
  * A W^T.  One GEMM when the thread owns every unit. */
-static void FN(gate_cols)(int64_t G, int64_t H, int64_t j0, int64_t nj,
-                          int64_t M, int64_t K, const real *A,
+static void FN(gate_cols)(int64_t G, int64_t H, int64_t j0, int64_t nj, int64_t M, int64_t K, const real *A,
                           const real *W, real beta, real *C) {
   int64_t g;
   if (nj == H) {
     FN(gemm)(0, 1, M, G * H, K, 1, A, K, W, K, beta, C, G * H);
     return;
   }
-  for (g = 0; g < G; g++)
-    FN(gemm)(0, 1, M, nj, K, 1, A, K, W + (g * H + j0) * K, K, beta,
-             C + g * H + j0, G * H);
+  for (g = 0; g < G; g++) FN(gemm)(0, 1, M, nj, K, 1, A, K, W + (g * H + j0) * K, K, beta, C + g * H + j0, G * H);
 }
 
 /* The per-step GEMM through this thread's packed weights (packed.h) when
  * it has them (pk), else gate_cols: blk floats per gate block of pk. */
-static void FN(rec_cols)(const real *pk, int64_t blk, int64_t G, int64_t H,
-                         int64_t j0, int64_t nj, int64_t M, int64_t K,
-                         const real *A, const real *W, real beta, real *C) {
+static void FN(rec_cols)(const real *pk, int64_t blk, int64_t G, int64_t H, int64_t j0, int64_t nj, int64_t M,
+                         int64_t K, const real *A, const real *W, real beta, real *C) {
   int64_t g;
   if (!pk) {
     FN(gate_cols)(G, H, j0, nj, M, K, A, W, beta, C);
     return;
   }
-  for (g = 0; g < G; g++)
-    PACKED_GEMM(M, nj, K, A, K, pk + g * blk, beta, C + g * H + j0, G * H);
+  for (g = 0; g < G; g++) PACKED_GEMM(M, nj, K, A, K, pk + g * blk, beta, C + g * H + j0, G * H);
 }
 
 /* ---- forward ------------------------------------------------------------ */
@@ -278,25 +259,22 @@ BPTT_ROW void FN(add_row)(int64_t n, const real *restrict s, real *restrict d) {
 /* tanh / relu, in place over n values: h = f(a) */
 BPTT_ROW void FN(elman_row)(int64_t n, int relu, real *restrict h) {
   int64_t e;
-  if (relu)  /* written so that NaN passes through, like PyTorch's */
+  if (relu) /* written so that NaN passes through, like PyTorch's */
     for (e = 0; e < n; e++) h[e] = h[e] < 0 ? (real)0 : h[e];
   else
     for (e = 0; e < n; e++) h[e] = TANH(h[e]);
 }
 
 /* tanh / relu, one step: ht (B, H), units [j0, j0 + nj) */
-BPTT_KERNEL_VOID(FN(elman_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                           int relu, real *ht),
+BPTT_KERNEL_VOID(FN(elman_step), (int64_t B, int64_t H, int64_t j0, int64_t nj, int relu, real *ht),
                  (B, H, j0, nj, relu, ht)) {
   int64_t b;
   for (b = 0; b < B; b++) FN(elman_row)(nj, relu, ht + b * H + j0);
 }
 
 /* One row of lstm: a -> i, f, g, o in place; c = f cp + i g; h = o tanh c */
-BPTT_ROW void FN(lstm_row)(int64_t H, real *restrict gi,
-                           real *restrict gf, real *restrict gg,
-                           real *restrict go, const real *restrict cp,
-                           real *restrict c, real *restrict h) {
+BPTT_ROW void FN(lstm_row)(int64_t H, real *restrict gi, real *restrict gf, real *restrict gg, real *restrict go,
+                           const real *restrict cp, real *restrict c, real *restrict h) {
   int64_t j;
   for (j = 0; j < H; j++) {
     real i = SIGMOID(gi[j]), f = SIGMOID(gf[j]);
@@ -313,8 +291,8 @@ BPTT_ROW void FN(lstm_row)(int64_t H, real *restrict gi,
 
 /* lstm, one step: gt (B, 4H) pre-activations -> activations; ct, ht (B, H);
  * cp (B, H) = c_{t-1} or NULL; units [j0, j0 + nj) */
-BPTT_KERNEL_VOID(FN(lstm_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                          real *gt, const real *cp, real *ct, real *ht),
+BPTT_KERNEL_VOID(FN(lstm_step),
+                 (int64_t B, int64_t H, int64_t j0, int64_t nj, real *gt, const real *cp, real *ct, real *ht),
                  (B, H, j0, nj, gt, cp, ct, ht)) {
   int64_t b;
   for (b = 0; b < B; b++) {
@@ -329,14 +307,9 @@ BPTT_KERNEL_VOID(FN(lstm_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
 
 /* One row of gru: r, z, n in place, hn = hw_n + b_hn kept, h = (1-z) n +
  * z hp; bn (b_hn) may be NULL */
-BPTT_ROW void FN(gru_row)(int64_t H, real *restrict gr,
-                          real *restrict gz, real *restrict gn,
-                          const real *restrict wr,
-                          const real *restrict wz,
-                          const real *restrict wn,
-                          const real *restrict bn,
-                          const real *restrict hp, real *restrict hn,
-                          real *restrict h) {
+BPTT_ROW void FN(gru_row)(int64_t H, real *restrict gr, real *restrict gz, real *restrict gn, const real *restrict wr,
+                          const real *restrict wz, const real *restrict wn, const real *restrict bn,
+                          const real *restrict hp, real *restrict hn, real *restrict h) {
   int64_t j;
   for (j = 0; j < H; j++) {
     real r = SIGMOID(gr[j] + wr[j]), z = SIGMOID(gz[j] + wz[j]);
@@ -353,9 +326,9 @@ BPTT_ROW void FN(gru_row)(int64_t H, real *restrict gr,
 /* gru, one step: gt (B, 3H) input side (with b_ih, and b_hr, b_hz) ->
  * activations; hw (B, 3H) = W_hh h_{t-1}; bn = b_hn + j0 or NULL; hp (B, H)
  * = h_{t-1} or NULL; hnt, ht (B, H); units [j0, j0 + nj) */
-BPTT_KERNEL_VOID(FN(gru_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                         real *gt, const real *hw, const real *bn,
-                         const real *hp, real *hnt, real *ht),
+BPTT_KERNEL_VOID(FN(gru_step),
+                 (int64_t B, int64_t H, int64_t j0, int64_t nj, real *gt, const real *hw, const real *bn,
+                  const real *hp, real *hnt, real *ht),
                  (B, H, j0, nj, gt, hw, bn, hp, hnt, ht)) {
   int64_t b;
   for (b = 0; b < B; b++) {
@@ -363,17 +336,13 @@ BPTT_KERNEL_VOID(FN(gru_step), (int64_t B, int64_t H, int64_t j0, int64_t nj,
     const real *w = hw + b * 3 * H + j0;
     int64_t o = b * H + j0;
     if (hp && bn)
-      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, bn, hp + o,
-                  hnt + o, ht + o);
+      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, bn, hp + o, hnt + o, ht + o);
     else if (hp)
-      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, NULL, hp + o,
-                  hnt + o, ht + o);
+      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, NULL, hp + o, hnt + o, ht + o);
     else if (bn)
-      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, bn, NULL,
-                  hnt + o, ht + o);
+      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, bn, NULL, hnt + o, ht + o);
     else
-      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, NULL, NULL,
-                  hnt + o, ht + o);
+      FN(gru_row)(nj, g, g + H, g + 2 * H, w, w + H, w + 2 * H, NULL, NULL, hnt + o, ht + o);
   }
 }
 
@@ -405,7 +374,7 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
    * one forward wrote (h_t then goes to junk) */
   const real *yin = job->recompute ? job->y : y;
   /* pre-activations: lstm and gru's gates (ring slots), tanh/relu's y */
-  real *cs = gated ? cache + C * B * GH : NULL; /* lstm c, gru hn (ring) */
+  real *cs = gated ? cache + C * B * GH : NULL;          /* lstm c, gru hn (ring) */
   real *hw = cell == BPTT_CELL_GRU ? cs + C * BH : NULL; /* gru's hidden side */
   /* the hidden-side biases join the input side's, but gru's b_hn */
   const int64_t hcut = cell == BPTT_CELL_GRU ? 2 * H : GH;
@@ -433,8 +402,7 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
       bptt_parallel_range(H, 16, tid, n, &a, &b); /* the units' split, whatever the recursion's */
       beta = 0;
       if (b > a) {
-        for (g = 0; g < G; g++)
-          beta = FN(bias_rows)(pre, nr, GH, g * H + a, g * H + b, job->b_ih, job->b_hh, hcut);
+        for (g = 0; g < G; g++) beta = FN(bias_rows)(pre, nr, GH, g * H + a, g * H + b, job->b_ih, job->b_hh, hcut);
         FN(gate_cols)(G, H, a, b - a, nr, D, xb, job->w_ih, beta, pre);
       }
     }
@@ -461,9 +429,9 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
         case BPTT_CELL_LSTM: {
           real *ct = cs + RNN_SLOT(job, t) * BH + r * H;
           /* c_{t-1}: the ring's, or at a run's first step c_seg */
-          const real *cp = src == SRC_PREV ? (i == job->t0 ? ROWS_AT(job->c_seg, r * H)
-                                                           : cs + RNN_SLOT(job, tp) * BH + r * H)
-                         : src == SRC_H0   ? ROWS_AT(job->c0, r * H)
+          const real *cp = src == SRC_PREV
+                               ? (i == job->t0 ? ROWS_AT(job->c_seg, r * H) : cs + RNN_SLOT(job, tp) * BH + r * H)
+                           : src == SRC_H0 ? ROWS_AT(job->c0, r * H)
                                            : NULL;
           /* gates_t (B, 4H) += h_{t-1} (B, H) W_hh^T */
           if (hp) FN(rec_cols)(pk, blk, 4, H, j0, nj, m, H, hp, w_hh, 1, pt + r * GH);
@@ -473,10 +441,11 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
         case BPTT_CELL_GRU: {
           real *hwr = hw + r * GH;
           /* hw (B, 3H) = h_{t-1} (B, H) W_hh^T */
-          if (hp) FN(rec_cols)(pk, blk, 3, H, j0, nj, m, H, hp, w_hh, 0, hwr);
-          else FN(zero_rows)(hwr, 0, m, 3, H, j0, nj);
-          FN(gru_step)(m, H, j0, nj, pt + r * GH, hwr,
-                       job->b_hh ? job->b_hh + 2 * H + j0 : NULL, hp,
+          if (hp)
+            FN(rec_cols)(pk, blk, 3, H, j0, nj, m, H, hp, w_hh, 0, hwr);
+          else
+            FN(zero_rows)(hwr, 0, m, 3, H, j0, nj);
+          FN(gru_step)(m, H, j0, nj, pt + r * GH, hwr, job->b_hh ? job->b_hh + 2 * H + j0 : NULL, hp,
                        cs + RNN_SLOT(job, t) * BH + r * H, yt + r * H);
           break;
         }
@@ -507,8 +476,7 @@ static int FN(plan)(FN(rnn_job) *job, int fwd) {
   job->by_rows = RNN_SPLIT_ROWS(d, n, job->G, sizeof(real));
   job->pk_shared = NULL;
   if (job->by_rows && USE_PACKED(d->B, d->T)) {
-    int64_t f = fwd ? job->G * bptt_packed_floats(d->H, d->H)
-                    : bptt_packed_floats(job->GH, d->H);
+    int64_t f = fwd ? job->G * bptt_packed_floats(d->H, d->H) : bptt_packed_floats(job->GH, d->H);
     job->pk_shared = bptt_parallel_scratch(0, (size_t)f * sizeof(real));
   }
   return (int)n;
@@ -521,8 +489,7 @@ static int FN(check_seq)(const bptt_rnn_dims *d, const bptt_rnn_seq *s) {
   if (!s || !s->batch_sizes) return BPTT_OK;
   if (s->batch_sizes[0] != d->B) return BPTT_EARG;
   for (t = 1; t < d->T; t++)
-    if (s->batch_sizes[t] < 0 || s->batch_sizes[t] > s->batch_sizes[t - 1])
-      return BPTT_EARG;
+    if (s->batch_sizes[t] < 0 || s->batch_sizes[t] > s->batch_sizes[t - 1]) return BPTT_EARG;
   return BPTT_OK;
 }
 
@@ -565,12 +532,9 @@ static real *FN(window)(const FN(rnn_job) *job, real *scratch) {
          (cell == BPTT_CELL_LSTM ? BH : 0);
 }
 
-int FN(bptt_rnn_forward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
-                            const real *w_ih, const real *w_hh,
-                            const real *b_ih, const real *b_hh,
-                            const real *x, const real *h0, const real *c0,
-                            real *y, real *hT, real *cT, real *cache,
-                            real *scratch) {
+int FN(bptt_rnn_forward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, const real *w_ih, const real *w_hh,
+                            const real *b_ih, const real *b_hh, const real *x, const real *h0, const real *c0, real *y,
+                            real *hT, real *cT, real *cache, real *scratch) {
   FN(rnn_job) job;
   int err = FN(job_init)(&job, d, opts);
   int64_t T, BH, k, a, seg;
@@ -609,13 +573,9 @@ int FN(bptt_rnn_forward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
   return BPTT_OK;
 }
 
-int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
-                         const real *w_ih, const real *w_hh,
-                         const real *b_ih, const real *b_hh,
-                         const real *x, const real *h0, const real *c0,
-                         real *y, real *hT, real *cT, real *cache) {
-  return FN(bptt_rnn_forward_ex)(d, NULL, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y,
-                                 hT, cT, cache, NULL);
+int FN(bptt_rnn_forward)(const bptt_rnn_dims *d, const real *w_ih, const real *w_hh, const real *b_ih, const real *b_hh,
+                         const real *x, const real *h0, const real *c0, real *y, real *hT, real *cT, real *cache) {
+  return FN(bptt_rnn_forward_ex)(d, NULL, w_ih, w_hh, b_ih, b_hh, x, h0, c0, y, hT, cT, cache, NULL);
 }
 
 /* ---- backward ------------------------------------------------------------
@@ -636,8 +596,7 @@ int FN(bptt_rnn_forward)(const bptt_rnn_dims *d,
 
 /* dst[j] += sum over rows r of src[r * ld + j], j < n, rows in order (so
  * the sums do not depend on how columns are shared out) */
-BPTT_KERNEL_VOID(FN(col_sums), (int64_t rows, const real *src, int64_t ld, int64_t n,
-                         real *dst),
+BPTT_KERNEL_VOID(FN(col_sums), (int64_t rows, const real *src, int64_t ld, int64_t n, real *dst),
                  (rows, src, ld, n, dst)) {
   int64_t r;
   for (r = 0; r < rows; r++) FN(add_row)(n, src + r * ld, dst);
@@ -646,10 +605,8 @@ BPTT_KERNEL_VOID(FN(col_sums), (int64_t rows, const real *src, int64_t ld, int64
 /* The per-step elementwise passes of backward, written like forward's. */
 
 /* tanh / relu: dG = (dh + dy) * f'(a), read off h; dy may be NULL */
-BPTT_ROW void FN(elman_dgate)(int64_t n, int relu, const real *restrict h,
-                              const real *restrict dy,
-                              const real *restrict dh,
-                              real *restrict dG) {
+BPTT_ROW void FN(elman_dgate)(int64_t n, int relu, const real *restrict h, const real *restrict dy,
+                              const real *restrict dh, real *restrict dG) {
   int64_t e;
   for (e = 0; e < n; e++) {
     real g = dh[e] + (dy ? dy[e] : (real)0), hv = h[e];
@@ -660,31 +617,29 @@ BPTT_ROW void FN(elman_dgate)(int64_t n, int relu, const real *restrict h,
 
 /* tanh / relu backward, one step over the (B, H) block, units [j0, j0 + nj);
  * dy may be NULL */
-BPTT_KERNEL_VOID(FN(elman_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                            int relu, const real *h, const real *dy,
-                            const real *dh, real *dG),
+BPTT_KERNEL_VOID(FN(elman_bstep),
+                 (int64_t B, int64_t H, int64_t j0, int64_t nj, int relu, const real *h, const real *dy, const real *dh,
+                  real *dG),
                  (B, H, j0, nj, relu, h, dy, dh, dG)) {
   int64_t b;
   for (b = 0; b < B; b++) {
     int64_t o = b * H + j0;
-    if (relu && dy) FN(elman_dgate)(nj, 1, h + o, dy + o, dh + o, dG + o);
-    else if (relu) FN(elman_dgate)(nj, 1, h + o, NULL, dh + o, dG + o);
-    else if (dy) FN(elman_dgate)(nj, 0, h + o, dy + o, dh + o, dG + o);
-    else FN(elman_dgate)(nj, 0, h + o, NULL, dh + o, dG + o);
+    if (relu && dy)
+      FN(elman_dgate)(nj, 1, h + o, dy + o, dh + o, dG + o);
+    else if (relu)
+      FN(elman_dgate)(nj, 1, h + o, NULL, dh + o, dG + o);
+    else if (dy)
+      FN(elman_dgate)(nj, 0, h + o, dy + o, dh + o, dG + o);
+    else
+      FN(elman_dgate)(nj, 0, h + o, NULL, dh + o, dG + o);
   }
 }
 
 /* One row of lstm backward (formulas below); cp, dy may be NULL */
-BPTT_ROW void FN(lstm_drow)(int64_t H, const real *restrict gi,
-                            const real *restrict gf,
-                            const real *restrict gg,
-                            const real *restrict go,
-                            const real *restrict c,
-                            const real *restrict cp,
-                            const real *restrict dy,
-                            const real *restrict dh, real *restrict dc,
-                            real *restrict dai, real *restrict daf,
-                            real *restrict dag, real *restrict dao) {
+BPTT_ROW void FN(lstm_drow)(int64_t H, const real *restrict gi, const real *restrict gf, const real *restrict gg,
+                            const real *restrict go, const real *restrict c, const real *restrict cp,
+                            const real *restrict dy, const real *restrict dh, real *restrict dc, real *restrict dai,
+                            real *restrict daf, real *restrict dag, real *restrict dao) {
   int64_t j;
   for (j = 0; j < H; j++) {
     real i = gi[j], f = gf[j], g = gg[j], o = go[j];
@@ -702,10 +657,9 @@ BPTT_ROW void FN(lstm_drow)(int64_t H, const real *restrict gi,
 /* lstm backward, one step: gt (B, 4H) activations, ct (B, H), cp (B, H) or
  * NULL, dyt (B, H) or NULL, dh (B, H) read, dc (B, H) updated, dGt (B, 4H);
  * units [j0, j0 + nj) */
-BPTT_KERNEL_VOID(FN(lstm_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                           const real *gt, const real *ct, const real *cp,
-                           const real *dyt, const real *dh, real *dc,
-                           real *dGt),
+BPTT_KERNEL_VOID(FN(lstm_bstep),
+                 (int64_t B, int64_t H, int64_t j0, int64_t nj, const real *gt, const real *ct, const real *cp,
+                  const real *dyt, const real *dh, real *dc, real *dGt),
                  (B, H, j0, nj, gt, ct, cp, dyt, dh, dc, dGt)) {
   int64_t b;
   for (b = 0; b < B; b++) {
@@ -713,29 +667,24 @@ BPTT_KERNEL_VOID(FN(lstm_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
     real *dg = dGt + b * 4 * H + j0;
     int64_t o = b * H + j0;
     if (cp && dyt)
-      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, cp + o,
-                    dyt + o, dh + o, dc + o, dg, dg + H, dg + 2 * H, dg + 3 * H);
+      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, cp + o, dyt + o, dh + o, dc + o, dg, dg + H, dg + 2 * H,
+                    dg + 3 * H);
     else if (cp)
-      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, cp + o,
-                    NULL, dh + o, dc + o, dg, dg + H, dg + 2 * H, dg + 3 * H);
+      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, cp + o, NULL, dh + o, dc + o, dg, dg + H, dg + 2 * H,
+                    dg + 3 * H);
     else if (dyt)
-      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, NULL,
-                    dyt + o, dh + o, dc + o, dg, dg + H, dg + 2 * H, dg + 3 * H);
+      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, NULL, dyt + o, dh + o, dc + o, dg, dg + H, dg + 2 * H,
+                    dg + 3 * H);
     else
-      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, NULL,
-                    NULL, dh + o, dc + o, dg, dg + H, dg + 2 * H, dg + 3 * H);
+      FN(lstm_drow)(nj, g, g + H, g + 2 * H, g + 3 * H, ct + o, NULL, NULL, dh + o, dc + o, dg, dg + H, dg + 2 * H,
+                    dg + 3 * H);
   }
 }
 
 /* One row of gru backward (formulas below); hp, dy may be NULL */
-BPTT_ROW void FN(gru_drow)(int64_t H, const real *restrict gr,
-                           const real *restrict gz,
-                           const real *restrict gn,
-                           const real *restrict hn,
-                           const real *restrict hp,
-                           const real *restrict dy, real *restrict dh,
-                           real *restrict dar, real *restrict daz,
-                           real *restrict dhn, real *restrict dan) {
+BPTT_ROW void FN(gru_drow)(int64_t H, const real *restrict gr, const real *restrict gz, const real *restrict gn,
+                           const real *restrict hn, const real *restrict hp, const real *restrict dy, real *restrict dh,
+                           real *restrict dar, real *restrict daz, real *restrict dhn, real *restrict dan) {
   int64_t j;
   for (j = 0; j < H; j++) {
     real r = gr[j], z = gz[j], n = gn[j];
@@ -746,16 +695,16 @@ BPTT_ROW void FN(gru_drow)(int64_t H, const real *restrict gr,
     daz[j] = dzv * z * (1 - z);
     dhn[j] = danv * r;
     dan[j] = danv;
-    dh[j] = dhv * z;                      /* direct path h_{t-1} -> h_t */
+    dh[j] = dhv * z; /* direct path h_{t-1} -> h_t */
   }
 }
 
 /* gru backward, one step: gt (B, 3H) activations, hnt (B, H), hp (B, H) or
  * NULL, dyt (B, H) or NULL, dh (B, H) updated, dGht (B, 3H), dGnt (B, H);
  * units [j0, j0 + nj) */
-BPTT_KERNEL_VOID(FN(gru_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
-                          const real *gt, const real *hnt, const real *hp,
-                          const real *dyt, real *dh, real *dGht, real *dGnt),
+BPTT_KERNEL_VOID(FN(gru_bstep),
+                 (int64_t B, int64_t H, int64_t j0, int64_t nj, const real *gt, const real *hnt, const real *hp,
+                  const real *dyt, real *dh, real *dGht, real *dGnt),
                  (B, H, j0, nj, gt, hnt, hp, dyt, dh, dGht, dGnt)) {
   int64_t b;
   for (b = 0; b < B; b++) {
@@ -763,17 +712,13 @@ BPTT_KERNEL_VOID(FN(gru_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
     real *dg = dGht + b * 3 * H + j0;
     int64_t o = b * H + j0;
     if (hp && dyt)
-      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, hp + o, dyt + o, dh + o,
-                   dg, dg + H, dg + 2 * H, dGnt + o);
+      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, hp + o, dyt + o, dh + o, dg, dg + H, dg + 2 * H, dGnt + o);
     else if (hp)
-      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, hp + o, NULL, dh + o,
-                   dg, dg + H, dg + 2 * H, dGnt + o);
+      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, hp + o, NULL, dh + o, dg, dg + H, dg + 2 * H, dGnt + o);
     else if (dyt)
-      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, NULL, dyt + o, dh + o,
-                   dg, dg + H, dg + 2 * H, dGnt + o);
+      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, NULL, dyt + o, dh + o, dg, dg + H, dg + 2 * H, dGnt + o);
     else
-      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, NULL, NULL, dh + o,
-                   dg, dg + H, dg + 2 * H, dGnt + o);
+      FN(gru_drow)(nj, g, g + H, g + 2 * H, hnt + o, NULL, NULL, dh + o, dg, dg + H, dg + 2 * H, dGnt + o);
   }
 }
 
@@ -787,8 +732,7 @@ BPTT_KERNEL_VOID(FN(gru_bstep), (int64_t B, int64_t H, int64_t j0, int64_t nj,
  * of their groups in order, and a step's norm^2 the sum of its rows in
  * order: the same additions whichever thread owned which units or rows. */
 /* out[u] = (dh + dy)^2, u < n; dy may be NULL */
-BPTT_ROW void FN(flow_dh_row)(int64_t n, const real *restrict dh,
-                              const real *restrict dy, real *restrict out) {
+BPTT_ROW void FN(flow_dh_row)(int64_t n, const real *restrict dh, const real *restrict dy, real *restrict out) {
   int64_t u;
   for (u = 0; u < n; u++) {
     real v = dh[u] + (dy ? dy[u] : (real)0);
@@ -797,10 +741,8 @@ BPTT_ROW void FN(flow_dh_row)(int64_t n, const real *restrict dh,
 }
 
 /* out[u] = (dc + (dh + dy) o (1 - tanh^2 c))^2, u < n; dy may be NULL */
-BPTT_ROW void FN(flow_dc_row)(int64_t n, const real *restrict dh,
-                              const real *restrict dy, const real *restrict o,
-                              const real *restrict c, const real *restrict dc,
-                              real *restrict out) {
+BPTT_ROW void FN(flow_dc_row)(int64_t n, const real *restrict dh, const real *restrict dy, const real *restrict o,
+                              const real *restrict c, const real *restrict dc, real *restrict out) {
   int64_t u;
   for (u = 0; u < n; u++) {
     real v = dh[u] + (dy ? dy[u] : (real)0), tc = TANH(c[u]);
@@ -820,11 +762,9 @@ BPTT_ROW real FN(sum16)(real *restrict sq) {
 
 /* gt (B, 4H) lstm activations and ct (B, H), or NULL (no dc); the squares
  * of a group and their sum (sum16, zeros past the group's end) in real */
-BPTT_KERNEL_VOID(FN(flow_sums), (int64_t rows, int64_t H, int64_t j0,
-                                 int64_t nj, int64_t ng, const real *dh,
-                                 const real *dy, const real *gt,
-                                 const real *ct, const real *dc, double *ph,
-                                 double *pc),
+BPTT_KERNEL_VOID(FN(flow_sums),
+                 (int64_t rows, int64_t H, int64_t j0, int64_t nj, int64_t ng, const real *dh, const real *dy,
+                  const real *gt, const real *ct, const real *dc, double *ph, double *pc),
                  (rows, H, j0, nj, ng, dh, dy, gt, ct, dc, ph, pc)) {
   int64_t b, j, u, e;
   real sq[16];
@@ -832,17 +772,17 @@ BPTT_KERNEL_VOID(FN(flow_sums), (int64_t rows, int64_t H, int64_t j0,
     const real *hb = dh + b * H, *yb = dy ? dy + b * H : NULL;
     for (j = j0; j < j0 + nj; j += 16) {
       e = (j + 16 < j0 + nj ? j + 16 : j0 + nj) - j;
-      if (yb) FN(flow_dh_row)(e, hb + j, yb + j, sq);
-      else FN(flow_dh_row)(e, hb + j, NULL, sq);
+      if (yb)
+        FN(flow_dh_row)(e, hb + j, yb + j, sq);
+      else
+        FN(flow_dh_row)(e, hb + j, NULL, sq);
       for (u = e; u < 16; u++) sq[u] = 0;
       ph[b * ng + j / 16] = (double)FN(sum16)(sq);
       if (!gt) continue;
       if (yb)
-        FN(flow_dc_row)(e, hb + j, yb + j, gt + b * 4 * H + 3 * H + j,
-                        ct + b * H + j, dc + b * H + j, sq);
+        FN(flow_dc_row)(e, hb + j, yb + j, gt + b * 4 * H + 3 * H + j, ct + b * H + j, dc + b * H + j, sq);
       else
-        FN(flow_dc_row)(e, hb + j, NULL, gt + b * 4 * H + 3 * H + j,
-                        ct + b * H + j, dc + b * H + j, sq);
+        FN(flow_dc_row)(e, hb + j, NULL, gt + b * 4 * H + 3 * H + j, ct + b * H + j, dc + b * H + j, sq);
       for (u = e; u < 16; u++) sq[u] = 0;
       pc[b * ng + j / 16] = (double)FN(sum16)(sq);
     }
@@ -850,8 +790,8 @@ BPTT_KERNEL_VOID(FN(flow_sums), (int64_t rows, int64_t H, int64_t j0,
 }
 
 /* rows [b0, b1) of step t: fl_h[t][b] = sum over groups of ph[b][g] */
-static void FN(flow_rows)(const FN(rnn_job) *job, int64_t t, int64_t b0,
-                          int64_t b1, const double *ph, const double *pc) {
+static void FN(flow_rows)(const FN(rnn_job) *job, int64_t t, int64_t b0, int64_t b1, const double *ph,
+                          const double *pc) {
   const int64_t B = job->d->B, ng = job->fl_ng;
   int64_t b, g;
   for (b = b0; b < b1; b++) {
@@ -869,8 +809,7 @@ static void FN(flow_rows)(const FN(rnn_job) *job, int64_t t, int64_t b0,
  * [t0, t1): each step by one thread, in one order.  Through the Gram
  * matrices when cheaper, sum_{b,b'} (dG dG^T)_{bb'} (h h^T)_{bb'}
  * (B^2 (GH + H) / 2 against B GH H flops), else the product itself. */
-static void FN(flow_dW)(FN(rnn_job) *job, int64_t t0, int64_t t1, int tid,
-                        int n) {
+static void FN(flow_dW)(FN(rnn_job) *job, int64_t t0, int64_t t1, int tid, int n) {
   const bptt_rnn_dims *d = job->d;
   const int64_t B = d->B, H = d->H, GH = job->GH, BH = B * H;
   const int gram = B * (GH + H) < 2 * GH * H;
@@ -910,8 +849,7 @@ static void FN(flow_dW)(FN(rnn_job) *job, int64_t t0, int64_t t1, int tid,
  * where every running row continues from the previous step are one GEMM
  * (the rows not running there have dG_t = 0); the other steps go run by
  * run. */
-static void FN(dw_hh_seq)(const FN(rnn_job) *job, const real *dGh, int64_t p0,
-                          int64_t p1, int64_t t0, int64_t t1) {
+static void FN(dw_hh_seq)(const FN(rnn_job) *job, const real *dGh, int64_t p0, int64_t p1, int64_t t0, int64_t t1) {
   const int64_t T = job->d->T, B = job->d->B, H = job->d->H, GH = job->GH;
   const real *y = job->y, *h0 = job->h0;
   real *dw = job->dw_hh + p0 * H;
@@ -1060,8 +998,7 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
       ph = job->fl_part + (t & 1) * 2 * B * job->fl_ng;
       if (nj > 0 && rows > 0)
         FN(flow_sums)(rows, H, j0, nj, job->fl_ng, dh + off, ROWS_AT(dyt, off), lstm ? gt + b0 * GH : NULL,
-                      lstm ? ct + off : NULL, dc + off, ph + b0 * job->fl_ng,
-                      lstm ? ph + (B + b0) * job->fl_ng : NULL);
+                      lstm ? ct + off : NULL, dc + off, ph + b0 * job->fl_ng, lstm ? ph + (B + b0) * job->fl_ng : NULL);
       if (job->by_rows) FN(flow_rows)(job, t, b0, b0 + rows, ph, lstm ? ph + B * job->fl_ng : NULL);
     }
     e1 = s.b1 < nt ? s.b1 : nt;
@@ -1074,15 +1011,13 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
         case BPTT_CELL_LSTM: {
           /* c_{t-1}: the ring's, or at the run's first step c_seg (NULL = zeros) */
           const real *cp = src == SRC_PREV ? (i == job->t0 ? ROWS_AT(job->c_seg, o) : cs + RNN_SLOT(job, tp) * BH + o)
-                         : src == SRC_H0   ? ROWS_AT(job->c0, o)
+                           : src == SRC_H0 ? ROWS_AT(job->c0, o)
                                            : NULL;
           FN(lstm_bstep)(m, H, j0, nj, gt + r * GH, ct + o, cp, ROWS_AT(dyt, o), dh + o, dc + o, dGt + r * GH);
           break;
         }
         case BPTT_CELL_GRU: {
-          const real *hp = src == SRC_PREV ? y + tp * BH + o
-                         : src == SRC_H0   ? ROWS_AT(job->h0, o)
-                                           : NULL;
+          const real *hp = src == SRC_PREV ? y + tp * BH + o : src == SRC_H0 ? ROWS_AT(job->h0, o) : NULL;
           FN(gru_bstep)(m, H, j0, nj, gt + r * GH, ct + o, hp, ROWS_AT(dyt, o), dh + o, dGt + r * GH,
                         dGn + slot * BH + o);
           break;
@@ -1115,8 +1050,10 @@ static void FN(backward_task)(void *ctx, int tid, int n) {
         FN(zero_rows)(dh, r, e, 1, H, j0, nj);
         if (cell == BPTT_CELL_LSTM) FN(zero_rows)(dc, r, e, 1, H, j0, nj);
       } else if (src == SRC_PREV || job->dh0) {
-        if (pk) PACKED_GEMM(m, nj, GH, dGt + r * GH, GH, pk, beta, dh + r * H + j0, H);
-        else FN(gemm)(0, 0, m, nj, GH, 1, dGt + r * GH, GH, w_hh + j0, H, beta, dh + r * H + j0, H);
+        if (pk)
+          PACKED_GEMM(m, nj, GH, dGt + r * GH, GH, pk, beta, dh + r * H + j0, H);
+        else
+          FN(gemm)(0, 0, m, nj, GH, 1, dGt + r * GH, GH, w_hh + j0, H, beta, dh + r * H + j0, H);
       }
     }
   }
@@ -1141,37 +1078,40 @@ static void FN(flow_finish)(const FN(rnn_job) *job, const bptt_rnn_opts *o) {
   }
 }
 
-int FN(bptt_rnn_backward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
-                             const real *w_ih, const real *w_hh,
-                             const real *b_ih, const real *b_hh,
-                             const real *x, const real *h0, const real *c0,
-                             const real *y, const real *cache,
-                             const real *dy, const real *dhT, const real *dcT,
-                             real *dx, real *dh0, real *dc0,
-                             real *dw_ih, real *dw_hh,
-                             real *db_ih, real *db_hh, real *scratch) {
+int FN(bptt_rnn_backward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, const real *w_ih, const real *w_hh,
+                             const real *b_ih, const real *b_hh, const real *x, const real *h0, const real *c0,
+                             const real *y, const real *cache, const real *dy, const real *dhT, const real *dcT,
+                             real *dx, real *dh0, real *dc0, real *dw_ih, real *dw_hh, real *db_ih, real *db_hh,
+                             real *scratch) {
   FN(rnn_job) job;
   int err = FN(job_init)(&job, d, opts);
   int64_t T, B, H, BH, GH, C, k, a, seg, nseg;
   int lstm, gated;
   real *dh, *window = NULL;
   if (err) return err;
-  T = d->T; B = d->B; H = d->H; BH = B * H; GH = job.GH; C = job.C;
+  T = d->T;
+  B = d->B;
+  H = d->H;
+  BH = B * H;
+  GH = job.GH;
+  C = job.C;
   k = opts ? opts->checkpoint : 0;
   lstm = d->cell == BPTT_CELL_LSTM, gated = lstm || d->cell == BPTT_CELL_GRU;
-  if (!w_ih || !w_hh || !x || !y || !dw_ih || !dw_hh || !scratch)
-    return BPTT_EARG;
+  if (!w_ih || !w_hh || !x || !y || !dw_ih || !dw_hh || !scratch) return BPTT_EARG;
   if (gated && !cache && !(k && !lstm)) return BPTT_EARG;
-  if (opts && opts->flow_dh && (!opts->flow_work || opts->flow_ld < 1))
-    return BPTT_EARG;
+  if (opts && opts->flow_dh && (!opts->flow_work || opts->flow_ld < 1)) return BPTT_EARG;
   /* The running dh (and dc) follow the dG ring(s) of the scratch: start
    * them at dL/dh_T, dL/dc_T. */
   dh = scratch + C * B * GH + (d->cell == BPTT_CELL_GRU ? C * BH : 0);
-  if (dhT) memcpy(dh, dhT, (size_t)BH * sizeof(real));
-  else memset(dh, 0, (size_t)BH * sizeof(real));
+  if (dhT)
+    memcpy(dh, dhT, (size_t)BH * sizeof(real));
+  else
+    memset(dh, 0, (size_t)BH * sizeof(real));
   if (lstm) {
-    if (dcT) memcpy(dh + BH, dcT, (size_t)BH * sizeof(real));
-    else memset(dh + BH, 0, (size_t)BH * sizeof(real));
+    if (dcT)
+      memcpy(dh + BH, dcT, (size_t)BH * sizeof(real));
+    else
+      memset(dh + BH, 0, (size_t)BH * sizeof(real));
   }
   job.w_ih = w_ih, job.w_hh = w_hh, job.b_ih = b_ih, job.b_hh = b_hh;
   job.x = x, job.h0 = h0, job.c0 = lstm ? c0 : NULL;
@@ -1216,15 +1156,10 @@ int FN(bptt_rnn_backward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts,
   return BPTT_OK;
 }
 
-int FN(bptt_rnn_backward)(const bptt_rnn_dims *d,
-                          const real *w_ih, const real *w_hh,
-                          const real *x, const real *h0, const real *c0,
-                          const real *y, const real *cache,
-                          const real *dy, const real *dhT, const real *dcT,
-                          real *dx, real *dh0, real *dc0,
-                          real *dw_ih, real *dw_hh,
-                          real *db_ih, real *db_hh, real *scratch) {
-  return FN(bptt_rnn_backward_ex)(d, NULL, w_ih, w_hh, NULL, NULL, x, h0, c0, y,
-                                  cache, dy, dhT, dcT, dx, dh0, dc0, dw_ih,
-                                  dw_hh, db_ih, db_hh, scratch);
+int FN(bptt_rnn_backward)(const bptt_rnn_dims *d, const real *w_ih, const real *w_hh, const real *x, const real *h0,
+                          const real *c0, const real *y, const real *cache, const real *dy, const real *dhT,
+                          const real *dcT, real *dx, real *dh0, real *dc0, real *dw_ih, real *dw_hh, real *db_ih,
+                          real *db_hh, real *scratch) {
+  return FN(bptt_rnn_backward_ex)(d, NULL, w_ih, w_hh, NULL, NULL, x, h0, c0, y, cache, dy, dhT, dcT, dx, dh0, dc0,
+                                  dw_ih, dw_hh, db_ih, db_hh, scratch);
 }
