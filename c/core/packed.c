@@ -47,8 +47,9 @@ void bptt_packed_enable(int on) { switched_off = !on; }
 /* One tile: rows a[0..7] (duplicates past the last row), NP = 1 or 2
  * panels; stores rows < rows, columns < width of each panel (masks).
  * tile1/tile2 read row r's k-th element at a[r][k]; ptile1/ptile2 (op(A)
- * = A^T, row r of op(A) being column r of A) at a[0][k * as + r]: the same
- * arithmetic in the same order. */
+ * = A^T, row r of op(A) being column r of A) at a[0][k * as + r], the last
+ * row again for r >= rows (never a column past A's last: it may be the last
+ * element of its allocation): the same arithmetic in the same order. */
 #define TILE(NP, NAME, AT)                                                                                             \
   __attribute__((target("avx512f"))) static void NAME(int64_t K, const float *const *a, int64_t as, const float *P,    \
                                                       float beta, float *const *c, int rows, __mmask16 m0,             \
@@ -78,8 +79,8 @@ void bptt_packed_enable(int on) { switched_off = !on; }
   }
 TILE(1, tile1, a[r][k])
 TILE(2, tile2, a[r][k])
-TILE(1, ptile1, a[0][k * as + r])
-TILE(2, ptile2, a[0][k * as + r])
+TILE(1, ptile1, a[0][k * as + (r < rows ? r : rows - 1)])
+TILE(2, ptile2, a[0][k * as + (r < rows ? r : rows - 1)])
 
 static __mmask16 mask_of(int64_t w) { return w >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << w) - 1); }
 
