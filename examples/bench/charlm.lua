@@ -21,9 +21,14 @@
 -- excluded); then both validation curves.  Progress goes to stderr, the
 -- tables to stdout.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
-package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+-- the checkout's library, unless LUA_PATH / LUA_CPATH find one (an installed rock)
+if not (os.getenv("LUA_PATH") and package.searchpath("bptt", package.path)) then
+  package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+end
 package.path = root .. "/examples/bench/?.lua;" .. package.path
-package.cpath = root .. "/build/?.so;" .. package.cpath
+if not (os.getenv("LUA_CPATH") and package.searchpath("bptt.core", package.cpath)) then
+  package.cpath = root .. "/build/?.so;" .. package.cpath
+end
 local bptt = require "bptt"
 local C = require "bench_common"
 local argparse = require "argparse"

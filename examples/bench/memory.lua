@@ -28,9 +28,14 @@
 -- resident size and the Lua heap (as the collector left it, then after a
 -- full collection) at steps 100, 1000, 5000 and N.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
-package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+-- the checkout's library, unless LUA_PATH / LUA_CPATH find one (an installed rock)
+if not (os.getenv("LUA_PATH") and package.searchpath("bptt", package.path)) then
+  package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+end
 package.path = root .. "/examples/bench/?.lua;" .. package.path
-package.cpath = root .. "/build/?.so;" .. package.cpath
+if not (os.getenv("LUA_CPATH") and package.searchpath("bptt.core", package.cpath)) then
+  package.cpath = root .. "/build/?.so;" .. package.cpath
+end
 local bptt = require "bptt"
 local C = require "bench_common"
 local argparse = require "argparse"
