@@ -9,17 +9,7 @@
 -- the forward direction stops at the last letter, the reverse one starts
 -- there, and the classifier reads both final states (hT).  --help lists the
 -- options.  Uses only bptt's public API.
--- The library: the checkout this script sits in, unless LUA_PATH / LUA_CPATH
--- find one (then the rock, or the build under test)
-do
-  local root = ((debug.getinfo(1, "S").source or ""):match("^@(.*)/[^/]*$") or ".") .. "/../.."
-  if not (os.getenv("LUA_PATH") and package.searchpath("bptt", package.path)) then
-    package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-  end
-  if not (os.getenv("LUA_CPATH") and package.searchpath("bptt.core", package.cpath)) then
-    package.cpath = root .. "/build/?.so;" .. package.cpath
-  end
-end
+local common = dofile(((debug.getinfo(1, "S").source or ""):match("^@(.*)/[^/]*$") or ".") .. "/../common.lua")
 local bptt = require "bptt"
 local argparse = require "argparse"
 
@@ -42,15 +32,7 @@ if a.threads then bptt.set_num_threads(a.threads) end
 os.execute("mkdir -p '" .. a.out:gsub("'", "'\\''") .. "'")
 
 -- ---- the languages: a peaked random bigram table each ----------------------
--- The data's own generator, so that they do not depend on bptt's (which
--- draws the weights): Park and Miller's minimal standard, s <- 48271 s mod
--- (2^31 - 1), exact in doubles (a multiplier near 2^30 would lose low bits
--- in the product and cycle within a few thousand draws).
-local rng = { s = (a.seed * 7919 + 1) % 2147483646 + 1 }
-local function rand()
-  rng.s = (rng.s * 48271) % 2147483647
-  return (rng.s - 1) / 2147483646
-end
+local rand = common.generator(a.seed, 1) -- the data's own generator (examples/common.lua)
 local K, A = a.languages, a.alphabet
 local langs = {}
 for k = 1, K do

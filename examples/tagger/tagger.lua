@@ -12,17 +12,7 @@
 -- end) and the loss ignores the padding (targets 0, ignore_index = 0).
 -- Chance is the share of the more frequent tag (always guessing it).
 -- --help lists the options.  Uses only bptt's public API.
--- The library: the checkout this script sits in, unless LUA_PATH / LUA_CPATH
--- find one (then the rock, or the build under test)
-do
-  local root = ((debug.getinfo(1, "S").source or ""):match("^@(.*)/[^/]*$") or ".") .. "/../.."
-  if not (os.getenv("LUA_PATH") and package.searchpath("bptt", package.path)) then
-    package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-  end
-  if not (os.getenv("LUA_CPATH") and package.searchpath("bptt.core", package.cpath)) then
-    package.cpath = root .. "/build/?.so;" .. package.cpath
-  end
-end
+local common = dofile(((debug.getinfo(1, "S").source or ""):match("^@(.*)/[^/]*$") or ".") .. "/../common.lua")
 local bptt = require "bptt"
 local argparse = require "argparse"
 
@@ -45,15 +35,7 @@ if a.threads then bptt.set_num_threads(a.threads) end
 os.execute("mkdir -p '" .. a.out:gsub("'", "'\\''") .. "'")
 
 -- ---- the data -----------------------------------------------------------
--- The data's own generator, so that they do not depend on bptt's (which
--- draws the weights): Park and Miller's minimal standard, s <- 48271 s mod
--- (2^31 - 1), exact in doubles (the product stays below 2^47; a multiplier
--- near 2^30 would lose low bits and cycle within a few thousand draws).
-local rng = { s = (a.seed * 7919 + 3) % 2147483646 + 1 }
-local function rand()
-  rng.s = (rng.s * 48271) % 2147483647
-  return (rng.s - 1) / 2147483646
-end
+local rand = common.generator(a.seed, 3) -- the data's own generator (examples/common.lua)
 local V, SINGLE, REPEATED = a.vocab, 1, 2
 local function example()
   local n = a.min_len + math.floor(rand() * (a.max_len - a.min_len + 1))
