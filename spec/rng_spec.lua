@@ -320,3 +320,65 @@ describe("bptt.rng_state, bptt.set_rng_state", function()
     U.error_with({ "bptt.set_rng_state", "s", "string", "table" }, bptt.set_rng_state, {})
   end)
 end)
+
+describe("t:uniform_shard and m:shard (data-parallel draws)", function()
+  it("gives each part what its slice of one fill of the whole gets, and leaves the generator as that fill", function()
+    for _, dt in ipairs { "float32", "float64" } do
+      for _, dim in ipairs { 1, 2, 3 } do
+        local size = { 3, 4, 5 }
+        bptt.manual_seed(11)
+        local big = { 3, 4, 5 }
+        big[dim] = big[dim] * 3
+        local whole = bptt.zeros(big, dt):uniform(-2, 2)
+        local after = bptt.random()
+        for r = 0, 2 do
+          bptt.manual_seed(11)
+          local part = bptt.zeros(size, dt):uniform_shard(dim, r, 3, -2, 2)
+          local ref = whole:narrow(dim, r * size[dim] + 1, size[dim])
+          assert.are.equal(0, (part - ref):abs():max(), dt .. " dim " .. dim .. " rank " .. r)
+          assert.are.equal(after, bptt.random())
+        end
+      end
+    end
+  end)
+
+  it("checks its arguments", function()
+    local t = bptt.zeros(2, 3)
+    assert.has_error(function() t:uniform_shard(3, 0, 2) end, "bptt.Tensor:uniform_shard: dim must be in 1..2, got 3")
+    assert.has_error(function() t:uniform_shard(1, 2, 2) end, "bptt.Tensor:uniform_shard: rank must be in 0..1, got 2")
+    assert.has_error(function() t:uniform_shard(1, 0, 0) end,
+      "bptt.Tensor:uniform_shard: size must be in 1..2147483647, got 0")
+    assert.has_error(function() bptt.zeros(2, "int32"):uniform_shard(1, 0, 2) end,
+      "bptt.Tensor:uniform_shard: self must be float32 or float64, got int32")
+    assert.has_error(function() bptt.LanguageModel { vocab = 5, hidden = 4 }:shard(2, 2) end,
+      "bptt.Module:shard: rank must be a whole number in 0..1, got 2")
+  end)
+
+  -- one process with all the streams against two "ranks" taking half each
+  it("makes two ranks of an RNN with dropout (and a Dropout layer) draw one process's masks", function()
+    local rnn = bptt.RNN { cell = "gru", input = 3, hidden = 4, layers = 3, dropout = 0.5, dtype = "float64" }
+    local drop = bptt.Dropout { p = 0.4 }
+    bptt.manual_seed(5)
+    local x = bptt.randn(6, 4, 3):to("float64")
+    bptt.manual_seed(9)
+    local y = rnn:forward(x):clone()
+    local z = drop:forward(bptt.ones(6, 4, 3)):clone() -- T x B x F: the streams are dimension 2
+    local w = drop:forward(bptt.ones(4, 3)):clone() -- B x F: dimension 1
+    local after = bptt.random()
+    for r = 0, 1 do
+      bptt.manual_seed(9)
+      rnn:shard(r, 2)
+      drop:shard(r, 2)
+      local yr = rnn:forward(x:narrow(2, 2 * r + 1, 2))
+      assert.are.equal(0, (yr - y:narrow(2, 2 * r + 1, 2)):abs():max())
+      local zr = drop:forward(bptt.ones(6, 2, 3))
+      assert.are.equal(0, (zr - z:narrow(2, 2 * r + 1, 2)):abs():max())
+      local wr = drop:forward(bptt.ones(2, 3))
+      assert.are.equal(0, (wr - w:narrow(1, 2 * r + 1, 2)):abs():max())
+      assert.are.equal(after, bptt.random())
+    end
+    rnn:shard(0, 1) -- off again: its own masks
+    bptt.manual_seed(9)
+    assert.are_not.equal(0, (rnn:forward(x:narrow(2, 1, 2)) - y:narrow(2, 1, 2)):abs():max())
+  end)
+end)

@@ -376,6 +376,25 @@ static int m_uniform(lua_State *L) {
   return 1;
 }
 
+/* t:uniform_shard(dim, rank, size [, a, b]): t is part rank (0-based) of size
+ * equal parts along dim of a larger tensor; it gets what that slice would get
+ * from uniform(a, b) of the whole, and the generator moves on as for the whole. */
+static int m_uniform_shard(lua_State *L) {
+  const char *fn = "bptt.Tensor:uniform_shard";
+  bptt_tensor *t = SELF(fn);
+  int64_t dim = bptt_checkint(L, 2, fn, "dim", 1, t->ndim > 0 ? t->ndim : 1);
+  int64_t size = bptt_checkint(L, 4, fn, "size", 1, INT32_MAX);
+  int64_t rank = bptt_checkint(L, 3, fn, "rank", 0, size - 1);
+  double a = lua_isnoneornil(L, 5) ? 0.0 : bptt_checknum(L, 5, fn, "a");
+  double b = lua_isnoneornil(L, 6) ? 1.0 : bptt_checknum(L, 6, fn, "b");
+  if (t->ndim == 0) luaL_error(L, "%s: self must have at least one dimension", fn);
+  if (t->dtype == BPTT_INT32) luaL_error(L, "%s: self must be float32 or float64, got int32", fn);
+  if (bptt_tensor_uniform_shard(t, bptt_default_rng(L), a, b, (int)dim - 1, rank, size))
+    luaL_error(L, "%s: need finite a <= b, got a = %f, b = %f", fn, a, b);
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int m_normal(lua_State *L) {
   bptt_tensor *t = SELF("bptt.Tensor:normal");
   double mean = lua_isnoneornil(L, 2) ? 0.0 : bptt_checknum(L, 2, "bptt.Tensor:normal", "mean");
@@ -830,6 +849,7 @@ static const luaL_Reg methods[] = { { "shape", m_shape },
                                     { "fill", m_fill },
                                     { "zero", m_zero },
                                     { "uniform", m_uniform },
+                                    { "uniform_shard", m_uniform_shard },
                                     { "normal", m_normal },
                                     { "free", m_free },
                                     { "view", m_view },

@@ -165,6 +165,12 @@ function Model:evaluate()
   return self
 end
 
+function Model:shard(rank, size)
+  Module.shard(self, rank, size)
+  for _, c in ipairs(self._children) do c[2]:shard(rank, size) end
+  return self
+end
+
 function Model:__tostring()
   local lines = { string.format("%s (%d parameters)", self.__name, self:num_parameters()) }
   for _, c in ipairs(self._children) do

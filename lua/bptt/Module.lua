@@ -121,6 +121,32 @@ function Module:evaluate()
   return self
 end
 
+--- Data-parallel randomness: this process is rank `rank` (0-based) of `size`,
+-- each with its share of the streams (rank r the streams r*B+1..(r+1)*B).
+-- The random draws of a layer (dropout masks) are then that share of one
+-- draw for all size*B streams, so that `size` ranks draw together what one
+-- process with batch size*B draws, and every rank's generator stays at the
+-- same state.  m:shard(0, 1) turns it off.  The Trainer sets it with dist.
+function Module:shard(rank, size)
+  local fn = "bptt.Module:shard"
+  if type(size) ~= "number" or size ~= math.floor(size) or size < 1 then
+    error(fn .. ": size must be a whole number >= 1, got " .. tostring(size), 2)
+  end
+  if type(rank) ~= "number" or rank ~= math.floor(rank) or rank < 0 or rank >= size then
+    error(string.format("%s: rank must be a whole number in 0..%d, got %s", fn, size - 1, tostring(rank)), 2)
+  end
+  self._shard = size > 1 and { rank, size } or nil
+  return self
+end
+
+--- Fills t with uniforms, or with this rank's share of them along the
+-- streams' dimension `dim` when m:shard() is set.
+function Module:_uniform(t, dim)
+  local s = self._shard
+  if s then return t:uniform_shard(dim, s[1], s[2]) end
+  return t:uniform()
+end
+
 --- name -> tensor (views of the parameters; clone them to keep a snapshot).
 function Module:state_dict()
   return (self:parameters())

@@ -270,7 +270,7 @@ function RNN:forward(x, h0, c0, lengths, resets)
       lstm and scT:select(1, k) or nil, s.cache, nil, nil, nil, buf.k, buf.k > 0 and buf.scratch or nil)
     s.dropped = false
     if train and k < L then
-      s.mask:uniform()
+      self:_uniform(s.mask, 2) -- T x B x H: the streams are dimension 2
       core.dropout_apply(s.y, s.mask, s.drop, self.dropout)
       s.dropped = true
       inp = s.drop
@@ -602,7 +602,7 @@ function RNN:_forward_seq(x, h0, c0, lengths, resets)
     if ND == 2 then core.rnn_join(s.y[1], s.y[2], s.out) end
     s.dropped = false
     if train and k < L then
-      s.mask:uniform()
+      self:_uniform(s.mask, 2) -- T x B x H: the streams are dimension 2
       core.dropout_apply(s.out, s.mask, s.drop, self.dropout)
       s.dropped = true
       inp = s.drop

@@ -51,7 +51,9 @@
 -- trainer checks at construction that every rank was configured alike (model
 -- and its configuration, dtype, parameter count, optimizer and its options,
 -- clip, batches; an error on every rank names what differs), and broadcasts
--- rank 0's parameters.  Each step averages the gradients over the ranks in
+-- rank 0's parameters and generator state.  The model is sharded
+-- (m:shard(rank, N)): each rank draws its streams' share of the dropout
+-- masks one process with all N*B streams would draw.  Each step averages the gradients over the ranks in
 -- the model's ONE flat gradient buffer, before clipping: the N ranks take
 -- the step one process would take with all N*B streams, up to summation
 -- order, and stay identical.  A recurrent layer's slice starts its
@@ -208,6 +210,10 @@ function Trainer:_dist_setup(fn, opts)
   fields[#fields + 1] = { "overlap", tostring(opts.overlap ~= false) }
   fields[#fields + 1] = { "check_every", self.check_every }
   d.check_same(fn, fields)
+  -- one generator for all: rank 0's state everywhere, and each rank draws its
+  -- share of the masks one process with all the streams would draw
+  core.set_rng_state(d.allgather(core.rng_state())[1])
+  if type(m.shard) == "function" then m:shard(self.rank, self.world) end
   if flat == nil then return end
   if not flat:is_contiguous() or not flat_grad:is_contiguous() then
     util.raise(fn .. ": with dist, the model's flat parameters must be contiguous")

@@ -168,7 +168,9 @@ function Dropout:forward(x)
     self.output = x
     return x
   end
-  local keep = core.ge(core.rand(x:shape(), self.dtype), self.p):to(self.dtype)
+  -- the streams are dimension 2 of a T x B x F input, 1 of B x F (for m:shard)
+  local u = self:_uniform(core.zeros(x:shape(), self.dtype), x:dim() >= 3 and 2 or 1)
+  local keep = core.ge(u, self.p):to(self.dtype)
   if self.p < 1 then keep:mul(1 / (1 - self.p)) end
   self._mask = keep
   self.output = core.cmul(x, keep)

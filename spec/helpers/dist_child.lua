@@ -99,8 +99,9 @@ end
 local function trainer_for(cell, B, shard, with_dist, extra)
   local corpus = data.text { text = text() }
   bptt.manual_seed(7)
-  local lm = bptt.LanguageModel { vocab = corpus.vocab:size(), embed = 6, cell = cell, hidden = (extra and extra.hidden)
-    or 10, layers = 2, dtype = "float64" }
+  extra = extra or {}
+  local lm = bptt.LanguageModel { vocab = corpus.vocab:size(), embed = 6, cell = cell, hidden = extra.hidden or 10,
+    layers = 2, dropout = extra.dropout or 0, dtype = extra.dtype or "float64" }
   local opt = bptt.optim.adam(lm, { lr = 1e-2 })
   local train, val = data.split(corpus.tokens, 0.8)
   local tb = data.Batches(train, { batch = B, seq = 8, shard = shard })
@@ -110,17 +111,19 @@ local function trainer_for(cell, B, shard, with_dist, extra)
 end
 
 -- equivalence: N ranks with batch B each against one process (rank 0, apart
--- from MPI) with batch N*B; then identical bits across ranks after 100 steps
+-- from MPI) with batch N*B; then identical bits across ranks after 100 steps.
+-- args: cell [dropout [dtype]]
 function modes.equiv()
   local cell, B = arg[3], 2
-  local t, lm = trainer_for(cell, B, { rank, size }, true)
+  local extra = { dropout = tonumber(arg[4] or "0"), dtype = arg[5] or "float64" }
+  local t, lm = trainer_for(cell, B, { rank, size }, true, extra)
   local losses = {}
   for i = 1, 10 do losses[i] = t:step() end
   local vl = t:evaluate()
   local mine = lm:flat_parameters():clone()
   local lines = {}
   if rank == 0 then
-    local ref, reflm = trainer_for(cell, B * size, nil, false)
+    local ref, reflm = trainer_for(cell, B * size, nil, false, extra)
     local worst = 0
     for i = 1, 10 do worst = math.max(worst, math.abs(ref:step() - losses[i])) end
     local rp = reflm:flat_parameters()
