@@ -1157,6 +1157,10 @@ describe("bptt.matmul", function()
     local shapes = { -- m, k, n
       { 300, 300, 37 }, { 19, 600, 70 }, { 513, 64, 65 }, { 40, 257, 33 }, { 1000, 16, 17 },
       { 700, 1, 1000 }, { 1000, 500, 1 }, { 16, 300, 300 }, { 257, 512, 48 },
+      -- a last column group of 1 or 2 (dot products when b is transposed),
+      -- and short sums, whose row blocks are 65536 / k rows
+      -- (b is transposed at the 11th, 13th and 15th)
+      { 40, 300, 66 }, { 1100, 64, 65 }, { 1030, 65, 34 }, { 1100, 64, 33 }, { 64, 70, 40 }, { 300, 65, 34 },
     }
     local g = U.gen(83)
     local before = bptt.num_threads()

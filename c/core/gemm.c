@@ -73,7 +73,9 @@ static void gemm_task(void *ctx, int tid, int n) {
     bptt_parallel_range(g->M, 4, tid, n, &lo, &hi);
     gemm_slice(g, (int)lo, (int)(hi - lo), 0, g->N);
   } else {
-    bptt_parallel_range(g->N, 16, tid, n, &lo, &hi);
+    /* columns at multiples of 32: packed.h's panel pairs, whose last group
+     * is then the same in every split (its arithmetic depends on its width) */
+    bptt_parallel_range(g->N, 32, tid, n, &lo, &hi);
     gemm_slice(g, 0, g->M, (int)lo, (int)(hi - lo));
   }
 }

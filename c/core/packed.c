@@ -136,6 +136,14 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
  * of them, in the L2 cache, while every panel pair of B passes over them). */
 #define KC 256
 #define MC 256
+/* With a short sum (K < KC: the input projections at D = 64, the decoder's
+ * dx at V = 65) the same 256 KB of A hold more rows: B's panels are then
+ * packed once per up to 65536 / K rows instead of once per MC rows.  The
+ * row blocks do not change what is summed or in what order. */
+static int64_t row_block(int64_t K) {
+  int64_t kc = K < 1 ? 1 : K < KC ? K : KC, mc = (int64_t)MC * KC / kc;
+  return mc / ROWS * ROWS;
+}
 
 /* op(A) = A^T (A K x M): the rows of op(A) are read where they lie, a
  * row tile's 8 elements of one k side by side in a row of A (packing them
@@ -146,8 +154,9 @@ static void packing_at(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
                        int transb, float beta, float *C, int64_t ldc) {
   float buf[KC * 2 * PANEL] __attribute__((aligned(64)));
   int64_t i0, k0, n0;
-  for (i0 = 0; i0 < M; i0 += MC) {
-    int64_t mc = M - i0 < MC ? M - i0 : MC;
+  const int64_t MB = row_block(K);
+  for (i0 = 0; i0 < M; i0 += MB) {
+    int64_t mc = M - i0 < MB ? M - i0 : MB;
     for (k0 = 0; k0 < K; k0 += KC) {
       int64_t kc = K - k0 < KC ? K - k0 : KC;
       float b = k0 ? 1.0f : beta;
@@ -158,6 +167,33 @@ static void packing_at(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
       }
     }
   }
+}
+
+/* A narrow last group of columns (the decoder's 65th output: one column in a
+ * panel pair of 32) costs a tile row of broadcasts per step of k for one
+ * useful column; with transb, column n of op(B) is row n of B, contiguous
+ * in k as A's rows are, so those columns are dot products instead: 16
+ * partial sums over k (k, k + 16, ... in order), then added together in a
+ * fixed order.  The same arithmetic for any rows a thread gets, and for any
+ * columns when a caller splits them at multiples of 32 (gemm.c does): the
+ * last group is then the same in every split. */
+#define DOT_MAX_COLS 2
+__attribute__((target("avx512f"))) static void dot_cols(int64_t M, int64_t w, int64_t K, const float *A, int64_t lda,
+                                                        const float *B, int64_t ldb, float beta, float *C,
+                                                        int64_t ldc) {
+  const __mmask16 tail = (__mmask16)((1u << (K % PANEL)) - 1);
+  const int64_t kv = K - K % PANEL;
+  int64_t i, j, k;
+  for (i = 0; i < M; i++)
+    for (j = 0; j < w; j++) {
+      const float *a = A + i * lda, *b = B + j * ldb;
+      __m512 acc = _mm512_setzero_ps();
+      float v;
+      for (k = 0; k < kv; k += PANEL) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), acc);
+      if (tail) acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + kv), _mm512_maskz_loadu_ps(tail, b + kv), acc);
+      v = _mm512_reduce_add_ps(acc);
+      C[i * ldc + j] = beta != 0 ? C[i * ldc + j] + v : v;
+    }
 }
 
 void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
@@ -174,13 +210,18 @@ void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float
     packing_at(M, N, K, A, lda, B, ldb, transb, beta, C, ldc);
     return;
   }
-  for (i0 = 0; i0 < M; i0 += MC) {
-    int64_t mc = M - i0 < MC ? M - i0 : MC;
+  const int64_t MB = row_block(K);
+  for (i0 = 0; i0 < M; i0 += MB) {
+    int64_t mc = M - i0 < MB ? M - i0 : MB;
     for (k0 = 0; k0 < K; k0 += KC) {
       int64_t kc = K - k0 < KC ? K - k0 : KC;
       float b = k0 ? 1.0f : beta; /* later blocks add onto the first */
       for (n0 = 0; n0 < N; n0 += 2 * PANEL) {
         int64_t w = N - n0 < 2 * PANEL ? N - n0 : 2 * PANEL;
+        if (transb && w <= DOT_MAX_COLS) {
+          dot_cols(mc, w, kc, A + i0 * lda + k0, lda, B + n0 * ldb + k0, ldb, b, C + i0 * ldc + n0, ldc);
+          continue;
+        }
         bptt_pack_f32(buf, transb ? B + n0 * ldb + k0 : B + k0 * ldb + n0, ldb, transb, kc, w);
         panel_pair(mc, w, kc, A + i0 * lda + k0, lda, buf, b, C + i0 * ldc + n0, ldc);
       }

@@ -42,8 +42,12 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
  * (M x K, lda), or with transa A^T (A K x M, lda: the weight gradients'
  * dG^T X), read in place.  op(B) as in bptt_pack_f32.  Each element is
  * the sum over k in blocks of 256 (each in order, then added onto C in
- * order): the same whatever rows or columns a caller hands each thread,
- * and the same for either layout of A.  Only when bptt_packed_available(). */
+ * order; with transb, a last group of at most 2 columns in a pair of 32,
+ * as the decoder's 65th output, is a dot product per element, 16 partial
+ * sums over k in order, then summed in a fixed order): the same whatever
+ * rows a caller hands each thread, or columns when split at multiples of
+ * 32, and the same for either layout of A.
+ * Only when bptt_packed_available(). */
 void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                         int64_t ldb, int transb, float beta, float *C, int64_t ldc);
 
