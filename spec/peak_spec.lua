@@ -20,7 +20,7 @@ end
 local S = 0.01 -- seconds per measurement: enough to run every loop, no more
 
 describe("bptt.machine_peak", function()
-  it("returns the GFLOP/s of the FMA loop on the team's threads, or on threads=n; the team is left as it was", function()
+  it("returns the GFLOP/s of the FMA loop on the team's threads or threads=n, and leaves the team as it was", function()
     local n = bptt.num_threads()
     assert.is_true(figure(bptt.machine_peak{ seconds = S }))
     assert.is_true(figure(bptt.machine_peak{ threads = 1, seconds = S }))

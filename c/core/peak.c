@@ -30,10 +30,10 @@
 #include "parallel.h"
 #include "peak.h"
 
-#define REPS 5         /* runs timed; the best counts */
-#define MIN_RUN 1e-3    /* seconds: a shorter run is not counted */
-#define NACC 16        /* AVX-512 and plain C accumulators */
-#define NACC_AVX2 12   /* 16 ymm registers: 12 accumulators, a, b */
+#define REPS 5       /* runs timed; the best counts */
+#define MIN_RUN 1e-3 /* seconds: a shorter run is not counted */
+#define NACC 16      /* AVX-512 and plain C accumulators */
+#define NACC_AVX2 12 /* 16 ymm registers: 12 accumulators, a, b */
 #define FMA_A 0.999999f
 #define FMA_B 1e-6f
 
