@@ -18,6 +18,7 @@
 #include "lbptt.h"
 #include "packed.h"
 #include "parallel.h"
+#include "peak.h"
 
 /* bptt.set_num_threads(n): threads of the library's team (parallel.h), which
  * runs the recurrent layers' kernels and splits every GEMM (gemm.h);
@@ -144,6 +145,85 @@ static int l_cpu_config(lua_State *L) {
   return 1;
 }
 
+/* The options table of machine_peak / read_bandwidth at index 1 (none or
+ * nil: all defaults); every key must be one of names (a typo is an error,
+ * not a silent default). */
+static void check_opts(lua_State *L, const char *fn, const char *const *names, const char *list) {
+  if (lua_isnoneornil(L, 1)) return;
+  if (!lua_istable(L, 1)) luaL_error(L, "%s: opts must be a table, got %s", fn, luaL_typename(L, 1));
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    int k, known = 0;
+    lua_pop(L, 1);
+    for (k = 0; names[k]; k++)
+      if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), names[k]) == 0) known = 1;
+    if (!known)
+      luaL_error(L, "%s: unknown option %s (the options are %s)", fn,
+                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1), list);
+  }
+}
+
+/* opts[name] pushed (nil when there is no table) */
+static int get_opt(lua_State *L, const char *name) {
+  if (lua_istable(L, 1))
+    lua_getfield(L, 1, name);
+  else
+    lua_pushnil(L);
+  return lua_isnil(L, -1);
+}
+
+/* threads (default: the team's size now) and seconds (default def) */
+static void peak_opts(lua_State *L, const char *fn, double def, int *threads, double *seconds) {
+  *threads = bptt_parallel_threads(), *seconds = def;
+  if (!get_opt(L, "threads")) *threads = (int)bptt_checkint(L, -1, fn, "threads", 1, BPTT_MAX_THREADS);
+  lua_pop(L, 1);
+  if (!get_opt(L, "seconds")) {
+    *seconds = bptt_checknum(L, -1, fn, "seconds");
+    if (!(*seconds > 0 && *seconds <= 60)) bptt_error(L, "%s: seconds must be in (0, 60], got %g", fn, *seconds);
+  }
+  lua_pop(L, 1);
+}
+
+/* bptt.machine_peak{threads = the team's size, seconds = 0.2}: GFLOP/s of
+ * that many threads running a float32 FMA-throughput loop in the kernels'
+ * instruction set (peak.h), the best of a few runs that take about `seconds`
+ * in all.  A diagnostic for benchmarks (examples/bench/step.lua). */
+static int l_machine_peak(lua_State *L) {
+  static const char *const names[] = { "threads", "seconds", NULL };
+  const char *fn = "bptt.machine_peak";
+  int threads;
+  double seconds, r;
+  check_opts(L, fn, names, "threads, seconds");
+  peak_opts(L, fn, 0.2, &threads, &seconds);
+  r = bptt_fma_peak(threads, seconds);
+  if (!(r > 0)) return luaL_error(L, "%s: the loop could not be timed", fn);
+  lua_pushnumber(L, r);
+  return 1;
+}
+
+/* bptt.read_bandwidth{bytes = ..., threads = the team's size, seconds = 0.2}:
+ * GB/s of that many threads reading a buffer of `bytes` over and over, each
+ * its share (peak.h): the bandwidth of the cache level or memory that holds
+ * a buffer that large.  A diagnostic for benchmarks (examples/bench/
+ * sample.lua). */
+static int l_read_bandwidth(lua_State *L) {
+  static const char *const names[] = { "bytes", "threads", "seconds", NULL };
+  const char *fn = "bptt.read_bandwidth";
+  int threads;
+  double seconds, r;
+  int64_t bytes;
+  check_opts(L, fn, names, "bytes, threads, seconds");
+  if (get_opt(L, "bytes")) return luaL_error(L, "%s: bytes must be given (a whole number >= 64)", fn);
+  bytes = bptt_checkint(L, -1, fn, "bytes", 64, INT64_MAX);
+  lua_pop(L, 1);
+  if ((uint64_t)bytes > (uint64_t)SIZE_MAX) return bptt_error(L, "%s: bytes %lld is too large", fn, (long long)bytes);
+  peak_opts(L, fn, 0.2, &threads, &seconds);
+  r = bptt_read_bandwidth((size_t)bytes, threads, seconds);
+  if (!(r > 0)) return bptt_error(L, "%s: cannot allocate a buffer of %lld bytes", fn, (long long)bytes);
+  lua_pushnumber(L, r);
+  return 1;
+}
+
 static int l_blas_config(lua_State *L) {
   lua_pushstring(L, openblas_get_config());
   return 1;
@@ -161,6 +241,8 @@ static const luaL_Reg functions[] = { { "clock", l_clock },
                                       { "num_threads", l_num_threads },
                                       { "blas_config", l_blas_config },
                                       { "cpu_config", l_cpu_config },
+                                      { "machine_peak", l_machine_peak },
+                                      { "read_bandwidth", l_read_bandwidth },
                                       { "blas_set_num_threads", l_blas_set_num_threads },
                                       { "packed_gemm", l_packed_gemm },
                                       { "packed_matmul", l_packed_matmul },

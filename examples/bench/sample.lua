@@ -21,6 +21,21 @@
 -- bptt's weights (a safetensors file bptt writes; --no-check: not) and the
 -- "logits agreement" column is max |logits - bptt's| / max |bptt's| of the
 -- logits after the prime.
+--
+-- The memory-bandwidth bound, per row: at B = 1 each token reads every weight
+-- matrix once, so
+--   "weight MB/token"  bytes of all layers' weight_ih and weight_hh and the
+--                      decoder's weight (float32; biases and the embedding
+--                      row, a few kB, left out), in 1e6 bytes;
+--   "read GB/s"        bptt.read_bandwidth for a buffer of that size on the
+--                      row's thread count, measured in this run just before
+--                      bptt's timing: the team's threads each reading their
+--                      share of it over and over (the cache level or memory
+--                      that holds that many bytes), the best of a few runs;
+--   "bound tok/s"      read GB/s over weight bytes per token: the most tokens
+--                      per second any B = 1 loop that reads the weights once
+--                      per token can draw here;
+--   "% of bound"       bptt's tok/s over that bound.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
 -- the checkout's library, unless LUA_PATH / LUA_CPATH find one (an installed rock)
 if not (os.getenv("LUA_PATH") and package.searchpath("bptt", package.path)) then
@@ -58,6 +73,18 @@ local V, E = C.VOCAB, C.EMBED
 
 local list, median = C.list, C.median
 
+-- bytes of the weight matrices one token reads (the header comment)
+local function weight_bytes(lm)
+  local n = 0
+  for name, t in pairs(lm:state_dict()) do
+    if name:match("weight_[ih]h") or name == "decoder.weight" then
+      n = n + t:numel() * (t:dtype() == "float64" and 8 or 4)
+    end
+  end
+  return n
+end
+
+-- tok/s, the weight bytes per token, and the read GB/s for that many bytes
 local function bench_bptt(cell, H, threads, check_file)
   bptt.set_num_threads(threads)
   bptt.manual_seed(1)
@@ -74,6 +101,9 @@ local function bench_bptt(cell, H, threads, check_file)
     lm:reset_state()
     assert(bptt.save(check_file, tensors))
   end
+  -- the read bandwidth for the weights' bytes, just before the timing
+  local wb = weight_bytes(lm)
+  local gbs = bptt.read_bandwidth and bptt.read_bandwidth{ bytes = wb, threads = threads, seconds = 0.5 }
   local function run() lm:sample{ n = args.tokens, prime = prime, temperature = 1 } end
   run()
   local ts = {}
@@ -82,7 +112,7 @@ local function bench_bptt(cell, H, threads, check_file)
     run()
     ts[i] = bptt.clock() - t0
   end
-  return args.tokens / median(ts)
+  return args.tokens / median(ts), wb, gbs
 end
 
 local have_torch = not args.no_torch and os.execute(args.python .. " -c 'import torch' >/dev/null 2>&1") == 0
@@ -106,22 +136,27 @@ print(string.format("Sampling at B = 1 (prime %d, then %d tokens, temperature 1)
   .. "float32; tokens/s, median of %d runs", args.prime, args.tokens, args.layers, V, args.iters))
 print("Machine: " .. C.machine())
 print(C.bptt_blas_line())
-print("| cell | H | threads | bptt tok/s | PyTorch tok/s | ratio | logits agreement |")
-print("|---|---|---|---|---|---|---|")
+print("| cell | H | threads | bptt tok/s | PyTorch tok/s | ratio | weight MB/token | read GB/s | bound tok/s "
+  .. "| % of bound | logits agreement |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 io.stdout:flush()
 for _, cell in ipairs(list(args.cells)) do
   for _, H in ipairs(list(args.hidden, tonumber)) do
     for _, th in ipairs(list(args.threads, tonumber)) do
       local check_file = have_torch and not args.no_check and os.tmpname() or nil
-      local b = bench_bptt(cell, H, th, check_file)
+      local b, wb, gbs = bench_bptt(cell, H, th, check_file)
       local t = bench_torch(cell, H, th, check_file)
       if check_file then os.remove(check_file) end
-      print(string.format("| %s | %d | %d | %.0f | %s | %s | %s |", cell, H, th, b,
-        t and string.format("%.0f", t.tok_s) or "-", t and string.format("%.2fx", b / t.tok_s) or "-",
+      local bound = gbs and gbs * 1e9 / wb
+      print(string.format("| %s | %d | %d | %.0f | %s | %s | %.2f | %s | %s | %s | %s |", cell, H, th, b,
+        t and string.format("%.0f", t.tok_s) or "-", t and string.format("%.2fx", b / t.tok_s) or "-", wb / 1e6,
+        gbs and string.format("%.0f", gbs) or "-", bound and string.format("%.0f", bound) or "-",
+        bound and string.format("%.0f%%", 100 * b / bound) or "-",
         t and t.check and string.format("%.0e", t.check) or "-"))
       io.stdout:flush()
     end
   end
 end
+if not bptt.read_bandwidth then print("read GB/s: not measured (this bptt has no bptt.read_bandwidth)") end
 print(have_torch and C.torch_line(torch_info) or args.no_torch and "PyTorch: skipped (--no-torch)"
   or "PyTorch: not measured (python3-torch not importable)")

@@ -47,6 +47,14 @@
 --                          the packing not timed -- so it counts only what
 --                          is not GEMM (elementwise passes, the loss, Adam,
 --                          waits) against the step;
+-- "% of FMA peak": bptt's GFLOP/s over the machine's float32 FMA peak at the
+--                          same thread count, measured in this run
+--                          (bptt.machine_peak: every thread of the team runs an
+--                          FMA-throughput loop in the instruction set the
+--                          kernels run, the best of a few runs), once, by the
+--                          driver before the first configuration -- at
+--                          --threads and, when the run also times bptt on 1
+--                          thread, at 1 -- and printed in the header;
 -- bptt's speed-up over itself on 1 thread (--threads > 1, H >= --scaling-from),
 -- and the peak RSS of each side (each configuration runs in a process of its
 -- own, so the peak is that configuration's).  PyTorch's figure is the faster
@@ -79,7 +87,8 @@ local core = require "bptt.core"
 local C = require "bench_common"
 local argparse = require "argparse"
 
-local p = argparse("step.lua", "Char-LM training step: bptt vs PyTorch, tokens/s, GFLOP/s, GEMM ceiling, peak RSS.")
+local p = argparse("step.lua",
+  "Char-LM training step: bptt vs PyTorch, tokens/s, GFLOP/s, % of FMA peak, GEMM ceiling, peak RSS.")
 p:option("--cells", "cells, comma separated", "lstm,gru,tanh")
 p:option("--configs", "HxL[xBxT], comma separated (B, T default 32, 64)",
   "128x1,128x2,256x1,256x2,512x1x64x128,1024x1x64x128")
@@ -244,14 +253,34 @@ local function median_round(xs)
   return xs[math.floor((#xs + 1) / 2)]
 end
 
+-- The FMA peak (see the header comment), measured before any configuration
+-- runs, when the machine is as quiet as this run will have it.
+local ISA_NAMES = { avx512 = "AVX-512", avx2 = "AVX2+FMA", generic = "plain C, no vector FMA" }
+local peak, peak1 = nil, nil
+if bptt.machine_peak then
+  peak = bptt.machine_peak{ threads = args.threads, seconds = 0.5 }
+  local scaling_any = false
+  for _, c in ipairs(list(args.configs)) do
+    if args.threads > 1 and (tonumber(c:match("^(%d+)")) or 0) >= args.scaling_from then scaling_any = true end
+  end
+  if scaling_any then peak1 = bptt.machine_peak{ threads = 1, seconds = 0.5 } end
+end
+
 print(string.format("Char-LM training step (Embedding %d->%d, RNN, Linear ->%d, CE, backward, clip 5, Adam), "
   .. "float32, %d thread(s); medians of %d steps%s", V, E, V, args.threads, args.iters,
   args.rounds > 1 and string.format(", the median of %d interleaved rounds", args.rounds) or ""))
 print("Machine: " .. C.machine())
 print(C.bptt_blas_line())
-print("| config | bptt tok/s | PyTorch tok/s (threads) | ratio | GFLOP/s | % of SGEMM ceiling | % of kernel ceiling "
-  .. "| vs 1 thread | bptt peak RSS | PyTorch peak RSS | loss agreement |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+if peak then
+  print(string.format("FMA peak (%s, measured now): %.0f GFLOP/s on %d thread%s%s", ISA_NAMES[bptt.cpu_config().isa]
+    or bptt.cpu_config().isa, peak, args.threads, args.threads > 1 and "s" or "",
+    peak1 and string.format(", %.0f on 1", peak1) or ""))
+else
+  print("FMA peak: not measured (this bptt has no bptt.machine_peak)")
+end
+print("| config | bptt tok/s | PyTorch tok/s (threads) | ratio | GFLOP/s | % of FMA peak | % of SGEMM ceiling "
+  .. "| % of kernel ceiling | vs 1 thread | bptt peak RSS | PyTorch peak RSS | loss agreement |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 io.stdout:flush()
 for _, cell in ipairs(list(args.cells)) do
   for _, c in ipairs(list(args.configs)) do
@@ -296,10 +325,11 @@ for _, cell in ipairs(list(args.cells)) do
     local r, r1 = median_round(rs), median_round(r1s)
     local tr, t1 = median_round(trs), median_round(t1s) -- (a failed PyTorch run adds nothing)
     if t1 and (not tr or t1.tok_s > tr.tok_s) then tr = t1 end
-    print(string.format("| %s %dx%d B%d T%d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", cell, H, L, B, T,
-      fmt(r.tok_s, "%.0f"), tr and string.format("%.0f (%d)", tr.tok_s, tr.threads) or "-",
+    local gflops = r.flops / r.step_s / 1e9
+    print(string.format("| %s %dx%d B%d T%d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", cell, H, L, B,
+      T, fmt(r.tok_s, "%.0f"), tr and string.format("%.0f (%d)", tr.tok_s, tr.threads) or "-",
       tr and string.format("%.2fx", r.tok_s / tr.tok_s) or "-",
-      fmt(r.flops / r.step_s / 1e9, "%.1f"), fmt(100 * r.sgemm_s / r.step_s, "%.0f%%"),
+      fmt(gflops, "%.1f"), fmt(peak and 100 * gflops / peak, "%.0f%%"), fmt(100 * r.sgemm_s / r.step_s, "%.0f%%"),
       fmt(100 * r.ceil_s / r.step_s, "%.0f%%"),
       r1 and string.format("%.2fx", r.tok_s / r1.tok_s) or "-",
       fmt(r.peak_kb / 1024, "%.0f MB"), fmt(tr and tr.peak_kb and tr.peak_kb / 1024, "%.0f MB"),

@@ -28,6 +28,7 @@ local PUBLIC = {
   "tensor", "zeros", "ones", "randn", "rand", "matmul", "is_tensor", "Tensor",
   "manual_seed", "rng_state", "set_rng_state", "random",
   "set_num_threads", "num_threads", "blas_config", "cpu_config", "clock",
+  "machine_peak", "read_bandwidth", -- diagnostics for benchmarks (c/core/peak.h)
   "save", "load", "sample", "log_prob",
   -- tensor operations (c/lua/ltensor_math.c, ltensor_index.c)
   "cmul", "exp", "log", "tanh", "sigmoid", "sqrt", "relu", "abs", "sign",
