@@ -176,7 +176,8 @@ describe("bptt.dist under mpirun", function()
 
   describe("the command line", function()
     local TRAIN = P.luajit .. " examples/charlm/train.lua"
-    local OPTS = "--cell gru --hidden 12 --layers 2 --seq 12 --threads 1 --max-iters 20 --eval-every 10 --quiet"
+    local OPTS = "--cell gru --hidden 12 --layers 2 --dropout 0.2 --seq 12 --threads 1 --max-iters 20 --eval-every 10 "
+      .. "--quiet"
     local corpus
     setup(function()
       corpus = dir .. "/corpus.txt"
