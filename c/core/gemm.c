@@ -29,8 +29,21 @@ typedef struct {
  * with examples/bench/gemm.lua) */
 #define PACKING_AT_MAX_MN 128
 
+void bptt_sgemv_thread(int transw, int rows, int cols, float alpha, const float *W, int ldw, const float *x, int incx,
+                       float beta, float *y) {
+  if (!transw && incx == 1 && alpha == 1 && (beta == 0 || beta == 1) && bptt_packed_available()) {
+    bptt_sgemv_rows(rows, cols, W, ldw, x, beta, y);
+    return;
+  }
+  cblas_sgemv(CblasRowMajor, transw ? CblasTrans : CblasNoTrans, rows, cols, alpha, W, ldw, x, incx, beta, y, 1);
+}
+
 void bptt_sgemm_thread(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc) {
+  if (M == 1 && transb && K > 0) { /* one row against W (N x K): each row of W read once */
+    bptt_sgemv_thread(0, N, K, alpha, B, ldb, A, transa ? lda : 1, beta, C);
+    return;
+  }
   if (alpha == 1 && (beta == 0 || beta == 1) && M >= PACKING_MIN_ROWS && 2.0 * M * N * K >= PACKING_MIN_FLOPS &&
       (!transa || M <= PACKING_AT_MAX_MN || N <= PACKING_AT_MAX_MN) && bptt_packed_available()) {
     bptt_sgemm_packing(transa, M, N, K, A, lda, B, ldb, transb, beta, C, ldc);
@@ -54,8 +67,8 @@ static void gemm_slice(const gemm_job *g, int i0, int m, int j0, int n) {
       cblas_dgemv(CblasRowMajor, t, rows, cols, g->alpha, (const double *)g->B + bo, g->ldb, (const double *)g->A + ao,
                   inc, g->beta, (double *)g->C + co, 1);
     else
-      cblas_sgemv(CblasRowMajor, t, rows, cols, (float)g->alpha, (const float *)g->B + bo, g->ldb,
-                  (const float *)g->A + ao, inc, (float)g->beta, (float *)g->C + co, 1);
+      bptt_sgemv_thread(t == CblasTrans, rows, cols, (float)g->alpha, (const float *)g->B + bo, g->ldb,
+                        (const float *)g->A + ao, inc, (float)g->beta, (float *)g->C + co);
     return;
   }
   if (g->f64)

@@ -34,6 +34,14 @@ void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const
 void bptt_sgemm_thread(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc);
 
+/* One thread's float32 GEMV, y (1 x rows or cols) = op(W) x: W row-major
+ * (rows x cols, ldw), op(W) = W (transw 0) or W^T, x with stride incx.
+ * packed.h's bptt_sgemv_rows where it applies (W, contiguous x, alpha 1,
+ * beta 0 or 1, AVX-512F), else cblas_sgemv.  bptt_sgemm_thread sends its
+ * one-row products here. */
+void bptt_sgemv_thread(int transw, int rows, int cols, float alpha, const float *W, int ldw, const float *x, int incx,
+                       float beta, float *y);
+
 /* How the above split a product of `flops` FLOPs with an M x N output: the
  * threads to use (1: the caller alone) and *by_rows, whether the output is
  * split by rows (else by columns).  For kernels that run their own GEMM

@@ -52,7 +52,8 @@
   bptt_sgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
 #define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc)                                                       \
   bptt_sgemm_thread((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
-#define GEMV cblas_sgemv
+#define GEMV(o, tw, rows, cols, al, W, ldw, x, incx, be, y, incy)                                                      \
+  bptt_sgemv_thread((tw) == CblasTrans, rows, cols, al, W, ldw, x, incx, be, y)
 #define USE_PACKED(B, T) (bptt_packed_available() && (B) >= 4 && (T) >= 2)
 #define PACK(P, W, ld, tr, K, N) bptt_pack_f32(P, W, ld, tr, K, N)
 #define PACKED_GEMM(M, N, K, A, lda, P, beta, C, ldc) bptt_sgemm_packed(M, N, K, A, lda, P, beta, C, ldc)

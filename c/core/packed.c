@@ -196,6 +196,45 @@ __attribute__((target("avx512f"))) static void dot_cols(int64_t M, int64_t w, in
     }
 }
 
+/* Eight rows: one load of x serves eight rows' FMAs (the weights stream
+ * once; eight independent sums cover the FMA latency).  A row's sum is the
+ * same arithmetic as in the one-row loop below. */
+#define GEMV_ROWS 8
+__attribute__((target("avx512f"))) void bptt_sgemv_rows(int64_t N, int64_t K, const float *W, int64_t ldw,
+                                                        const float *x, float beta, float *y) {
+  const __mmask16 tail = (__mmask16)((1u << (K % PANEL)) - 1);
+  const int64_t kv = K - K % PANEL;
+  int64_t n = 0, k;
+  int r;
+  for (; n + GEMV_ROWS <= N; n += GEMV_ROWS) {
+    __m512 acc[GEMV_ROWS];
+    for (r = 0; r < GEMV_ROWS; r++) acc[r] = _mm512_setzero_ps();
+    for (k = 0; k < kv; k += PANEL) {
+      __m512 xv = _mm512_loadu_ps(x + k);
+      for (r = 0; r < GEMV_ROWS; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(W + (n + r) * ldw + k), xv, acc[r]);
+    }
+    if (tail) {
+      __m512 xv = _mm512_maskz_loadu_ps(tail, x + kv);
+      for (r = 0; r < GEMV_ROWS; r++)
+        acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, W + (n + r) * ldw + kv), xv, acc[r]);
+    }
+    for (r = 0; r < GEMV_ROWS; r++) {
+      float v = _mm512_reduce_add_ps(acc[r]);
+      y[n + r] = beta != 0 ? y[n + r] + v : v;
+    }
+  }
+  for (; n < N; n++) {
+    __m512 acc = _mm512_setzero_ps();
+    float v;
+    for (k = 0; k < kv; k += PANEL)
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(W + n * ldw + k), _mm512_loadu_ps(x + k), acc);
+    if (tail)
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, W + n * ldw + kv), _mm512_maskz_loadu_ps(tail, x + kv), acc);
+    v = _mm512_reduce_add_ps(acc);
+    y[n] = beta != 0 ? y[n] + v : v;
+  }
+}
+
 void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                         int64_t ldb, int transb, float beta, float *C, int64_t ldc) {
   float buf[KC * 2 * PANEL] __attribute__((aligned(64)));
@@ -232,6 +271,9 @@ void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float
 #else /* no AVX-512 path in this build: BLAS everywhere */
 
 int bptt_packed_available(void) { return 0; }
+void bptt_sgemv_rows(int64_t N, int64_t K, const float *W, int64_t ldw, const float *x, float beta, float *y) {
+  (void)N, (void)K, (void)W, (void)ldw, (void)x, (void)beta, (void)y;
+}
 void bptt_packed_enable(int on) { (void)on; }
 void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P, float beta,
                        float *C, int64_t ldc) {

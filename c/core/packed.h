@@ -51,6 +51,13 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                         int64_t ldb, int transb, float beta, float *C, int64_t ldc);
 
+/* y (N) = W (N x K, row-major, ldw) x (K, contiguous) + beta y, beta 0 or
+ * 1: one row of activations against weights read once (sampling, B = 1).
+ * Eight rows of W at a time, each element 16 partial sums over k in order,
+ * then added in a fixed order: the same for any rows a caller hands a
+ * thread.  Only when bptt_packed_available(). */
+void bptt_sgemv_rows(int64_t N, int64_t K, const float *W, int64_t ldw, const float *x, float beta, float *y);
+
 /* 1 if the kernel can run here and is switched on. */
 int bptt_packed_available(void);
 /* Switches the kernel on (1, the default where the CPU has AVX-512F) or off

@@ -381,6 +381,7 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
   const FN(share) s = FN(share_of)(job, tid, n);
   const int64_t j0 = s.j0, j1 = s.j1, nj = j1 - j0;
   int64_t i, blk = 0, k;
+  int rows_split = 0;
   real beta;
   /* W_hh^T packed once for the steps (the barrier below covers by rows'
    * shared packing) */
@@ -394,6 +395,7 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
     real *pre = gated ? cache + RNN_SLOT(job, bs) * B * GH : y + bs * BH;
     long long a, b;
     if (nr >= 64 * n) {
+      rows_split = 1;
       bptt_parallel_range(nr, 1, tid, n, &a, &b);
       beta = FN(bias_rows)(pre + a * GH, b - a, GH, 0, GH, job->b_ih, job->b_hh, hcut);
       FN(gemm)(0, 1, b - a, GH, D, 1, xb + a * D, D, job->w_ih, D, beta, pre + a * GH, GH);
@@ -407,7 +409,10 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
       }
     }
   }
-  bptt_parallel_barrier(n);
+  /* the recursion reads pre-activations other threads wrote, but when
+   * every block went by units, split as the recursion splits them (by
+   * units: few rows, as in sampling), and W_hh is this thread's own */
+  if (rows_split || job->by_rows) bptt_parallel_barrier(n);
   /* the recursion over this thread's rows b0..b1 that run at step t, in
    * runs of one source (above), and its units j0.. (nj of them); steps i
    * of [t0, t1) (step_of: t = i but in reverse) */
@@ -460,8 +465,9 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
      * projection) */
     if (nj > 0 && nt < s.b1) FN(zero_rows)(yt, nt > s.b0 ? nt : s.b0, s.b1, 1, H, j0, nj);
     /* by units, h_t is complete only when every thread is done with it; by
-     * rows, a thread reads back only the rows it wrote */
-    if (!job->by_rows) bptt_parallel_barrier(n);
+     * rows, a thread reads back only the rows it wrote; after the last step,
+     * the end of the region waits */
+    if (!job->by_rows && i + 1 < job->t1) bptt_parallel_barrier(n);
   }
 }
 
