@@ -2,9 +2,11 @@
  * gemm.c -- GEMM split over the thread team (gemm.h).
  */
 #include <cblas.h>
+#include <string.h>
 
 #include "gemm.h"
 #include "tensor.h"
+
 #include "packed.h"
 #include "parallel.h"
 
@@ -38,19 +40,57 @@ void bptt_sgemv_thread(int transw, int rows, int cols, float alpha, const float 
   cblas_sgemv(CblasRowMajor, transw ? CblasTrans : CblasNoTrans, rows, cols, alpha, W, ldw, x, incx, beta, y, 1);
 }
 
+/* the packed kernel takes op(A) op(B) of these */
+static int packing_fits(int transa, int M, int N, int K, float alpha, float beta) {
+  return alpha == 1 && (beta == 0 || beta == 1) && M >= PACKING_MIN_ROWS && 2.0 * M * N * K >= PACKING_MIN_FLOPS &&
+         (!transa || M <= PACKING_AT_MAX_MN || N <= PACKING_AT_MAX_MN) && bptt_packed_available();
+}
+
 void bptt_sgemm_thread(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc) {
   if (M == 1 && transb && K > 0) { /* one row against W (N x K): each row of W read once */
     bptt_sgemv_thread(0, N, K, alpha, B, ldb, A, transa ? lda : 1, beta, C);
     return;
   }
-  if (alpha == 1 && (beta == 0 || beta == 1) && M >= PACKING_MIN_ROWS && 2.0 * M * N * K >= PACKING_MIN_FLOPS &&
-      (!transa || M <= PACKING_AT_MAX_MN || N <= PACKING_AT_MAX_MN) && bptt_packed_available()) {
-    bptt_sgemm_packing(transa, M, N, K, A, lda, B, ldb, transb, beta, C, ldc);
+  if (packing_fits(transa, M, N, K, alpha, beta)) {
+    bptt_sgemm_packing(transa, M, N, K, A, lda, B, ldb, transb, beta, NULL, C, ldc);
     return;
   }
   cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
               lda, B, ldb, beta, C, ldc);
+}
+
+void bptt_sgemm_thread_bias(int transa, int transb, int M, int N, int K, const float *A, int lda, const float *B,
+                            int ldb, const float *bias, float *C, int ldc) {
+  int i;
+  if (M <= 0 || N <= 0) return;
+  if (M > 1 && K > 0 && packing_fits(transa, M, N, K, 1, 0)) {
+    bptt_sgemm_packing(transa, M, N, K, A, lda, B, ldb, transb, 0, bias, C, ldc);
+    return;
+  }
+  /* C = the bias (or 0) in every row, then C += the product */
+  for (i = 0; i < M; i++) {
+    if (bias)
+      memcpy(C + (size_t)i * ldc, bias, (size_t)N * sizeof(float));
+    else
+      memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(float)); /* +0.0 */
+  }
+  if (K > 0) bptt_sgemm_thread(transa, transb, M, N, K, 1, A, lda, B, ldb, 1, C, ldc);
+}
+
+void bptt_dgemm_thread_bias(int transa, int transb, int M, int N, int K, const double *A, int lda, const double *B,
+                            int ldb, const double *bias, double *C, int ldc) {
+  int i;
+  if (M <= 0 || N <= 0) return;
+  for (i = 0; i < M; i++) {
+    if (bias)
+      memcpy(C + (size_t)i * ldc, bias, (size_t)N * sizeof(double));
+    else
+      memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(double)); /* +0.0 */
+  }
+  if (K > 0)
+    cblas_dgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, 1, A,
+                lda, B, ldb, 1, C, ldc);
 }
 
 static void gemm_slice(const gemm_job *g, int i0, int m, int j0, int n) {

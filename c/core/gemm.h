@@ -34,6 +34,17 @@ void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const
 void bptt_sgemm_thread(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc);
 
+/* C (M x N, ldc) = op(A) op(B) + bias (N floats, in every row; NULL: 0), one
+ * thread: the bits of filling C with the bias and then bptt_sgemm_thread
+ * with beta 1, which is what it does where the packed kernel does not apply;
+ * where it does, the kernel adds the bias as it stores C (no pass over C
+ * first).  For the layers' y = x W^T + b. */
+void bptt_sgemm_thread_bias(int transa, int transb, int M, int N, int K, const float *A, int lda, const float *B,
+                            int ldb, const float *bias, float *C, int ldc);
+/* The same in float64: the fill, then cblas_dgemm. */
+void bptt_dgemm_thread_bias(int transa, int transb, int M, int N, int K, const double *A, int lda, const double *B,
+                            int ldb, const double *bias, double *C, int ldc);
+
 /* One thread's float32 GEMV, y (1 x rows or cols) = op(W) x: W row-major
  * (rows x cols, ldw), op(W) = W (transw 0) or W^T, x with stride incx.
  * packed.h's bptt_sgemv_rows where it applies (W, contiguous x, alpha 1,

@@ -52,6 +52,8 @@
   bptt_sgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
 #define GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc)                                                       \
   bptt_sgemm_thread((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
+#define GEMM_BIAS(ta, tb, M, N, K, A, lda, B, ldb, bias, C, ldc)                                                       \
+  bptt_sgemm_thread_bias(ta, tb, M, N, K, A, lda, B, ldb, bias, C, ldc)
 #define GEMV(o, tw, rows, cols, al, W, ldw, x, incx, be, y, incy)                                                      \
   bptt_sgemv_thread((tw) == CblasTrans, rows, cols, al, W, ldw, x, incx, be, y)
 #define USE_PACKED(B, T) (bptt_packed_available() && (B) >= 4 && (T) >= 2)
@@ -70,6 +72,7 @@
 #undef TANH
 #undef TEAM_GEMM
 #undef GEMM
+#undef GEMM_BIAS
 #undef GEMV
 #undef USE_PACKED
 #undef PACK
@@ -88,6 +91,8 @@
 #define TANH tanh
 #define TEAM_GEMM(o, ta, tb, M, N, K, al, A, lda, B, ldb, be, C, ldc)                                                  \
   bptt_dgemm((ta) == CblasTrans, (tb) == CblasTrans, M, N, K, al, A, lda, B, ldb, be, C, ldc)
+#define GEMM_BIAS(ta, tb, M, N, K, A, lda, B, ldb, bias, C, ldc)                                                       \
+  bptt_dgemm_thread_bias(ta, tb, M, N, K, A, lda, B, ldb, bias, C, ldc)
 #define GEMM cblas_dgemm
 #define GEMV cblas_dgemv
 #define USE_PACKED(B, T) 0
@@ -106,6 +111,7 @@
 #undef TANH
 #undef TEAM_GEMM
 #undef GEMM
+#undef GEMM_BIAS
 #undef GEMV
 #undef USE_PACKED
 #undef PACK

@@ -49,11 +49,14 @@ void bptt_packed_enable(int on) { switched_off = !on; }
  * tile1/tile2 read row r's k-th element at a[r][k]; ptile1/ptile2 (op(A)
  * = A^T, row r of op(A) being column r of A) at a[0][k * as + r], the last
  * row again for r >= rows (never a column past A's last: it may be the last
- * element of its allocation): the same arithmetic in the same order. */
+ * element of its allocation): the same arithmetic in the same order.  A
+ * bias (NULL: none; only with beta 0) is added to every row as it is
+ * stored: what C = bias and then C += the product give, without a pass that
+ * fills C first. */
 #define TILE(NP, NAME, AT)                                                                                             \
   __attribute__((target("avx512f"))) static void NAME(int64_t K, const float *const *a, int64_t as, const float *P,    \
-                                                      float beta, float *const *c, int rows, __mmask16 m0,             \
-                                                      __mmask16 m1) {                                                  \
+                                                      float beta, const float *bias, float *const *c, int rows,        \
+                                                      __mmask16 m0, __mmask16 m1) {                                    \
     __m512 acc[ROWS][NP];                                                                                              \
     int64_t k;                                                                                                         \
     int r, q;                                                                                                          \
@@ -74,6 +77,7 @@ void bptt_packed_enable(int on) { switched_off = !on; }
         float *dst = c[r] + q * PANEL;                                                                                 \
         __m512 v = acc[r][q];                                                                                          \
         if (beta != 0) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, dst));                                            \
+        if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + q * PANEL));                                    \
         _mm512_mask_storeu_ps(dst, m, v);                                                                              \
       }                                                                                                                \
   }
@@ -88,7 +92,7 @@ static __mmask16 mask_of(int64_t w) { return w >= PANEL ? (__mmask16)0xFFFF : (_
  * k; the second panel PANEL * K floats on), the pair's w <= 2 PANEL columns
  * of C (ldc) written. */
 static void panel_pair(int64_t M, int64_t w, int64_t K, const float *A, int64_t lda, const float *P, float beta,
-                       float *C, int64_t ldc) {
+                       const float *bias, float *C, int64_t ldc) {
   int64_t i0;
   for (i0 = 0; i0 < M; i0 += ROWS) {
     const float *a[ROWS];
@@ -97,16 +101,16 @@ static void panel_pair(int64_t M, int64_t w, int64_t K, const float *A, int64_t 
     for (r = 0; r < ROWS; r++) a[r] = A + (i0 + (r < rows ? r : rows - 1)) * lda;
     for (r = 0; r < rows; r++) c[r] = C + (i0 + r) * ldc;
     if (w > PANEL)
-      tile2(K, a, 0, P, beta, c, rows, 0xFFFF, mask_of(w - PANEL));
+      tile2(K, a, 0, P, beta, bias, c, rows, 0xFFFF, mask_of(w - PANEL));
     else
-      tile1(K, a, 0, P, beta, c, rows, mask_of(w), 0);
+      tile1(K, a, 0, P, beta, bias, c, rows, mask_of(w), 0);
   }
 }
 
 /* panel_pair for op(A) = A^T (A K x M, lda): row i of op(A), element k,
  * at A[k lda + i]. */
 static void panel_pair_at(int64_t M, int64_t w, int64_t K, const float *A, int64_t lda, const float *P, float beta,
-                          float *C, int64_t ldc) {
+                          const float *bias, float *C, int64_t ldc) {
   int64_t i0;
   for (i0 = 0; i0 < M; i0 += ROWS) {
     const float *a[1];
@@ -115,9 +119,9 @@ static void panel_pair_at(int64_t M, int64_t w, int64_t K, const float *A, int64
     a[0] = A + i0;
     for (r = 0; r < rows; r++) c[r] = C + (i0 + r) * ldc;
     if (w > PANEL)
-      ptile2(K, a, lda, P, beta, c, rows, 0xFFFF, mask_of(w - PANEL));
+      ptile2(K, a, lda, P, beta, bias, c, rows, 0xFFFF, mask_of(w - PANEL));
     else
-      ptile1(K, a, lda, P, beta, c, rows, mask_of(w), 0);
+      ptile1(K, a, lda, P, beta, bias, c, rows, mask_of(w), 0);
   }
 }
 
@@ -128,7 +132,7 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
                        float *C, int64_t ldc) {
   int64_t n0;
   for (n0 = 0; n0 < N; n0 += 2 * PANEL)
-    panel_pair(M, N - n0 < 2 * PANEL ? N - n0 : 2 * PANEL, K, A, lda, P + n0 * K, beta, C + n0, ldc);
+    panel_pair(M, N - n0 < 2 * PANEL ? N - n0 : 2 * PANEL, K, A, lda, P + n0 * K, beta, NULL, C + n0, ldc);
 }
 
 /* The operand blocks of bptt_sgemm_packing: KC steps of k (a block of B's
@@ -151,7 +155,7 @@ static int64_t row_block(int64_t K) {
  * N / 32 panel pairs); B's panel pairs are packed as on the op(A) = A path,
  * and the same blocks of k are summed in the same order. */
 static void packing_at(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                       int transb, float beta, float *C, int64_t ldc) {
+                       int transb, float beta, const float *bias, float *C, int64_t ldc) {
   float buf[KC * 2 * PANEL] __attribute__((aligned(64)));
   int64_t i0, k0, n0;
   const int64_t MB = row_block(K);
@@ -163,7 +167,8 @@ static void packing_at(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
       for (n0 = 0; n0 < N; n0 += 2 * PANEL) {
         int64_t w = N - n0 < 2 * PANEL ? N - n0 : 2 * PANEL;
         bptt_pack_f32(buf, transb ? B + n0 * ldb + k0 : B + k0 * ldb + n0, ldb, transb, kc, w);
-        panel_pair_at(mc, w, kc, A + k0 * lda + i0, lda, buf, b, C + i0 * ldc + n0, ldc);
+        panel_pair_at(mc, w, kc, A + k0 * lda + i0, lda, buf, b, bias && !k0 ? bias + n0 : NULL, C + i0 * ldc + n0,
+                      ldc);
       }
     }
   }
@@ -179,8 +184,8 @@ static void packing_at(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
  * last group is then the same in every split. */
 #define DOT_MAX_COLS 2
 __attribute__((target("avx512f"))) static void dot_cols(int64_t M, int64_t w, int64_t K, const float *A, int64_t lda,
-                                                        const float *B, int64_t ldb, float beta, float *C,
-                                                        int64_t ldc) {
+                                                        const float *B, int64_t ldb, float beta, const float *bias,
+                                                        float *C, int64_t ldc) {
   const __mmask16 tail = (__mmask16)((1u << (K % PANEL)) - 1);
   const int64_t kv = K - K % PANEL;
   int64_t i, j, k;
@@ -192,7 +197,7 @@ __attribute__((target("avx512f"))) static void dot_cols(int64_t M, int64_t w, in
       for (k = 0; k < kv; k += PANEL) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), acc);
       if (tail) acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + kv), _mm512_maskz_loadu_ps(tail, b + kv), acc);
       v = _mm512_reduce_add_ps(acc);
-      C[i * ldc + j] = beta != 0 ? C[i * ldc + j] + v : v;
+      C[i * ldc + j] = beta != 0 ? C[i * ldc + j] + v : bias ? bias[j] + v : v;
     }
 }
 
@@ -236,17 +241,22 @@ __attribute__((target("avx512f"))) void bptt_sgemv_rows(int64_t N, int64_t K, co
 }
 
 void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                        int64_t ldb, int transb, float beta, float *C, int64_t ldc) {
+                        int64_t ldb, int transb, float beta, const float *bias, float *C, int64_t ldc) {
   float buf[KC * 2 * PANEL] __attribute__((aligned(64)));
   int64_t i0, k0, n0, i;
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) { /* an empty sum: C = beta C */
-    if (beta == 0)
-      for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+  if (beta != 0) bias = NULL; /* a bias only with beta 0 */
+  if (K <= 0) {               /* an empty sum: C = beta C, or the bias */
+    for (i = 0; beta == 0 && i < M; i++) {
+      if (bias)
+        memcpy(C + i * ldc, bias, (size_t)N * sizeof(float));
+      else
+        memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+    }
     return;
   }
   if (transa) {
-    packing_at(M, N, K, A, lda, B, ldb, transb, beta, C, ldc);
+    packing_at(M, N, K, A, lda, B, ldb, transb, beta, bias, C, ldc);
     return;
   }
   const int64_t MB = row_block(K);
@@ -258,11 +268,12 @@ void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float
       for (n0 = 0; n0 < N; n0 += 2 * PANEL) {
         int64_t w = N - n0 < 2 * PANEL ? N - n0 : 2 * PANEL;
         if (transb && w <= DOT_MAX_COLS) {
-          dot_cols(mc, w, kc, A + i0 * lda + k0, lda, B + n0 * ldb + k0, ldb, b, C + i0 * ldc + n0, ldc);
+          dot_cols(mc, w, kc, A + i0 * lda + k0, lda, B + n0 * ldb + k0, ldb, b, bias && !k0 ? bias + n0 : NULL,
+                   C + i0 * ldc + n0, ldc);
           continue;
         }
         bptt_pack_f32(buf, transb ? B + n0 * ldb + k0 : B + k0 * ldb + n0, ldb, transb, kc, w);
-        panel_pair(mc, w, kc, A + i0 * lda + k0, lda, buf, b, C + i0 * ldc + n0, ldc);
+        panel_pair(mc, w, kc, A + i0 * lda + k0, lda, buf, b, bias && !k0 ? bias + n0 : NULL, C + i0 * ldc + n0, ldc);
       }
     }
   }
@@ -280,9 +291,9 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
   (void)M, (void)N, (void)K, (void)A, (void)lda, (void)P, (void)beta, (void)C, (void)ldc;
 }
 void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                        int64_t ldb, int transb, float beta, float *C, int64_t ldc) {
-  (void)transa, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)transb, (void)beta, (void)C,
-      (void)ldc;
+                        int64_t ldb, int transb, float beta, const float *bias, float *C, int64_t ldc) {
+  (void)transa, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)transb, (void)beta, (void)bias,
+      (void)C, (void)ldc;
 }
 
 #endif

@@ -36,8 +36,10 @@ void bptt_pack_f32(float *P, const float *B, int64_t ldb, int transb, int64_t K,
 void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P, float beta,
                        float *C, int64_t ldc);
 
-/* C (M x N, ldc) = op(A) (M x K) op(B) + beta C, beta 0 or 1, with op(B)
- * packed on the way, 32 columns by 256 steps of k at a time (a buffer on
+/* C (M x N, ldc) = op(A) (M x K) op(B) + beta C, beta 0 or 1; with beta 0
+ * and a bias (N floats; NULL: none), C = op(A) op(B) + bias in every row,
+ * the bits of filling C with the bias and adding the product onto it.
+ * op(B) is packed on the way, 32 columns by 256 steps of k at a time (a buffer on
  * the stack): for the batched products, where B is used once.  op(A) is A
  * (M x K, lda), or with transa A^T (A K x M, lda: the weight gradients'
  * dG^T X), read in place.  op(B) as in bptt_pack_f32.  Each element is
@@ -49,7 +51,7 @@ void bptt_sgemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
  * 32, and the same for either layout of A.
  * Only when bptt_packed_available(). */
 void bptt_sgemm_packing(int transa, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                        int64_t ldb, int transb, float beta, float *C, int64_t ldc);
+                        int64_t ldb, int transb, float beta, const float *bias, float *C, int64_t ldc);
 
 /* y (N) = W (N x K, row-major, ldw) x (K, contiguous) + beta y, beta 0 or
  * 1: one row of activations against weights read once (sampling, B = 1).

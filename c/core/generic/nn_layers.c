@@ -38,16 +38,16 @@ typedef struct {
   int64_t N, In, Out;
 } FN(linear_job);
 
-/* Forward, one region: each thread fills its rows of y with b, then adds
- * x W^T to them (beta = 1) in a BLAS call of its own. */
+/* Forward, one region: each thread its rows of y = x W^T + b in a GEMM of
+ * its own (gemm.h's bptt_sgemm_thread_bias: the bits of filling the rows
+ * with b and adding x W^T onto them). */
 static void FN(linear_forward_task)(void *ctx, int tid, int n) {
   const FN(linear_job) *j = ctx;
   long long lo, hi;
   bptt_parallel_range(j->N, 4, tid, n, &lo, &hi);
   if (lo >= hi) return;
-  FN(fill_bias)(j->b, j->y, lo, hi, j->Out);
-  GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), (int)j->Out, (int)j->In, 1, j->x + lo * j->In,
-       (int)j->In, j->W, (int)j->In, 1, j->y + lo * j->Out, (int)j->Out);
+  GEMM_BIAS(0, 1, (int)(hi - lo), (int)j->Out, (int)j->In, j->x + lo * j->In, (int)j->In, j->W, (int)j->In, j->b,
+            j->y + lo * j->Out, (int)j->Out);
 }
 
 /* y (N,Out) = x (N,In) W^T + b */

@@ -107,7 +107,21 @@ typedef struct {
    * C = T then) */
   int rev;
   const int32_t *bs, *reset;
+  /* b_ih + b_hh (gru: b_hn left out) as one row, for the kernels that add
+   * it as they store the input projection (NULL: no bias, or filled rows) */
+  real *brow;
 } FN(rnn_job);
+
+/* job->brow for a call that runs forward_task: the row bias_rows writes
+ * first, kept apart; NULL (then bias_rows fills the rows) when there is no
+ * bias or no memory for it.  The caller frees it. */
+static void FN(brow_make)(FN(rnn_job) *job) {
+  const int64_t GH = job->GH, cut = job->d->cell == BPTT_CELL_GRU ? 2 * job->d->H : GH;
+  job->brow = NULL;
+  if (!job->b_ih && !job->b_hh) return;
+  job->brow = bptt_malloc((size_t)GH * sizeof(real));
+  if (job->brow) FN(bias_rows)(job->brow, 1, GH, 0, GH, job->b_ih, job->b_hh, cut);
+}
 
 /* slot of step t in a ring of nb blocks of S steps */
 #define RNN_SLOT(job, t) ((((t) / (job)->S) % (job)->nb) * (job)->S + (t) % (job)->S)
@@ -397,8 +411,14 @@ static void FN(forward_task)(void *ctx, int tid, int n) {
     if (nr >= 64 * n) {
       rows_split = 1;
       bptt_parallel_range(nr, 1, tid, n, &a, &b);
-      beta = FN(bias_rows)(pre + a * GH, b - a, GH, 0, GH, job->b_ih, job->b_hh, hcut);
-      FN(gemm)(0, 1, b - a, GH, D, 1, xb + a * D, D, job->w_ih, D, beta, pre + a * GH, GH);
+      if (job->brow) { /* the bias added as the kernel stores (gemm.h) */
+        if (b > a)
+          GEMM_BIAS(0, 1, (int)(b - a), (int)GH, (int)D, xb + a * D, (int)D, job->w_ih, (int)D, job->brow, pre + a * GH,
+                    (int)GH);
+      } else {
+        beta = FN(bias_rows)(pre + a * GH, b - a, GH, 0, GH, job->b_ih, job->b_hh, hcut);
+        FN(gemm)(0, 1, b - a, GH, D, 1, xb + a * D, D, job->w_ih, D, beta, pre + a * GH, GH);
+      }
     } else {
       int64_t g;
       bptt_parallel_range(H, 16, tid, n, &a, &b); /* the units' split, whatever the recursion's */
@@ -559,6 +579,7 @@ int FN(bptt_rnn_forward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, c
   job.cache_out = k ? FN(window)(&job, scratch) : cache;
   cs = gated ? job.cache_out + job.C * d->B * job.GH : NULL;
   n = FN(plan)(&job, 1);
+  FN(brow_make)(&job);
   /* segments of k steps (one of T without checkpointing); lstm keeps c at
    * the end of each but the last: saved[seg] = c_{seg k - 1} */
   for (a = 0, seg = 0; a < T; a += k ? k : T, seg++) {
@@ -569,6 +590,7 @@ int FN(bptt_rnn_forward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, c
     if (k && lstm && job.t1 < T)
       memcpy(saved + (seg + 1) * BH, cs + RNN_SLOT(&job, job.t1 - 1) * BH, (size_t)BH * sizeof(real));
   }
+  bptt_free(job.brow);
   if (job.bs || job.rev) { /* each row's own last step (no ring then: C = T) */
     if (lstm && cT) FN(final_rows)(&job, cs, cT);
     if (hT) FN(final_rows)(&job, y, hT);
@@ -1142,6 +1164,7 @@ int FN(bptt_rnn_backward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, 
    * add in the blocks that are then complete, from the last one down */
   nseg = (T + k - 1) / k;
   job.fhi = (T - 1) / job.S;
+  if (window) FN(brow_make)(&job); /* the forward's recomputation adds the biases */
   for (seg = nseg - 1; seg >= 0; seg--) {
     a = seg * k;
     job.t0 = a, job.t1 = a + k < T ? a + k : T;
@@ -1153,9 +1176,11 @@ int FN(bptt_rnn_backward_ex)(const bptt_rnn_dims *d, const bptt_rnn_opts *opts, 
     }
     job.flo = (a + job.S - 1) / job.S; /* the blocks that start at a or later */
     bptt_parallel_run(FN(backward_task), &job, FN(plan)(&job, 0));
-    if (job.err) return job.err;
+    if (job.err) break;
     job.fhi = job.flo - 1;
   }
+  bptt_free(job.brow);
+  if (job.err) return job.err;
   if (job.fl_h) FN(flow_finish)(&job, opts);
   if (dh0) memcpy(dh0, dh, (size_t)BH * sizeof(real));
   if (lstm && dc0) memcpy(dc0, dh + BH, (size_t)BH * sizeof(real));
