@@ -1161,6 +1161,8 @@ describe("bptt.matmul", function()
       -- and short sums, whose row blocks are 65536 / k rows
       -- (b is transposed at the 11th, 13th and 15th)
       { 40, 300, 66 }, { 1100, 64, 65 }, { 1030, 65, 34 }, { 1100, 64, 33 }, { 64, 70, 40 }, { 300, 65, 34 },
+      -- one row (sampling's products): a GEMV, packed.h's when b is transposed
+      { 1, 700, 300 }, { 1, 37, 1000 }, { 1, 2000, 65 }, { 1, 300, 700 },
     }
     local g = U.gen(83)
     local before = bptt.num_threads()
