@@ -224,6 +224,8 @@ __attribute__((target("avx512f"))) void bptt_sgemv_rows(int64_t N, int64_t K, co
     for (r = 0; r < GEMV_ROWS; r++) acc[r] = _mm512_setzero_ps();
     for (k = 0; k < kv; k += PANEL) {
       __m512 xv = _mm512_loadu_ps(x + k);
+      if (n + 2 * GEMV_ROWS <= N) /* the next eight rows' line at this k: there when their pass comes */
+        for (r = 0; r < GEMV_ROWS; r++) _mm_prefetch((const char *)(W + (n + GEMV_ROWS + r) * ldw + k), _MM_HINT_T0);
       for (r = 0; r < GEMV_ROWS; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(W + (n + r) * ldw + k), xv, acc[r]);
     }
     if (tail) {
