@@ -6,7 +6,6 @@
 
 #include "gemm.h"
 #include "tensor.h"
-
 #include "packed.h"
 #include "parallel.h"
 
@@ -15,6 +14,7 @@
 
 typedef struct {
   int f64, ta, tb, M, N, K, lda, ldb, ldc, by_rows;
+  int packed; /* float32 through packed.h's kernel: decided for the whole product, so that every share takes it */
   double alpha, beta;
   const void *A, *B;
   void *C;
@@ -60,34 +60,35 @@ void bptt_sgemm_thread(int transa, int transb, int M, int N, int K, float alpha,
               lda, B, ldb, beta, C, ldc);
 }
 
+/* C (M rows of N elements of es bytes, ldc apart) = the bias in every row,
+ * or +0.0 */
+static void fill_rows(void *C, int M, int N, int ldc, const void *bias, size_t es) {
+  int i;
+  for (i = 0; i < M; i++) {
+    char *row = (char *)C + (size_t)i * ldc * es;
+    if (bias)
+      memcpy(row, bias, (size_t)N * es);
+    else
+      memset(row, 0, (size_t)N * es);
+  }
+}
+
 void bptt_sgemm_thread_bias(int transa, int transb, int M, int N, int K, const float *A, int lda, const float *B,
                             int ldb, const float *bias, float *C, int ldc) {
-  int i;
   if (M <= 0 || N <= 0) return;
   if (M > 1 && K > 0 && packing_fits(transa, M, N, K, 1, 0)) {
     bptt_sgemm_packing(transa, M, N, K, A, lda, B, ldb, transb, 0, bias, C, ldc);
     return;
   }
   /* C = the bias (or 0) in every row, then C += the product */
-  for (i = 0; i < M; i++) {
-    if (bias)
-      memcpy(C + (size_t)i * ldc, bias, (size_t)N * sizeof(float));
-    else
-      memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(float)); /* +0.0 */
-  }
+  fill_rows(C, M, N, ldc, bias, sizeof(float));
   if (K > 0) bptt_sgemm_thread(transa, transb, M, N, K, 1, A, lda, B, ldb, 1, C, ldc);
 }
 
 void bptt_dgemm_thread_bias(int transa, int transb, int M, int N, int K, const double *A, int lda, const double *B,
                             int ldb, const double *bias, double *C, int ldc) {
-  int i;
   if (M <= 0 || N <= 0) return;
-  for (i = 0; i < M; i++) {
-    if (bias)
-      memcpy(C + (size_t)i * ldc, bias, (size_t)N * sizeof(double));
-    else
-      memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(double)); /* +0.0 */
-  }
+  fill_rows(C, M, N, ldc, bias, sizeof(double));
   if (K > 0)
     cblas_dgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans, M, N, K, 1, A,
                 lda, B, ldb, 1, C, ldc);
@@ -100,6 +101,11 @@ static void gemm_slice(const gemm_job *g, int i0, int m, int j0, int n) {
   long long co = (long long)i0 * g->ldc + j0;
   enum CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans, tb = g->tb ? CblasTrans : CblasNoTrans;
   if (m <= 0 || n <= 0) return;
+  if (g->packed) { /* any share, however small: the same sums as on one thread */
+    bptt_sgemm_packing(g->ta, m, n, g->K, (const float *)g->A + ao, g->lda, (const float *)g->B + bo, g->ldb, g->tb,
+                       (float)g->beta, NULL, (float *)g->C + co, g->ldc);
+    return;
+  }
   if (m == 1) { /* a GEMV reads B once instead of packing it first */
     enum CBLAS_TRANSPOSE t = g->tb ? CblasNoTrans : CblasTrans;
     int rows = g->tb ? n : g->K, cols = g->tb ? g->K : n, inc = g->ta ? g->lda : 1;
@@ -152,13 +158,14 @@ static void gemm(gemm_job *g) {
 
 void bptt_sgemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                 int ldb, float beta, float *C, int ldc) {
-  gemm_job g = { 0, transa, transb, M, N, K, lda, ldb, ldc, 0, alpha, beta, A, B, C };
+  gemm_job g = { 0, transa, transb, M, N, K, lda, ldb, ldc, 0, 0, alpha, beta, A, B, C };
+  g.packed = K > 0 && packing_fits(transa, M, N, K, alpha, beta);
   gemm(&g);
 }
 
 void bptt_dgemm(int transa, int transb, int M, int N, int K, double alpha, const double *A, int lda, const double *B,
                 int ldb, double beta, double *C, int ldc) {
-  gemm_job g = { 1, transa, transb, M, N, K, lda, ldb, ldc, 0, alpha, beta, A, B, C };
+  gemm_job g = { 1, transa, transb, M, N, K, lda, ldb, ldc, 0, 0, alpha, beta, A, B, C };
   gemm(&g);
 }
 

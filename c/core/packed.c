@@ -191,27 +191,33 @@ static void packing_at(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
  * columns when a caller splits them at multiples of 32 (gemm.c does): the
  * last group is then the same in every split. */
 #define DOT_MAX_COLS 2
+
+/* sum_k a[k] b[k], k < K: 16 partial sums (k, k + 16, ... in order), then
+ * _mm512_reduce_add_ps's fixed order.  Also the GEMV's sum of one row. */
+__attribute__((target("avx512f"))) static inline float dot_k(const float *a, const float *b, int64_t K) {
+  const __mmask16 tail = (__mmask16)((1u << (K % PANEL)) - 1);
+  const int64_t kv = K - K % PANEL;
+  __m512 acc = _mm512_setzero_ps();
+  int64_t k;
+  for (k = 0; k < kv; k += PANEL) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), acc);
+  if (tail) acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + kv), _mm512_maskz_loadu_ps(tail, b + kv), acc);
+  return _mm512_reduce_add_ps(acc);
+}
+
 __attribute__((target("avx512f"))) static void dot_cols(int64_t M, int64_t w, int64_t K, const float *A, int64_t lda,
                                                         const float *B, int64_t ldb, float beta, const float *bias,
                                                         float *C, int64_t ldc) {
-  const __mmask16 tail = (__mmask16)((1u << (K % PANEL)) - 1);
-  const int64_t kv = K - K % PANEL;
-  int64_t i, j, k;
+  int64_t i, j;
   for (i = 0; i < M; i++)
     for (j = 0; j < w; j++) {
-      const float *a = A + i * lda, *b = B + j * ldb;
-      __m512 acc = _mm512_setzero_ps();
-      float v;
-      for (k = 0; k < kv; k += PANEL) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), acc);
-      if (tail) acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + kv), _mm512_maskz_loadu_ps(tail, b + kv), acc);
-      v = _mm512_reduce_add_ps(acc);
+      float v = dot_k(A + i * lda, B + j * ldb, K);
       C[i * ldc + j] = beta != 0 ? C[i * ldc + j] + v : bias ? bias[j] + v : v;
     }
 }
 
 /* Eight rows: one load of x serves eight rows' FMAs (the weights stream
  * once; eight independent sums cover the FMA latency).  A row's sum is the
- * same arithmetic as in the one-row loop below. */
+ * same arithmetic as dot_k's, which takes the rows left over. */
 #define GEMV_ROWS 8
 __attribute__((target("avx512f"))) void bptt_sgemv_rows(int64_t N, int64_t K, const float *W, int64_t ldw,
                                                         const float *x, float beta, float *y) {
@@ -239,13 +245,7 @@ __attribute__((target("avx512f"))) void bptt_sgemv_rows(int64_t N, int64_t K, co
     }
   }
   for (; n < N; n++) {
-    __m512 acc = _mm512_setzero_ps();
-    float v;
-    for (k = 0; k < kv; k += PANEL)
-      acc = _mm512_fmadd_ps(_mm512_loadu_ps(W + n * ldw + k), _mm512_loadu_ps(x + k), acc);
-    if (tail)
-      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, W + n * ldw + kv), _mm512_maskz_loadu_ps(tail, x + kv), acc);
-    v = _mm512_reduce_add_ps(acc);
+    float v = dot_k(W + n * ldw, x, K);
     y[n] = beta != 0 ? y[n] + v : v;
   }
 }

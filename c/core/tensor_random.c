@@ -41,7 +41,6 @@ static int fill(bptt_rng *r, const bptt_tensor *t, int normal, double a, double 
   if (parts < 1 || part < 0 || part >= parts || (parts > 1 && (dim < 0 || dim >= t->ndim))) return BPTT_EARG;
   if (parts > 1)
     for (d = dim; d < t->ndim; d++) chunk *= t->size[d];
-  if (n == 0) chunk = 1;
   for (i = 0; i < n; i++) {
     if (parts > 1 && i % chunk == 0) discard(r, part * chunk, normal);
     bptt_tensor_set(t, off, draw(r, t->dtype, normal, a, b));

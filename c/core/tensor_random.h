@@ -19,6 +19,7 @@ int bptt_tensor_uniform(const bptt_tensor *t, bptt_rng *r, double a, double b);
  * bptt_tensor_uniform of the whole tensor, and r ends where that fill would
  * leave it, so `parts` processes each filling their own part draw together
  * what one process draws for the whole (data-parallel dropout masks).
+ * It takes one step of the generator per element of the whole tensor.
  * BPTT_EARG for a bad range, part or dim. */
 int bptt_tensor_uniform_shard(const bptt_tensor *t, bptt_rng *r, double a, double b, int dim, int64_t part,
                               int64_t parts);

@@ -114,11 +114,14 @@ typedef struct {
 
 /* job->brow for a call that runs forward_task: the row bias_rows writes
  * first, kept apart; NULL (then bias_rows fills the rows) when there is no
- * bias or no memory for it.  The caller frees it. */
+ * bias, no memory for it, or no block of steps has the 64 rows from which
+ * forward_task splits a block by rows (B = 1 sampling: no allocation per
+ * token).  The caller frees it. */
 static void FN(brow_make)(FN(rnn_job) *job) {
   const int64_t GH = job->GH, cut = job->d->cell == BPTT_CELL_GRU ? 2 * job->d->H : GH;
+  const int64_t T = job->d->T, rows = (job->S < T ? job->S : T) * job->d->B;
   job->brow = NULL;
-  if (!job->b_ih && !job->b_hh) return;
+  if ((!job->b_ih && !job->b_hh) || rows < 64) return;
   job->brow = bptt_malloc((size_t)GH * sizeof(real));
   if (job->brow) FN(bias_rows)(job->brow, 1, GH, 0, GH, job->b_ih, job->b_hh, cut);
 }
