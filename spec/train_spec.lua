@@ -163,6 +163,156 @@ describe("sampling and scoring", function()
     assert.has_error(function() lm:sample{ n = 3, tempreature = 1 } end)
   end)
 
+  -- LanguageModel:sample runs its tokens through core.lm_generator, a C
+  -- loop over the same kernels: it must give the layers' own logits to the
+  -- bit, and so the same draws.
+  local core = require "bptt.core"
+  -- the layers' forward one token at a time, from the prime's state: the
+  -- logits (clones) after each of ids, and the ids a draw from each gives
+  local function reference(lm, prime, ids, sopts)
+    lm:evaluate()
+    lm.rnn.carry_state = false
+    local V, h, cc = lm.config.vocab
+    if prime then
+      h, cc = select(2, lm.rnn:forward(lm.embed:forward(prime:view(prime:numel(), 1))))
+      h, cc = h:clone(), cc and cc:clone()
+    end
+    local x, out, drawn = bptt.zeros(1, 1, "int32"), {}, {}
+    for i = 1, #ids do
+      x:set(1, 1, ids[i])
+      local y, hT, cT = lm.rnn:forward(lm.embed:forward(x), h, cc)
+      h = h or hT:clone()
+      h:copy(hT)
+      if cT then
+        cc = cc or cT:clone()
+        cc:copy(cT)
+      end
+      local logits = lm.decoder:forward(y)
+      out[i] = logits:view(V):clone()
+      drawn[i] = bptt.sample(logits:view(V), sopts)
+    end
+    return out, drawn, h, cc
+  end
+
+  local function generator(lm, logits, sopts, h, cc)
+    local P, D, w_ih, w_hh, b_ih, b_hh = lm.rnn.params, lm.decoder.params, {}, {}, {}, {}
+    for k = 1, lm.config.layers do
+      w_ih[k], w_hh[k] = P["weight_ih_l" .. (k - 1)], P["weight_hh_l" .. (k - 1)]
+      b_ih[k], b_hh[k] = P["bias_ih_l" .. (k - 1)], P["bias_hh_l" .. (k - 1)]
+    end
+    return core.lm_generator(lm.config.cell, lm.embed.params.weight, w_ih, w_hh, b_ih, b_hh, D.weight, D.bias,
+      logits, sopts, h, cc)
+  end
+
+  it("draws through core.lm_generator the layers' own logits to the bit, on 1 and 2 threads", function()
+    local threads = bptt.num_threads()
+    local cases = 0
+    for _, cell in ipairs({ "tanh", "relu", "lstm", "gru" }) do
+      for _, dtype in ipairs({ "float32", "float64" }) do
+        for _, shape in ipairs({ { H = 20, E = 7, L = 1 }, { H = 96, E = 64, L = 3 } }) do
+          for _, nt in ipairs({ 1, 2 }) do
+            bptt.set_num_threads(nt)
+            bptt.manual_seed(cases + 1)
+            local lm = bptt.LanguageModel{ vocab = 13, embed = shape.E, cell = cell, hidden = shape.H,
+              layers = shape.L, dtype = dtype }
+            for _, w in ipairs(lm:parameters()) do w:normal(0, 0.4) end -- saturating units too
+            local ids = {}
+            for i = 1, 12 do ids[i] = (i * 5) % 13 + 1 end
+            for _, primed in ipairs({ false, true }) do
+              local prime = primed and bptt.tensor({ 3, 1, 13 }, "int32") or nil
+              local sopts = { temperature = 0.8 }
+              bptt.manual_seed(50)
+              local want, drawn, wh, wc = reference(lm, prime, ids, sopts)
+              local h, cc
+              if prime then
+                local _
+                _, h, cc = lm.rnn:forward(lm.embed:forward(prime:view(3, 1)))
+              end
+              local lg = bptt.zeros(13, dtype)
+              local gen = generator(lm, lg, sopts, h, cc)
+              bptt.manual_seed(50)
+              local what = string.format("%s %s H=%d L=%d, %d threads, %s", cell, dtype, shape.H, shape.L, nt,
+                primed and "primed" or "from zeros")
+              for i = 1, #ids do
+                local id = gen:next(ids[i])
+                assert.equal(0, (lg - want[i]):abs():max(), what .. ", token " .. i)
+                assert.equal(drawn[i], id, what .. ", draw " .. i)
+              end
+              assert.is_truthy(wh and (wc or cell ~= "lstm"))
+              cases = cases + 1
+            end
+          end
+        end
+      end
+    end
+    bptt.set_num_threads(threads)
+    assert.equal(64, cases)
+  end)
+
+  it("samples as the layers' loop did: the same ids for a seed, with and without a prime", function()
+    -- LanguageModel:sample's loop before core.lm_generator, in Lua
+    local function layers_sample(lm, n, prime, sopts, seed)
+      lm:evaluate()
+      lm.rnn.carry_state = false
+      bptt.manual_seed(seed)
+      local V, h, cc, logits = lm.config.vocab
+      if prime then
+        local y
+        y, h, cc = lm.rnn:forward(lm.embed:forward(prime:view(prime:numel(), 1)))
+        h, cc = h:clone(), cc and cc:clone()
+        logits = lm.decoder:forward(y:narrow(1, prime:numel(), 1))
+      end
+      local x, out = bptt.zeros(1, 1, "int32"), {}
+      local id = not prime and bptt.random(V) or nil
+      for i = 1, n do
+        if logits then id = bptt.sample(logits:view(V), sopts) end
+        out[i] = id
+        x:set(1, 1, id)
+        local y, hT, cT = lm.rnn:forward(lm.embed:forward(x), h, cc)
+        h = h or hT:clone()
+        h:copy(hT)
+        if cT then
+          cc = cc or cT:clone()
+          cc:copy(cT)
+        end
+        logits = lm.decoder:forward(y)
+      end
+      return out
+    end
+    for _, cell in ipairs({ "lstm", "gru", "tanh" }) do
+      for _, dtype in ipairs({ "float32", "float64" }) do
+        bptt.manual_seed(21)
+        local lm = bptt.LanguageModel{ vocab = 9, embed = 5, cell = cell, hidden = 24, layers = 2, dtype = dtype }
+        for _, primed in ipairs({ false, true }) do
+          local p = primed and bptt.tensor({ 2, 7 }, "int32") or nil
+          local got = lm:sample{ n = 60, prime = p, temperature = 0.7, top_k = 6, seed = 5 }
+          local want = layers_sample(lm, 60, p, { temperature = 0.7, top_k = 6 }, 5)
+          assert.same(want, got:totable(), cell .. " " .. dtype .. (primed and " primed" or ""))
+        end
+      end
+    end
+  end)
+
+  it("gives clear errors from its C loop: an id out of range, a freed weight, NaN logits", function()
+    bptt.manual_seed(22)
+    local lm = bptt.LanguageModel{ vocab = 6, embed = 3, cell = "lstm", hidden = 8, layers = 2 }
+    local gen = generator(lm, bptt.zeros(6), {})
+    assert.has_error(function() gen:next(0) end)
+    assert.has_error(function() gen:next(7) end)
+    assert.is_number(gen:next(6))
+    lm.rnn.params.bias_hh_l1:fill(0 / 0)
+    local ok, err = pcall(lm.sample, lm, { n = 5 })
+    assert.is_false(ok)
+    assert.matches("bptt.LanguageModel:sample: the logits contain NaN", err, 1, true)
+    local lm2 = bptt.LanguageModel{ vocab = 6, embed = 3, cell = "gru", hidden = 8, layers = 1 }
+    ok, err = pcall(lm2.sample, lm2, { n = 5, on_token = function() lm2.decoder.params.weight:free() end })
+    assert.is_false(ok)
+    assert.matches("a tensor of the model was freed", err, 1, true)
+    assert.has_error(function() core.lm_generator("lstm", bptt.zeros(6, 3), {}, {}, nil, nil, bptt.zeros(6, 8),
+      nil, bptt.zeros(6), {}) end)
+    assert.has_error(function() generator(lm, bptt.zeros(5), {}) end) -- logits of the wrong size
+  end)
+
   it("top_k = 1 and greedy agree, and bptt.sample draws by probability", function()
     bptt.manual_seed(10)
     local logits = bptt.tensor{ 0, math.log(3), -1e30 }

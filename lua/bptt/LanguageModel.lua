@@ -182,32 +182,33 @@ function LanguageModel:sample(opts)
   self.rnn.carry_state = false -- the training state carried for the batch is left alone
   local out = core.zeros(n, "int32")
   local ok, err = pcall(function()
-    local h, cc
-    local logits
-    if prime then
+    local h, cc, logits
+    if prime then -- the prime in one forward pass of the layers
       local x = prime:view(prime:numel(), 1)
-      local y, hT, cT = self.rnn:forward(self.embed:forward(x))
-      h, cc = hT:clone(), cT and cT:clone()
+      local y
+      y, h, cc = self.rnn:forward(self.embed:forward(x))
       logits = self.decoder:forward(y:narrow(1, prime:numel(), 1))
     end
-    local x = core.zeros(1, 1, "int32")
-    local id = prime and nil or core.random(c.vocab) -- no prime: a random first token, as char-rnn
+    -- then a token at a time in C (core.lm_generator: the same kernels on the
+    -- same sizes as the layers' forward at T = B = 1, so the same bits)
+    local P, D = self.rnn.params, self.decoder.params
+    local w_ih, w_hh, b_ih, b_hh = {}, {}, {}, {}
+    for l = 1, c.layers do
+      w_ih[l], w_hh[l] = P["weight_ih_l" .. (l - 1)], P["weight_hh_l" .. (l - 1)]
+      b_ih[l], b_hh[l] = P["bias_ih_l" .. (l - 1)], P["bias_hh_l" .. (l - 1)]
+    end
+    if #b_ih == 0 then b_ih, b_hh = nil, nil end
+    local gen = core.lm_generator(c.cell, self.embed.params.weight, w_ih, w_hh, b_ih, b_hh, D.weight, D.bias,
+      core.zeros(c.vocab, c.dtype), sopts, h, cc)
+    -- no prime: a random first token, as char-rnn
+    local id = logits and core.sample(logits:view(c.vocab), sopts) or core.random(c.vocab)
     for i = 1, n do
-      if logits then id = core.sample(logits:view(c.vocab), sopts) end
       out:set(i, id)
       if opts.on_token and opts.on_token(id, i) == false then
         out = out:narrow(1, 1, i)
         break
       end
-      x:set(1, 1, id)
-      local y, hT, cT = self.rnn:forward(self.embed:forward(x), h, cc)
-      h = h or hT:clone()
-      h:copy(hT)
-      if cT then
-        cc = cc or cT:clone()
-        cc:copy(cT)
-      end
-      logits = self.decoder:forward(y)
+      if i < n then id = gen:next(id) end
     end
   end)
   self.rnn.carry_state = carry
