@@ -32,9 +32,14 @@
 --                      bptt's timing: the team's threads each reading their
 --                      share of it over and over (the cache level or memory
 --                      that holds that many bytes), the best of a few runs;
---   "bound tok/s"      read GB/s over weight bytes per token: the most tokens
---                      per second any B = 1 loop that reads the weights once
---                      per token can draw here;
+--   "bound tok/s"      the most tokens per second any B = 1 loop that reads
+--                      the weights once per token can draw here: a timed run's
+--                      least bytes over read GB/s.  A run reads, besides every
+--                      weight once for each token after the first (the first
+--                      comes from the prime's logits), each layer's weight_hh
+--                      once per prime step (its recursion), and each
+--                      weight_ih and the decoder's weight once for the prime
+--                      (its input projections can take all its steps at once);
 --   "% of bound"       bptt's tok/s over that bound.
 local root = (arg and arg[0] or ""):match("^(.*)/examples/bench/[^/]*$") or "."
 -- the checkout's library, unless LUA_PATH / LUA_CPATH find one (an installed rock)
@@ -73,18 +78,22 @@ local V, E = C.VOCAB, C.EMBED
 
 local list, median = C.list, C.median
 
--- bytes of the weight matrices one token reads (the header comment)
+-- bytes of the weight matrices one token reads, and of those a prime step
+-- must read again (weight_hh: the recursion) (the header comment)
 local function weight_bytes(lm)
-  local n = 0
+  local n, hh = 0, 0
   for name, t in pairs(lm:state_dict()) do
     if name:match("weight_[ih]h") or name == "decoder.weight" then
-      n = n + t:numel() * (t:dtype() == "float64" and 8 or 4)
+      local b = t:numel() * (t:dtype() == "float64" and 8 or 4)
+      n = n + b
+      if name:match("weight_hh") then hh = hh + b end
     end
   end
-  return n
+  return n, hh
 end
 
--- tok/s, the weight bytes per token, and the read GB/s for that many bytes
+-- tok/s, the weight bytes per token, the least bytes a timed run reads, and
+-- the read GB/s for the bytes of a token
 local function bench_bptt(cell, H, threads, check_file)
   bptt.set_num_threads(threads)
   bptt.manual_seed(1)
@@ -102,7 +111,8 @@ local function bench_bptt(cell, H, threads, check_file)
     assert(bptt.save(check_file, tensors))
   end
   -- the read bandwidth for the weights' bytes, just before the timing
-  local wb = weight_bytes(lm)
+  local wb, hh = weight_bytes(lm)
+  local run_bytes = (args.tokens - 1) * wb + args.prime * hh + (wb - hh)
   local gbs = bptt.read_bandwidth and bptt.read_bandwidth{ bytes = wb, threads = threads, seconds = 0.5 }
   local function run() lm:sample{ n = args.tokens, prime = prime, temperature = 1 } end
   run()
@@ -112,7 +122,7 @@ local function bench_bptt(cell, H, threads, check_file)
     run()
     ts[i] = bptt.clock() - t0
   end
-  return args.tokens / median(ts), wb, gbs
+  return args.tokens / median(ts), wb, gbs, run_bytes
 end
 
 local have_torch = not args.no_torch and os.execute(args.python .. " -c 'import torch' >/dev/null 2>&1") == 0
@@ -144,10 +154,10 @@ for _, cell in ipairs(list(args.cells)) do
   for _, H in ipairs(list(args.hidden, tonumber)) do
     for _, th in ipairs(list(args.threads, tonumber)) do
       local check_file = have_torch and not args.no_check and os.tmpname() or nil
-      local b, wb, gbs = bench_bptt(cell, H, th, check_file)
+      local b, wb, gbs, run_bytes = bench_bptt(cell, H, th, check_file)
       local t = bench_torch(cell, H, th, check_file)
       if check_file then os.remove(check_file) end
-      local bound = gbs and gbs * 1e9 / wb
+      local bound = gbs and args.tokens * gbs * 1e9 / run_bytes
       print(string.format("| %s | %d | %d | %.0f | %s | %s | %.2f | %s | %s | %s | %s |", cell, H, th, b,
         t and string.format("%.0f", t.tok_s) or "-", t and string.format("%.2fx", b / t.tok_s) or "-", wb / 1e6,
         gbs and string.format("%.0f", gbs) or "-", bound and string.format("%.0f", bound) or "-",
