@@ -30,6 +30,11 @@ bptt_tensor *bptt_pushview(lua_State *L, const bptt_tensor *hdr);
 
 /* "2x3x4" (or "scalar") into buf. */
 const char *bptt_shapestr(const bptt_tensor *t, char *buf, size_t len);
+/* The tensor at idx, checked: dtype dt, contiguous, ndim dimensions of the
+ * sizes in sz (a size < 0 matches any), else an error naming fn and name;
+ * NULL for nil when optional. */
+bptt_tensor *bptt_checkarg(lua_State *L, int idx, const char *fn, const char *name, int dt, int optional, int ndim,
+                           const int64_t *sz);
 
 /* A number at idx, or an error naming fn and arg ("got string '5'" style). */
 double bptt_checknum(lua_State *L, int idx, const char *fn, const char *arg);

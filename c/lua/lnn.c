@@ -16,34 +16,11 @@
 #include "nn.h"
 #include "rnn.h"
 
-/* Checks the tensor at idx: dtype dt, contiguous, ndim dims of the sizes in
- * sz (a size < 0 matches anything).  Returns its data, or NULL for nil when
- * optional. */
+/* bptt_checkarg's tensor's data, or NULL for nil when optional */
 static void *arg(lua_State *L, int idx, const char *fn, const char *name, int dt, int optional, int ndim,
                  const int64_t *sz) {
-  bptt_tensor *t;
-  char got[96];
-  int d, ok;
-  if (optional && lua_isnoneornil(L, idx)) return NULL;
-  t = bptt_checktensor(L, idx, fn, name);
-  if (t->dtype != dt)
-    luaL_error(L, "%s: %s must be %s, got %s", fn, name, bptt_dtype_name(dt), bptt_dtype_name(t->dtype));
-  ok = t->ndim == ndim;
-  for (d = 0; ok && d < ndim; d++) ok = sz[d] < 0 || t->size[d] == sz[d];
-  if (!ok) {
-    char want[96];
-    size_t used = 0;
-    want[0] = '\0';
-    for (d = 0; d < ndim && used < sizeof want; d++) {
-      if (sz[d] < 0)
-        used += (size_t)snprintf(want + used, sizeof want - used, d ? "x?" : "?");
-      else
-        used += (size_t)snprintf(want + used, sizeof want - used, d ? "x%lld" : "%lld", (long long)sz[d]);
-    }
-    luaL_error(L, "%s: %s must be %s, got %s", fn, name, ndim ? want : "scalar", bptt_shapestr(t, got, sizeof got));
-  }
-  if (!bptt_tensor_is_contiguous(t)) luaL_error(L, "%s: %s must be contiguous", fn, name);
-  return bptt_tensor_data(t);
+  bptt_tensor *t = bptt_checkarg(L, idx, fn, name, dt, optional, ndim, sz);
+  return t ? bptt_tensor_data(t) : NULL;
 }
 
 static void *arg1(lua_State *L, int idx, const char *fn, const char *name, int dt, int opt, int64_t a) {

@@ -114,22 +114,11 @@ typedef struct {
   bptt_tensor *w[]; /* w_ih, w_hh, b_ih, b_hh of each layer (b_* NULL: none) */
 } lm_gen;
 
-/* t at idx: dtype dt, contiguous, the given sizes; NULL for nil when opt */
+/* bptt_checkarg for up to 3 sizes */
 static bptt_tensor *gen_arg(lua_State *L, int idx, const char *fn, const char *name, int dt, int opt, int ndim,
                             int64_t a, int64_t b, int64_t c) {
-  const int64_t want[3] = { a, b, c };
-  bptt_tensor *t;
-  int d, ok;
-  char got[96];
-  if (opt && lua_isnil(L, idx)) return NULL;
-  t = bptt_checktensor(L, idx, fn, name);
-  ok = t->dtype == dt && t->ndim == ndim && bptt_tensor_is_contiguous(t);
-  for (d = 0; ok && d < ndim; d++) ok = t->size[d] == want[d];
-  if (!ok)
-    bptt_error(L, "%s: %s must be a contiguous %s tensor of %lld x %lld x %lld (first %d sizes), got %s %s", fn, name,
-               bptt_dtype_name(dt), (long long)a, (long long)b, (long long)c, ndim, bptt_dtype_name(t->dtype),
-               bptt_shapestr(t, got, sizeof got));
-  return t;
+  const int64_t sz[3] = { a, b, c };
+  return bptt_checkarg(L, idx, fn, name, dt, opt, ndim, sz);
 }
 
 /* the layers' tensors of list idx (a table of nl), element k into w[4 k + j] */

@@ -39,6 +39,33 @@ const char *bptt_shapestr(const bptt_tensor *t, char *buf, size_t len) {
   return buf;
 }
 
+bptt_tensor *bptt_checkarg(lua_State *L, int idx, const char *fn, const char *name, int dt, int optional, int ndim,
+                           const int64_t *sz) {
+  bptt_tensor *t;
+  char got[96];
+  int d, ok;
+  if (optional && lua_isnoneornil(L, idx)) return NULL;
+  t = bptt_checktensor(L, idx, fn, name);
+  if (t->dtype != dt)
+    luaL_error(L, "%s: %s must be %s, got %s", fn, name, bptt_dtype_name(dt), bptt_dtype_name(t->dtype));
+  ok = t->ndim == ndim;
+  for (d = 0; ok && d < ndim; d++) ok = sz[d] < 0 || t->size[d] == sz[d];
+  if (!ok) {
+    char want[96];
+    size_t used = 0;
+    want[0] = '\0';
+    for (d = 0; d < ndim && used < sizeof want; d++) {
+      if (sz[d] < 0)
+        used += (size_t)snprintf(want + used, sizeof want - used, d ? "x?" : "?");
+      else
+        used += (size_t)snprintf(want + used, sizeof want - used, d ? "x%lld" : "%lld", (long long)sz[d]);
+    }
+    luaL_error(L, "%s: %s must be %s, got %s", fn, name, ndim ? want : "scalar", bptt_shapestr(t, got, sizeof got));
+  }
+  if (!bptt_tensor_is_contiguous(t)) luaL_error(L, "%s: %s must be contiguous", fn, name);
+  return t;
+}
+
 int bptt_raise(lua_State *L, int err, const char *fn, const char *what) {
   return luaL_error(L, "%s: %s%s%s", fn, what ? what : "", what ? ": " : "", bptt_strerror(err));
 }
