@@ -284,6 +284,10 @@ describe("sampling and scoring", function()
           local got = lm:sample{ n = 60, prime = p, temperature = 0.7, top_k = 6, seed = 5 }
           local want = layers_sample(lm, 60, p, { temperature = 0.7, top_k = 6 }, 5)
           assert.same(want, got:totable(), cell .. " " .. dtype .. (primed and " primed" or ""))
+          -- n = 0 after a prime draws nothing: the generator stays where it was
+          local state = bptt.rng_state()
+          assert.equal(0, lm:sample{ n = 0, prime = p or { 1 } }:numel())
+          assert.equal(state, bptt.rng_state())
         end
       end
     end

@@ -124,7 +124,7 @@ static bptt_tensor *gen_arg(lua_State *L, int idx, const char *fn, const char *n
 /* the layers' tensors of list idx (a table of nl), element k into w[4 k + j] */
 static void gen_list(lua_State *L, lm_gen *g, int idx, const char *fn, const char *name, int j, int64_t G) {
   int k;
-  if (j >= 2 && lua_isnil(L, idx)) return;
+  if (j >= 2 && lua_isnoneornil(L, idx)) return;
   if (!lua_istable(L, idx)) luaL_error(L, "%s: %s must be a table of %d tensors", fn, name, g->nl);
   for (k = 0; k < g->nl; k++) {
     lua_rawgeti(L, idx, k + 1);

@@ -200,9 +200,11 @@ function LanguageModel:sample(opts)
     if #b_ih == 0 then b_ih, b_hh = nil, nil end
     local gen = core.lm_generator(c.cell, self.embed.params.weight, w_ih, w_hh, b_ih, b_hh, D.weight, D.bias,
       core.zeros(c.vocab, c.dtype), sopts, h, cc)
-    -- no prime: a random first token, as char-rnn
-    local id = logits and core.sample(logits:view(c.vocab), sopts) or core.random(c.vocab)
+    -- no prime: a random first token, as char-rnn; after one, the first is
+    -- drawn from its logits (only when a token is asked for: n = 0 draws none)
+    local id = not prime and core.random(c.vocab) or nil
     for i = 1, n do
+      id = id or core.sample(logits:view(c.vocab), sopts)
       out:set(i, id)
       if opts.on_token and opts.on_token(id, i) == false then
         out = out:narrow(1, 1, i)
